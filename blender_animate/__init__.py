@@ -1,0 +1,1 @@
+"""The core: camera, Plücker, track and flow math shared by Blender and the generator (stdlib + numpy only)."""
