@@ -22,6 +22,7 @@ import dataclasses
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,7 +210,7 @@ class Conditions:
                 if missing:
                     raise JobError(f"{path}: missing arrays {missing}")
                 return cls(**{f.name: z[f.name] for f in dataclasses.fields(cls)})
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
             if isinstance(exc, JobError):
                 raise
             raise JobError(f"{path} is not a readable conditions file ({exc}): export the job again") from exc

@@ -4,7 +4,7 @@ module exposes `classes` (registered in order) and may define register()/unregis
 import importlib
 
 # Modules that hold UI classes, in registration order (properties before the panels using them).
-_MODULE_NAMES = ()
+_MODULE_NAMES = ("props", "preferences", "sidebar")
 
 _loaded = []
 

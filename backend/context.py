@@ -1,0 +1,133 @@
+"""JobContext: everything a mode needs, loaded and validated once by the runner."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from blender_animate import job as jobio
+
+from .cancel import CancelState
+from .errors import JobFailure
+from .events import Events
+
+
+@dataclass
+class JobContext:
+    """A validated job and the channel back to the client.
+
+    reference: (H, W, 3) uint8 RGB, the first frame at the job size.
+    depth: (H, W) float32 planar depth in scene units aligned with `reference`, or None (the mode
+        then uses `spec.fallback_depth`); non-finite or <= 0 values mean "far/background".
+    cond: conditions.npz (c2w (F,4,4) OpenCV camera-to-world, K (F,3,3) pixels, tracks ...).
+    device: the `--device` argument ("auto", "cpu", "cuda", "mps"); "auto" defers to spec.device.
+    """
+
+    job_dir: Path
+    spec: jobio.JobSpec
+    cond: jobio.Conditions
+    reference: np.ndarray
+    depth: np.ndarray | None
+    device: str = "auto"
+    events: Events | None = None
+    cancel: CancelState | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def height(self) -> int:
+        return self.spec.height
+
+    @property
+    def width(self) -> int:
+        return self.spec.width
+
+    @property
+    def num_frames(self) -> int:
+        return self.spec.num_frames
+
+    @property
+    def workers(self) -> int:
+        """Threads a mode may use for per-frame CPU work (ANIMATE_ANYTHING_THREADS overrides)."""
+        env = os.environ.get("ANIMATE_ANYTHING_THREADS", "")
+        if env.isdigit() and int(env) > 0:
+            return int(env)
+        try:
+            n = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            n = os.cpu_count() or 1
+        return max(1, min(n, 8))
+
+    def progress(self, stage: str, step: int, total: int, message: str = "") -> None:
+        """Report `step` of `total` in `stage` (e.g. "flow", "splat", "encode") and honour a cancel."""
+        self.check_cancel()
+        if self.events is not None:
+            self.events.emit("progress", stage=stage, step=int(step), total=int(total), message=message)
+
+    def warn(self, message: str) -> None:
+        """A non-fatal problem the user should see (kept in result.json too)."""
+        self.warnings.append(message)
+        if self.events is not None:
+            self.events.emit("warning", message=message)
+
+    def check_cancel(self) -> None:
+        """Raise backend.errors.Cancelled if the run was asked to stop."""
+        if self.cancel is not None:
+            self.cancel.check()
+
+
+def load_context(
+    job_dir: str | os.PathLike,
+    *,
+    events: Events | None = None,
+    cancel: CancelState | None = None,
+    device: str = "auto",
+) -> JobContext:
+    """Validate the job directory and read it. Raises JobFailure("invalid_job") naming the file and
+    what to do, or JobFailure("missing_dependency") when Pillow is absent."""
+    job_dir = Path(job_dir)
+    if not job_dir.is_dir():
+        raise JobFailure("invalid_job", f"{job_dir} is not a directory", "Pass the job directory Blender exported.")
+    try:
+        spec, cond = jobio.load_job(job_dir)
+        depth = jobio.load_depth(job_dir)
+    except jobio.JobError as exc:
+        raise JobFailure("invalid_job", str(exc)) from exc
+    reference = read_reference(job_dir / jobio.REFERENCE_PNG, spec.width, spec.height)
+    return JobContext(job_dir, spec, cond, reference, depth, device=device, events=events, cancel=cancel)
+
+
+def read_reference(path: Path, width: int, height: int) -> np.ndarray:
+    """Read an 8-bit image as (H, W, 3) uint8 RGB and check it is width x height pixels."""
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ModuleNotFoundError as exc:
+        raise JobFailure(
+            "missing_dependency",
+            "Pillow is not installed in this Python, and the generator needs it to read images",
+            "Use the Python Blender runs (the extension bundles Pillow) or `pip install Pillow`.",
+        ) from exc
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode not in ("RGB", "RGBA", "L", "LA", "P", "PA"):
+                raise JobFailure(
+                    "invalid_job",
+                    f"{path} is a {im.mode} image; the reference must be 8-bit RGB",
+                    "Save the reference frame as an 8-bit RGB PNG, or export the job again.",
+                )
+            size = im.size
+            rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except FileNotFoundError as exc:
+        raise JobFailure("invalid_job", f"{path} is missing") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise JobFailure("invalid_job", f"{path} is not a readable image ({exc})") from exc
+    if size != (width, height):
+        raise JobFailure(
+            "invalid_job",
+            f"{path} is {size[0]}x{size[1]} pixels but job.json says {width}x{height}",
+            "Export the job again so the reference frame and job.json agree.",
+        )
+    return np.ascontiguousarray(rgb)

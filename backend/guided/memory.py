@@ -1,0 +1,355 @@
+"""Choosing dtype, offloading and VAE tiling/slicing from the free GPU memory.
+
+`plan_memory(free_bytes, config)` is a pure function: it estimates the peak memory of each phase
+of a guided run (T5 prompt encoding, the denoising loop, the VAE encode of the layout prior and the
+final VAE decode) for each candidate setting, from parameter counts and activation sizes, and
+picks the fastest setting that fits with a safety margin. Settings the user fixed (dtype, offload,
+tiling) are kept; only "auto" ones are chosen.
+
+Estimates (bytes; b = bytes per element of the dtype):
+- weights: parameters x b (CogVideoX-5b-I2V: transformer 5.57 G, VAE 215.6 M, T5-XXL 4.76 G).
+- denoising: tokens N = latent_frames/patch_t x (h/2) x (w/2) + 226 text tokens, batch 2 with
+  classifier-free guidance, hidden D = heads x head_dim; live activations of one block ~
+  ACT_TRANSFORMER x 2 x N x D x b (memory-efficient attention: no N x N matrix).
+- VAE decode/encode: the CogVideoX VAE works on two latent frames (8 video frames) at a time, so its
+  peak grows with the frame area, not the frame count: VAE_BYTES_PER_PIXEL x H x W x b / 4, measured
+  on CPU (benchmarks/memory_plan.py --measure-vae); tiling works on 240x360 tiles (+ overlap).
+Offload: "none" keeps transformer and VAE on the GPU; "model" keeps one component at a time
+(enable_model_cpu_offload); "group" streams transformer blocks (enable_group_offload, block level);
+"sequential" streams every layer (slowest, smallest).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+GiB = 1024**3
+DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+# Parameter counts of the public checkpoints, counted on the meta device from their configs
+# (benchmarks/memory_plan.py prints them again).
+COGVIDEOX_5B_I2V_TRANSFORMER = 5_570_283_712
+COGVIDEOX_VAE = 215_583_907
+T5_V1_1_XXL_ENCODER = 4_762_310_656
+# Live activations of one transformer block, in units of (batch x tokens x hidden x bytes):
+# input, two norms, q/k/v, attention output, the 4x feed-forward hidden (and its gelu).
+ACT_TRANSFORMER = 12
+# VAE peak per output pixel at 4 bytes/element (fp32), measured (see module docstring).
+VAE_BYTES_PER_PIXEL_FP32 = 66_000
+VAE_FIXED_BYTES_FP32 = 124 * 1024**2
+VAE_TILE = (240, 360)  # AutoencoderKLCogVideoX tile_sample_min_height/width for the 480x720 VAE
+# Kept free for the CUDA context, allocator fragmentation and cuDNN workspaces.
+RESERVE_BYTES = int(1.5 * GiB)
+RESERVE_FRACTION = 0.08
+OFFLOADS = ("none", "model", "group", "sequential")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the plan needs to know about a checkpoint and the requested video."""
+
+    transformer_params: int = COGVIDEOX_5B_I2V_TRANSFORMER
+    vae_params: int = COGVIDEOX_VAE
+    text_encoder_params: int = T5_V1_1_XXL_ENCODER
+    num_layers: int = 42
+    hidden: int = 48 * 64
+    patch_size: int = 2
+    patch_size_t: int | None = None
+    text_tokens: int = 226
+    height: int = 480
+    width: int = 720
+    num_frames: int = 49
+    guidance: bool = True
+    encode_prior: bool = True  # SDEdit encodes the layout prior (strength < 1)
+    text_encoder_needed: bool = True  # False when the prompt embeddings are cached
+
+    @classmethod
+    def from_configs(cls, transformer_config: dict, height: int, width: int, num_frames: int, **kw) -> ModelSpec:
+        """Activation-relevant sizes from a transformer config.json (parameter counts stay the 5B ones
+        unless given)."""
+        return cls(
+            num_layers=int(transformer_config.get("num_layers", 42)),
+            hidden=int(transformer_config.get("num_attention_heads", 48))
+            * int(transformer_config.get("attention_head_dim", 64)),
+            patch_size=int(transformer_config.get("patch_size", 2)),
+            patch_size_t=transformer_config.get("patch_size_t"),
+            text_tokens=int(transformer_config.get("max_text_seq_length", 226)),
+            height=height,
+            width=width,
+            num_frames=num_frames,
+            **kw,
+        )
+
+    @property
+    def latent_frames(self) -> int:
+        n = (self.num_frames - 1) // 4 + 1
+        if self.patch_size_t:
+            n += n % self.patch_size_t
+        return n
+
+    def latent_bytes(self, b: int) -> int:
+        return self.latent_frames * 16 * (self.height // 8) * (self.width // 8) * b
+
+    def tokens(self) -> int:
+        frames = self.latent_frames // (self.patch_size_t or 1)
+        grid = (self.height // 8 // self.patch_size) * (self.width // 8 // self.patch_size)
+        return frames * grid + self.text_tokens
+
+
+@dataclass
+class MemoryPlan:
+    """A chosen setting and its estimated peaks (bytes on the accelerator)."""
+
+    device: str
+    dtype: str
+    offload: str
+    vae_tiling: bool
+    vae_slicing: bool
+    peak_bytes: int
+    phases: dict = field(default_factory=dict)
+    free_bytes: int | None = None
+    fits: bool = True
+    reasons: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        gb = self.peak_bytes / GiB
+        free = f" of {self.free_bytes / GiB:.1f} GiB free" if self.free_bytes is not None else ""
+        return (
+            f"{self.device} {self.dtype}, offload {self.offload}, VAE tiling {'on' if self.vae_tiling else 'off'}"
+            f", slicing {'on' if self.vae_slicing else 'off'}: peak ~{gb:.1f} GiB{free}"
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "device": self.device,
+            "dtype": self.dtype,
+            "offload": self.offload,
+            "vae_tiling": self.vae_tiling,
+            "vae_slicing": self.vae_slicing,
+            "peak_gib": round(self.peak_bytes / GiB, 2),
+            "phases_gib": {k: round(v / GiB, 2) for k, v in self.phases.items()},
+            "free_gib": None if self.free_bytes is None else round(self.free_bytes / GiB, 2),
+            "fits": self.fits,
+            "reasons": list(self.reasons),
+        }
+
+
+def vae_peak_bytes(spec: ModelSpec, b: int, tiling: bool) -> int:
+    """Activation peak of a VAE decode (or encode) of the whole video."""
+    h, w = spec.height, spec.width
+    if tiling:
+        th, tw = VAE_TILE
+        h, w = min(h, int(th * 1.25)), min(w, int(tw * 1.25))  # one tile plus its overlap
+    frames_out = 3 * spec.num_frames * spec.height * spec.width * b  # the decoded video itself
+    return int((VAE_BYTES_PER_PIXEL_FP32 * h * w + VAE_FIXED_BYTES_FP32) * b / 4) + frames_out
+
+
+def phase_peaks(spec: ModelSpec, dtype: str, offload: str, tiling: bool) -> dict:
+    """Estimated accelerator peak (bytes) of each phase for one setting."""
+    b = DTYPE_BYTES[dtype]
+    w_t, w_v, w_te = spec.transformer_params * b, spec.vae_params * b, spec.text_encoder_params * b
+    batch = 2 if spec.guidance else 1
+    act_t = ACT_TRANSFORMER * batch * spec.tokens() * spec.hidden * b + 4 * batch * spec.latent_bytes(4)
+    act_v = vae_peak_bytes(spec, b, tiling)
+    block = w_t // max(spec.num_layers, 1)
+    if offload == "none":
+        resident_t, resident_v = w_t + w_v, w_t + w_v
+    elif offload == "model":
+        resident_t, resident_v = w_t, w_v
+    elif offload == "group":
+        # two blocks in flight (prefetch) plus the non-block layers (~3% of the transformer)
+        resident_t, resident_v = 2 * block + int(0.03 * w_t), w_v // 4
+    elif offload == "sequential":
+        resident_t, resident_v = block // 4, w_v // 16
+    else:
+        raise ValueError(f"unknown offload {offload!r}; expected one of {OFFLOADS}")
+    phases = {"denoise": resident_t + act_t, "decode": resident_v + act_v}
+    if spec.encode_prior:
+        phases["encode_prior"] = resident_v + act_v
+    if spec.text_encoder_needed:
+        # The text encoder runs alone, first, and is freed before the transformer is loaded.
+        te = w_te if offload in ("none", "model") else (w_te // 24 if offload == "group" else w_te // 100)
+        phases["text_encoder"] = te + int(0.25 * GiB)
+    return phases
+
+
+def pick_dtype(device: str, requested: str, bf16_supported: bool) -> str:
+    if requested != "auto":
+        return requested
+    if device == "cpu":
+        return "fp32"
+    if device == "cuda":
+        return "bf16" if bf16_supported else "fp16"
+    return "fp16"
+
+
+def plan_memory(
+    free_bytes: int | None,
+    spec: ModelSpec | None = None,
+    *,
+    device: str = "cuda",
+    dtype: str = "auto",
+    offload: str = "auto",
+    vae_tiling: str = "auto",
+    bf16_supported: bool = True,
+) -> MemoryPlan:
+    """Pick dtype, offload and VAE tiling/slicing for `free_bytes` of accelerator memory.
+
+    Fixed choices are kept; "auto" ones are chosen as the first candidate, fastest first, whose
+    largest phase fits in free_bytes minus a reserve (1.5 GiB + 8%). On the CPU nothing is
+    offloaded. If nothing fits, the smallest candidate is returned with fits=False."""
+    spec = spec or ModelSpec()
+    reasons = []
+    dt = pick_dtype(device, dtype, bf16_supported)
+    if dtype == "auto":
+        reasons.append(f"dtype {dt} chosen for {device}" + ("" if bf16_supported else " (no bf16 support)"))
+    if device == "cpu":
+        offloads = ["none"]
+        if offload not in ("auto", "none"):
+            reasons.append(f"offload {offload} ignored on the CPU")
+    else:
+        offloads = list(OFFLOADS) if offload == "auto" else [offload]
+    tilings = [False, True] if vae_tiling == "auto" else [vae_tiling == "on"]
+    candidates = [(o, t) for o in offloads for t in tilings]
+    budget = None if free_bytes is None else int(free_bytes * (1 - RESERVE_FRACTION)) - RESERVE_BYTES
+    chosen = None
+    for o, t in candidates:
+        phases = phase_peaks(spec, dt, o, t)
+        if budget is None or max(phases.values()) <= budget:
+            chosen = (o, t, phases)
+            break
+    fits = chosen is not None
+    if chosen is None:
+        o, t = candidates[-1]
+        chosen = (o, t, phase_peaks(spec, dt, o, t))
+        need = max(chosen[2].values())
+        reasons.append(
+            f"even offload {o} with VAE tiling {'on' if t else 'off'} needs ~{need / GiB:.1f} GiB, more than the "
+            f"{free_bytes / GiB:.1f} GiB free: expect an out-of-memory error; lower the resolution or frames"
+        )
+    o, t, phases = chosen
+    if offload == "auto" and device != "cpu":
+        reasons.append(f"offload {o} is the fastest setting that fits")
+    if vae_tiling == "auto" and t:
+        reasons.append("VAE tiling on: the untiled VAE decode would not fit")
+    slicing = t or o in ("group", "sequential")
+    return MemoryPlan(
+        device=device,
+        dtype=dt,
+        offload=o,
+        vae_tiling=t,
+        vae_slicing=slicing,
+        peak_bytes=max(phases.values()),
+        phases=phases,
+        free_bytes=free_bytes,
+        fits=fits,
+        reasons=reasons,
+    )
+
+
+def apply_plan(pipe, plan: MemoryPlan) -> None:
+    """Move a CPU-loaded pipeline to plan.device with its offloading and VAE switches."""
+    import torch
+
+    if plan.device == "cpu":
+        pipe.to("cpu")
+    elif plan.offload == "none":
+        pipe.to(plan.device)
+    elif plan.offload == "model":
+        pipe.enable_model_cpu_offload(device=plan.device)
+    elif plan.offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=plan.device)
+    elif plan.offload == "group":
+        pipe.enable_group_offload(
+            onload_device=torch.device(plan.device),
+            offload_device=torch.device("cpu"),
+            offload_type="block_level",
+            num_blocks_per_group=1,
+            use_stream=plan.device.startswith("cuda"),
+        )
+    if plan.vae_tiling:
+        pipe.vae.enable_tiling()
+    else:
+        pipe.vae.disable_tiling()
+    if plan.vae_slicing:
+        pipe.vae.enable_slicing()
+    else:
+        pipe.vae.disable_slicing()
+
+
+def resolve_device(requested: str) -> str:
+    """"auto" -> cuda if available, else mps, else cpu; an unavailable explicit device is refused."""
+    import torch
+
+    from ..errors import JobFailure
+
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if requested in ("", "auto"):
+        return "cuda" if cuda else ("mps" if mps else "cpu")
+    if requested == "cuda" and not cuda:
+        raise JobFailure(
+            "missing_dependency",
+            f"device cuda was requested but this torch ({torch.__version__}) sees no CUDA GPU",
+            "Install a CUDA build of torch in the generator environment, or set the device to auto/cpu.",
+        )
+    if requested == "mps" and not mps:
+        raise JobFailure("missing_dependency", "device mps was requested but is not available here")
+    return requested
+
+
+def free_memory(device: str) -> int | None:
+    """Free bytes on `device` (CUDA: cudaMemGetInfo), None where unknown."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return int(free)
+    if device == "cpu":
+        try:
+            import os
+
+            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+    return None
+
+
+def doctor_report() -> dict:
+    """What `python -m backend doctor` shows for mode guided: packages, the accelerator, its free
+    memory and the plan that a 720x480x49 CogVideoX-5b-I2V job would get. Never raises."""
+    report: dict = {"mode": "guided", "ok": False}
+    try:
+        import torch
+
+        report["torch"] = torch.__version__
+        report["cuda_available"] = torch.cuda.is_available()
+        report["cuda_version"] = torch.version.cuda
+    except Exception as exc:  # noqa: BLE001 - the doctor reports, never fails
+        report["problems"] = [f"torch is not importable: {exc}"]
+        return report
+    problems = []
+    for name in ("diffusers", "transformers", "accelerate", "safetensors"):
+        try:
+            report[name] = __import__(name).__version__
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"{name} is not importable: {exc}")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    report["device"] = device
+    bf16 = False
+    if device == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        report["gpu"] = props.name
+        report["gpu_total_gib"] = round(props.total_memory / GiB, 2)
+        bf16 = bool(torch.cuda.is_bf16_supported())
+        report["bf16_supported"] = bf16
+    else:
+        problems.append("no CUDA GPU: mode guided would run on the CPU (hours per video at 720x480)")
+    free = free_memory(device)
+    report["free_gib"] = None if free is None else round(free / GiB, 2)
+    plan = plan_memory(free, ModelSpec(), device=device, bf16_supported=bf16)
+    report["plan_720x480x49"] = plan.as_dict()
+    report["plan_summary"] = plan.summary()
+    report["offload_options"] = list(OFFLOADS)
+    report["problems"] = problems
+    report["ok"] = not problems or problems[-1].startswith("no CUDA")
+    return report

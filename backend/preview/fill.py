@@ -1,0 +1,197 @@
+"""Filling the holes splatting leaves (disocclusions, revealed borders, magnification cracks).
+
+Two fillers, same contract: `fill_holes(image (H, W, 3) float32 or uint8 in [0, 255], hole (H, W)
+bool) -> (H, W, 3) uint8`, known pixels unchanged (up to rounding).
+- "telea": OpenCV's fast-marching inpainting (cv2.inpaint, INPAINT_TELEA) when OpenCV is present.
+- "pushpull": numpy only. A pyramid "pull" averages the known pixels 2x2 level by level until a
+  level has no hole; "push" walks back down, replacing every hole pixel by the bilinearly
+  upsampled coarser level. O(H*W), any hole size, smooth (blurry) fill; no loop over pixels.
+  Given the depth of the known pixels it becomes `background_fill`: the nearest known pixel in
+  four directions, weighted so that far ones win (disocclusions show background, not a smear of
+  the object that uncovered them); push-pull takes what that leaves.
+"auto" picks telea when `cv2` imports, else pushpull.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Depth-aware fill: candidates weigh (z / z_max) ** FAR_POWER, so revealed background is filled from
+# the background (2.5x farther counts 1500x more).
+FAR_POWER = 8.0
+SMOOTH_RADIUS = 6
+
+
+def have_cv2() -> bool:
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def fill_holes(
+    image: np.ndarray,
+    hole: np.ndarray,
+    *,
+    depth: np.ndarray | None = None,
+    method: str = "auto",
+    radius: float = 3.0,
+    far_preference: float = FAR_POWER,
+) -> np.ndarray:
+    """Fill `hole` (H, W) bool in `image` (H, W, C) in [0, 255]; returns (H, W, C) uint8.
+    method: "auto", "telea" (needs OpenCV) or "pushpull". radius: Telea's neighbourhood in pixels.
+    depth: (H, W) depth of the known pixels (scene units, larger = farther; inf allowed); with it,
+    "pushpull" becomes the depth-aware background_fill (far_preference is its power), so a
+    disocclusion (background revealed behind a moving foreground) is filled from the background
+    instead of smearing the foreground into it. Telea ignores depth."""
+    if image.shape[:2] != hole.shape:
+        raise ValueError(f"image {image.shape} and hole {hole.shape} sizes differ")
+    if method == "auto":
+        method = "telea" if have_cv2() else "pushpull"
+    u8 = image if image.dtype == np.uint8 else np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    if not hole.any():
+        return u8
+    if hole.all():  # nothing to fill from
+        return np.zeros_like(u8)
+    if method == "telea":
+        import cv2
+
+        return cv2.inpaint(np.ascontiguousarray(u8), hole.astype(np.uint8), radius, cv2.INPAINT_TELEA)
+    if method == "pushpull":
+        if depth is not None and far_preference > 0:
+            filled = background_fill(image, hole, depth, power=far_preference)
+        else:
+            filled = push_pull(image.astype(np.float32), (~hole).astype(np.float32))
+        out = u8.copy()
+        out[hole] = np.clip(np.rint(filled[hole]), 0, 255).astype(np.uint8)
+        return out
+    raise ValueError(f"unknown fill method {method!r}; use 'auto', 'telea' or 'pushpull'")
+
+
+def far_importance(depth: np.ndarray, known: np.ndarray, power: float = FAR_POWER) -> np.ndarray:
+    """(z / z_max) ** power over the known pixels, (H, W) float32 in (0, 1]; +inf and the largest
+    finite depth get 1, unknown or invalid depths the smallest weight."""
+    z = np.asarray(depth, np.float64)
+    finite = known & np.isfinite(z) & (z > 0)
+    if not finite.any():
+        return np.ones(z.shape, np.float32)
+    zmax = z[finite].max()
+    zmin = z[finite].min()
+    zz = np.where(finite, z, np.where(np.isposinf(z), zmax, zmin))
+    return np.maximum((zz / zmax) ** power, 1e-12).astype(np.float32)
+
+
+def background_fill(
+    image: np.ndarray, hole: np.ndarray, depth: np.ndarray, *, power: float = FAR_POWER, smooth: int = SMOOTH_RADIUS
+):
+    """Depth-aware directional fill: (H, W, C) float32, hole pixels filled, known ones unchanged.
+
+    For every hole pixel the nearest known pixel is found in each of the four directions (left,
+    right, up, down: running maxima of column/row indices, no per-pixel loop) and the four
+    candidates are averaged with weights (z / z_max) ** power / distance. A disocclusion has the
+    foreground on one side and the background on the others; the background, being farther,
+    wins by orders of magnitude (2.5x farther: 1500x with power 8), while inside one surface
+    the candidates have similar depths and are simply interpolated. Hole pixels with no
+    candidate at all are left to push-pull. The fill is then smoothed among hole pixels with a
+    box blur of radius `smooth` pixels (0: off)."""
+    H, W = hole.shape
+    img = image.astype(np.float32).reshape(H * W, -1)
+    known = ~hole
+    imp = far_importance(depth, known, power).reshape(-1)
+    num = np.zeros_like(img)
+    den = np.zeros(H * W, np.float32)
+    rows, cols = np.indices((H, W))
+    for axis, coord, n in ((1, cols, W), (0, rows, H)):
+        for reverse in (False, True):
+            c = coord if not reverse else n - 1 - coord
+            last = np.where(known, c, -1)
+            if reverse:
+                last = np.flip(np.maximum.accumulate(np.flip(last, axis), axis=axis), axis)
+            else:
+                last = np.maximum.accumulate(last, axis=axis)
+            has = hole & (last >= 0)
+            src_c = last if not reverse else n - 1 - last
+            src = (rows * W + src_c) if axis == 1 else (src_c * W + cols)
+            dist = np.abs(c - last).astype(np.float32)
+            sel = np.flatnonzero(has)
+            s_idx = src.reshape(-1)[sel]
+            w = imp[s_idx] / np.maximum(dist.reshape(-1)[sel], 1.0)
+            num[sel] += w[:, None] * img[s_idx]
+            den[sel] += w
+    out = img.copy()
+    got = den > 0
+    out[got] = num[got] / den[got, None]
+    out = out.reshape(image.shape)
+    rest = hole & ~got.reshape(H, W)
+    if rest.any():
+        filled = push_pull(out, (~rest).astype(np.float32))
+        out[rest] = filled[rest]
+    # The four-direction extrapolation streaks; smooth it among hole pixels only (normalised box
+    # blur), so no foreground is pulled back in.
+    if smooth > 0:
+        m = hole.astype(np.float32)
+        blurred = _box_blur(out * m[..., None], smooth) / np.maximum(_box_blur(m[..., None], smooth), 1e-6)
+        out[hole] = blurred[hole]
+    return out
+
+
+def _box_blur(a: np.ndarray, r: int, passes: int = 2) -> np.ndarray:
+    """Separable box blur of (H, W, C) with radius r (window 2r+1, edges clamped), `passes` times
+    (two passes approximate a Gaussian). Cumulative sums: O(H*W) whatever r."""
+    for _ in range(passes):
+        for axis in (0, 1):
+            n = a.shape[axis]
+            pad = [(0, 0)] * a.ndim
+            pad[axis] = (r + 1, r)
+            c = np.cumsum(np.pad(a, pad, mode="edge"), axis=axis, dtype=np.float64)
+            hi = np.take(c, np.arange(2 * r + 1, 2 * r + 1 + n), axis=axis)
+            lo = np.take(c, np.arange(0, n), axis=axis)
+            a = ((hi - lo) / (2 * r + 1)).astype(np.float32)
+    return a
+
+
+def push_pull(image: np.ndarray, weight: np.ndarray, *, max_levels: int = 16) -> np.ndarray:
+    """Pyramid fill. image (H, W, C) float32, weight (H, W) float32 in [0, 1] (0 = unknown).
+    Returns (H, W, C) float32 where weight-1 pixels keep their value and the rest blend in the
+    coarser levels: out = w * image + (1 - w) * upsample(coarser)."""
+    w = np.clip(weight, 0.0, 1.0).astype(np.float32)
+    if w.min() >= 1.0 or max_levels <= 0 or min(image.shape[:2]) <= 1:
+        return image.copy() if w.max() > 0 else np.zeros_like(image)
+    # Pull: weighted 2x2 means (odd sizes padded with zero weight).
+    H, W = w.shape
+    wsum = _sum2x2(_pad_even(w))
+    csum = _sum2x2(_pad_even(image * w[..., None]))
+    coarse = csum / np.maximum(wsum, 1e-12)[..., None]
+    coarse = push_pull(coarse, np.minimum(wsum, 1.0), max_levels=max_levels - 1)
+    up = _upsample2(coarse)[:H, :W]
+    return w[..., None] * image + (1.0 - w[..., None]) * up
+
+
+def _pad_even(a: np.ndarray) -> np.ndarray:
+    ph, pw = a.shape[0] % 2, a.shape[1] % 2
+    if not (ph or pw):
+        return a
+    pad = [(0, ph), (0, pw)] + [(0, 0)] * (a.ndim - 2)
+    return np.pad(a, pad)
+
+
+def _sum2x2(a: np.ndarray) -> np.ndarray:
+    return a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]
+
+
+def _upsample2(a: np.ndarray) -> np.ndarray:
+    """Bilinear 2x upsampling with pixel-centre alignment (edges clamped): (h, w, ...) -> (2h, 2w, ...)."""
+
+    def along(x: np.ndarray, axis: int) -> np.ndarray:
+        n = x.shape[axis]
+        prev = np.take(x, np.r_[0, np.arange(n - 1)], axis=axis)
+        nxt = np.take(x, np.r_[np.arange(1, n), n - 1], axis=axis)
+        even = 0.75 * x + 0.25 * prev
+        odd = 0.75 * x + 0.25 * nxt
+        out = np.stack([even, odd], axis=axis + 1)
+        shape = list(x.shape)
+        shape[axis] = 2 * n
+        return out.reshape(shape)
+
+    return along(along(a, 0), 1)

@@ -1,0 +1,241 @@
+"""`python -m backend run JOB`: validate, run the mode, write out/ atomically, report events.
+
+Steps of a run:
+1. Claim stdout for events, install the cancel watcher (SIGTERM/SIGINT/SIGHUP, `JOB/cancel`).
+2. Validate and read the job (`load_context`): a bad job ends with `error` kind invalid_job, exit 2.
+3. `started`; remove the previous `out/` and partial folders left by dead runs.
+4. Run `backend.modes.<mode>.generate(ctx)` and check what it returns.
+5. Write everything into `JOB/.out-partial-<pid>/`, result.json last, then rename it to `JOB/out`.
+6. `done` with the output paths (relative to the job directory), exit 0.
+Any failure becomes one `error` event (kind, message, hint) and exit 1/2/3; the partial folder is
+removed, so a failed, cancelled or killed run never leaves an `out/result.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from .cancel import CancelState, CancelWatcher
+from .errors import DEFAULT_HINTS, EXIT_CANCELLED, EXIT_DONE, Cancelled, classify, exit_code
+from .events import Events
+
+RESULT_SCHEMA_VERSION = 1
+PARTIAL_PREFIX = ".out-partial-"
+
+
+def run(job_dir: str | os.PathLike, *, device: str = "auto", watch_parent: bool = False, events=None) -> int:
+    """Run one job; returns the process exit code (0 done, 1 failed, 2 invalid job, 3 cancelled)."""
+    job_dir = Path(job_dir).absolute()
+    events = events if events is not None else Events.take_stdout()
+    state = CancelState()
+    partial = job_dir / f"{PARTIAL_PREFIX}{os.getpid()}"
+
+    def emergency(reason: str) -> None:
+        # Watcher thread, main thread stuck: say why, remove what is half-written, then os._exit(3).
+        events.emit(
+            "error", final=True, timeout=0.5, kind="cancelled", message=f"cancelled ({reason})",
+            hint=DEFAULT_HINTS["cancelled"],
+        )
+        shutil.rmtree(partial, ignore_errors=True)
+
+    watcher = CancelWatcher(state, job_dir / "cancel", emergency=emergency, watch_parent=watch_parent)
+    watcher.start()
+    code = EXIT_DONE
+    try:
+        try:
+            _run(job_dir, partial, device, events, state)
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes one error event
+            failure = classify(exc)
+            if failure.kind == "internal":
+                traceback.print_exc(file=sys.stderr)
+            events.emit("error", final=True, kind=failure.kind, message=failure.message, hint=failure.hint)
+            code = exit_code(failure.kind)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+    except Cancelled as exc:  # a cancel that arrived while the failure above was being reported
+        events.emit("error", final=True, kind="cancelled", message=exc.message, hint=exc.hint)
+        shutil.rmtree(partial, ignore_errors=True)
+        code = EXIT_CANCELLED
+    finally:
+        state.armed = False
+        watcher.stop()
+    return code
+
+
+def _run(job_dir: Path, partial: Path, device: str, events: Events, state: CancelState) -> None:
+    from .context import load_context
+    from .modes import load_mode
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    # 2. Validate and read the job.
+    state.check()
+    ctx = load_context(job_dir, events=events, cancel=state, device=device)
+    spec = ctx.spec
+    events.emit("started", job=str(job_dir), mode=spec.mode, pid=os.getpid())
+    # 3. Nothing from an earlier run may look like this run's result.
+    _remove_stale_outputs(job_dir)
+    timings["load"] = time.perf_counter() - t0
+
+    # 4. Generate.
+    t = time.perf_counter()
+    mode = load_mode(spec.mode)
+    result = mode.generate(ctx).check(spec.num_frames, spec.height, spec.width)
+    timings["generate"] = time.perf_counter() - t
+    ctx.check_cancel()
+
+    # 5. Write into the partial folder; result.json last; rename.
+    t = time.perf_counter()
+    outputs = write_outputs(partial, result, ctx)
+    timings["write"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t0
+    payload = {
+        "schema_version": RESULT_SCHEMA_VERSION,
+        "mode": spec.mode,
+        "width": spec.width,
+        "height": spec.height,
+        "num_frames": spec.num_frames,
+        "fps": spec.fps,
+        "outputs": outputs,
+        "warnings": list(ctx.warnings),
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "info": result.info,
+        "generator": _environment(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    text = json.dumps(payload, indent=2, default=_json_default)
+    (partial / "result.json").write_text(text, encoding="utf-8")
+    ctx.check_cancel()
+    state.armed = False  # from here on the run completes; a late cancel is ignored
+    os.replace(partial, job_dir / "out")
+    events.emit("done", final=True, outputs=outputs)
+
+
+def write_outputs(partial: Path, result, ctx) -> dict:
+    """Write frames, video, flow and flow video into `partial`; returns the `done` event's outputs
+    (paths relative to the job directory, as they will be after the rename to out/)."""
+    from . import outputs as out
+
+    partial.mkdir(parents=True, exist_ok=False)
+    frames, flow, spec = result.frames, result.flow, ctx.spec
+    n = len(frames)
+    files = {"video": None, "frames": f"out/{out.FRAMES_DIR}", "flow": None, "flow_video": None}
+    have_av = out.have_pyav()
+    total = n * (1 + int(have_av) + int(flow is not None))
+    done = [0]
+
+    def tick(_i=None, stage="write"):
+        done[0] += 1
+        if done[0] % max(1, n // 4) == 0 or done[0] == total:
+            ctx.progress(stage, done[0], total, "writing frames and videos")
+
+    # PNG frames on worker threads while this thread encodes the video(s).
+    import threading
+
+    png_error: list[BaseException] = []
+    stop = threading.Event()
+
+    def check_stop():
+        if stop.is_set():
+            raise Cancelled("stopped")
+
+    def png_job():
+        try:
+            out.write_png_sequence(
+                partial / out.FRAMES_DIR, frames, workers=max(1, ctx.workers - 1), check_stop=check_stop
+            )
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+            png_error.append(exc)
+
+    png_thread = threading.Thread(target=png_job, name="png-writer", daemon=True)
+    png_thread.start()
+    try:
+        if have_av:
+            try:
+                out.encode_mp4(partial / out.VIDEO, frames, spec.fps, on_frame=tick)
+                files["video"] = f"out/{out.VIDEO}"
+            except RuntimeError as exc:
+                ctx.warn(f"video.mp4 was not written ({exc}); the PNG frames are complete")
+        else:
+            ctx.warn(
+                "PyAV is not installed, so out/ holds PNG frames and no mp4 (Blender imports the frames "
+                "as a sequence); install the generator environment for video.mp4 and flow.mp4"
+            )
+        if flow is not None:
+            out.write_flow_npz(partial / out.FLOW_NPZ, flow)
+            files["flow"] = f"out/{out.FLOW_NPZ}"
+            colors = out.flow_colors(flow)
+            ctx.check_cancel()
+            if have_av:
+                try:
+                    out.encode_mp4(partial / out.FLOW_VIDEO, colors, spec.fps, on_frame=tick)
+                    files["flow_video"] = f"out/{out.FLOW_VIDEO}"
+                except RuntimeError:
+                    pass
+            if files["flow_video"] is None:
+                out.write_png_sequence(partial / out.FLOW_FRAMES_DIR, colors, workers=1, on_frame=tick)
+                files["flow_frames"] = f"out/{out.FLOW_FRAMES_DIR}"
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        while png_thread.is_alive():
+            png_thread.join(0.05)
+    if png_error:
+        raise png_error[0]
+    for _ in range(n):
+        tick()
+    files["result"] = "out/result.json"
+    return files
+
+
+def _remove_stale_outputs(job_dir: Path) -> None:
+    """Remove `out/` of an earlier run, and partial folders whose process is gone (POSIX)."""
+    old = job_dir / "out"
+    if old.exists() or old.is_symlink():
+        trash = job_dir / f".out-old-{os.getpid()}"
+        os.replace(old, trash)  # result.json vanishes at once, the rest is removed after
+        shutil.rmtree(trash, ignore_errors=True)
+    for p in job_dir.glob(PARTIAL_PREFIX + "*"):
+        pid = p.name[len(PARTIAL_PREFIX) :]
+        if pid.isdigit() and int(pid) != os.getpid() and os.name == "posix" and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _environment() -> dict:
+    from importlib import metadata
+
+    versions = {}
+    for dist in ("numpy", "Pillow", "opencv-python-headless", "opencv-python", "scipy", "av", "torch", "diffusers"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"python": platform.python_version(), "executable": sys.executable, "packages": versions}
+
+
+def _json_default(obj):
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)

@@ -1,0 +1,151 @@
+"""The one place that knows how Blender versions differ (4.5 LTS and 5.0 are supported).
+
+Everything here is a feature check (`hasattr`, a caught TypeError), never a version-number
+comparison, so a later Blender that keeps an API keeps working. Facts checked headless with the
+bpy 4.5.15 and 5.0.1 wheels:
+
+| feature              | 5.0                                   | 4.5                                        |
+|----------------------|---------------------------------------|--------------------------------------------|
+| GP v3 data           | bpy.data.grease_pencils               | bpy.data.grease_pencils_v3                 |
+| annotations          | scene.annotation, data.annotations    | scene.grease_pencil, data.grease_pencils   |
+| F-curves             | channelbag of the action slot         | same (Action.fcurves shows the first slot) |
+| compositor           | scene.compositing_node_group          | scene.use_nodes + scene.node_tree          |
+| image format         | media_type + file_format              | file_format only                           |
+| EEVEE engine id      | BLENDER_EEVEE                         | BLENDER_EEVEE_NEXT                         |
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import bpy
+
+# Grease pencil v3 object type (both versions; 4.5 calls the old annotation objects 'GPENCIL').
+GP_OBJECT_TYPE = "GREASEPENCIL"
+
+
+def grease_pencil_data():
+    """The bpy.data collection of grease pencil v3 datablocks."""
+    if hasattr(bpy.data, "grease_pencils_v3"):
+        return bpy.data.grease_pencils_v3
+    return bpy.data.grease_pencils
+
+
+def scene_annotation(scene):
+    """The scene's annotation datablock (the 3D viewport's annotation tool), or None."""
+    if hasattr(scene, "annotation"):
+        return scene.annotation
+    return getattr(scene, "grease_pencil", None)
+
+
+def annotation_data():
+    """The bpy.data collection of annotation datablocks."""
+    if hasattr(bpy.data, "annotations"):
+        return bpy.data.annotations
+    return bpy.data.grease_pencils
+
+
+def set_scene_annotation(scene, annotation) -> None:
+    if hasattr(scene, "annotation"):
+        scene.annotation = annotation
+    else:
+        scene.grease_pencil = annotation
+
+
+def action_fcurves(id_data) -> list:
+    """The F-curves that animate `id_data` (its action's slot), [] when it is not animated."""
+    ad = getattr(id_data, "animation_data", None)
+    if ad is None or ad.action is None:
+        return []
+    from bpy_extras import anim_utils
+
+    slot = getattr(ad, "action_slot", None)
+    channelbag = anim_utils.action_get_channelbag_for_slot(ad.action, slot) if slot is not None else None
+    return list(channelbag.fcurves) if channelbag is not None else []
+
+
+def eevee_engine_id() -> str:
+    """The render engine identifier of EEVEE in this Blender."""
+    items = {item.identifier for item in bpy.types.RenderSettings.bl_rna.properties["engine"].enum_items}
+    return (
+        "BLENDER_EEVEE"
+        if "BLENDER_EEVEE" in items or "BLENDER_EEVEE_NEXT" not in items
+        else "BLENDER_EEVEE_NEXT"
+    )
+
+
+def set_image_format(image_settings, file_format: str) -> None:
+    """Set a still-image file format ('PNG', 'OPEN_EXR', ...) on ImageFormatSettings."""
+    if hasattr(image_settings, "media_type"):
+        image_settings.media_type = "IMAGE"
+    image_settings.file_format = file_format
+
+
+def image_format_attrs(image_settings) -> tuple[str, ...]:
+    """The attribute names of ImageFormatSettings that set_image_format and its callers touch, so a
+    caller can save and restore them (media_type first: setting it resets file_format)."""
+    names = ("media_type",) if hasattr(image_settings, "media_type") else ()
+    return names + ("file_format", "color_mode", "color_depth", "exr_codec")
+
+
+@contextlib.contextmanager
+def depth_to_composite_output(scene):
+    """Route the Render Layers' Depth pass to the compositor's output for the duration of the block,
+    so that a render writes planar depth (distance along the view axis, scene units) as its image.
+
+    The scene's own compositor set-up is put back afterwards and the temporary node tree removed.
+    Needs `view_layer.use_pass_z = True` (the caller sets and restores it).
+    """
+    if hasattr(scene, "compositing_node_group"):  # 5.0: a node group with a Group Output
+        previous = scene.compositing_node_group
+        ng = bpy.data.node_groups.new(".animate_anything_depth", "CompositorNodeTree")
+        try:
+            rl = ng.nodes.new("CompositorNodeRLayers")
+            rl.scene = scene
+            ng.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+            out = ng.nodes.new("NodeGroupOutput")
+            ng.links.new(rl.outputs["Depth"], out.inputs[0])
+            scene.compositing_node_group = ng
+            yield
+        finally:
+            scene.compositing_node_group = previous
+            bpy.data.node_groups.remove(ng)
+        return
+
+    # 4.5: the scene's embedded node tree. The user's nodes stay: their Composite outputs are muted and
+    # detached for the render, a Render Layers -> Composite pair of ours is added, and all is put back.
+    previous_use_nodes = scene.use_nodes
+    had_tree = scene.node_tree is not None
+    scene.use_nodes = True
+    nt = scene.node_tree
+    added = []
+    saved_links = []
+    saved_mute = []
+    try:
+        # Detach whatever feeds the Composite output(s) and remember it; add our own route.
+        composites = [n for n in nt.nodes if n.bl_idname == "CompositorNodeComposite"]
+        for node in composites:
+            saved_mute.append((node, node.mute))
+            for link in node.inputs["Image"].links:
+                saved_links.append((link.from_socket, node.inputs["Image"]))
+                nt.links.remove(link)
+            node.mute = True
+        rl = nt.nodes.new("CompositorNodeRLayers")
+        rl.scene = scene
+        comp = nt.nodes.new("CompositorNodeComposite")
+        added += [rl, comp]
+        nt.links.new(rl.outputs["Depth"], comp.inputs["Image"])
+        nt.nodes.active = comp
+        yield
+    finally:
+        for node in added:
+            nt.nodes.remove(node)
+        for node, mute in saved_mute:
+            node.mute = mute
+        for from_socket, to_socket in saved_links:
+            nt.links.new(from_socket, to_socket)
+        scene.use_nodes = previous_use_nodes
+        if not had_tree:
+            # Nothing of the user's to keep: leave the scene as it was (no node tree in use).
+            for node in list(nt.nodes):
+                nt.nodes.remove(node)

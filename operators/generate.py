@@ -1,0 +1,415 @@
+"""Generate: export the job, run the generator process, follow it, import what it makes.
+
+`animate_anything.generate` exports the job (`export_job`) into the output folder, starts
+``python -m backend run JOB`` (blender_animate.client.GeneratorProcess) with the interpreter from
+the add-on preferences (empty = the Python Blender runs), and follows its events:
+
+- with a UI: a `bpy.app.timers` function (`GenerateRun.tick`, which returns its next interval)
+  polls the events and writes progress into ``scene.animate_anything`` (job_running, job_progress,
+  job_stage), the window manager's progress cursor and the status bar; a modal handler cancels on
+  Esc and reports the end. `animate_anything.cancel` cancels too. The UI never waits on the process.
+- in background mode (``blender -b``, the bpy module, render farms) it runs synchronously.
+
+On ``done`` the result is imported (`import_result`, with the scene's Import settings); on
+``error`` the message and hint are reported, the job folder is kept for inspection and nothing in
+the .blend changes except the run's status fields. One run at a time.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import bpy
+
+from ..blender_animate.client import GeneratorProcess, extension_site_packages
+from . import export_job as exporter
+from . import import_result as importer
+
+POLL_INTERVAL = 0.1  # seconds between two polls of the generator's events
+
+_active: GenerateRun | None = None
+
+
+def active_run() -> GenerateRun | None:
+    """The run in progress (or the last one, until the next starts)."""
+    return _active
+
+
+def is_running() -> bool:
+    return _active is not None and not _active.finished
+
+
+# ----------------------------------------------------------------------------- settings
+def generator_python(context=None) -> str:
+    """The interpreter that runs the generator: the preferences' python_path, else Blender's own."""
+    prefs = exporter.preferences(context or bpy.context)
+    path = getattr(prefs, "python_path", "") if prefs is not None else ""
+    return bpy.path.abspath(path) if path.strip() else sys.executable
+
+
+def generator_paths(python: str) -> list[str]:
+    """Extra PYTHONPATH entries: the bundled wheels, only for Blender's own Python (a different
+    interpreter may be another Python version, which the bundled wheels would break)."""
+    if Path(python).resolve() == Path(sys.executable).resolve():
+        return extension_site_packages(sys.path)
+    return []
+
+
+# ----------------------------------------------------------------------------- one run
+class GenerateRun:
+    """One generation: a started GeneratorProcess and what to do with its events.
+
+    `tick()` is the timer function (also called in a loop in background mode and by tests): it
+    polls, updates the scene's status fields, and when the run ends imports the result or records
+    the error; it returns the next interval, or None when the run is over.
+    State: "running", then "done", "failed" or "cancelled"; message/hint say why.
+    """
+
+    def __init__(self, scene, job_dir: Path, process: GeneratorProcess, *, warnings=()):
+        self.scene = scene
+        self.job_dir = Path(job_dir)
+        self.process = process
+        self.state = "running"
+        self.message = ""
+        self.hint = ""
+        self.summary: dict | None = None
+        self.warnings: list[str] = list(warnings)
+        self.stage = "starting"
+        self.fraction = 0.0
+        self.started_at = time.monotonic()
+        self.reported = False  # the modal operator reported the end already
+        self._progress_open = False
+        self._printed = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.state != "running"
+
+    # -- the timer function
+    def tick(self) -> float | None:
+        if self.finished:
+            return None
+        try:
+            events = self.process.poll()
+        except Exception as exc:  # never let a timer raise: Blender would drop it silently
+            self.process.kill()
+            self._end("failed", f"lost the generator process: {exc}", "")
+            return None
+        for event in events:
+            self._apply(event)
+            if self.finished:
+                return None
+        return POLL_INTERVAL
+
+    def cancel(self) -> None:
+        if not self.finished:
+            self.process.cancel()
+            self.stage = "cancelling"
+            self._show()
+
+    def wait(self) -> None:
+        """Synchronous mode: tick until the end (Ctrl+C cancels)."""
+        while not self.finished:
+            try:
+                interval = self.tick()
+                if interval is not None:
+                    time.sleep(min(interval, 0.05))
+            except KeyboardInterrupt:
+                self.cancel()
+
+    # -- events
+    def _apply(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "started":
+            self.stage = "started"
+            self._show()
+        elif kind == "progress":
+            total = max(1, int(event.get("total") or 1))
+            step = min(max(0, int(event.get("step") or 0)), total)
+            self.fraction = step / total
+            self.stage = f"{event.get('stage', '')} {step}/{total}".strip()
+            self._show()
+        elif kind == "warning":
+            self.warnings.append(str(event.get("message", "")))
+        elif kind == "log":
+            print(f"animate_anything generator: {event.get('message', '')}")
+        elif kind == "done":
+            self._import()
+        elif kind == "error":
+            state = "cancelled" if event.get("kind") == "cancelled" else "failed"
+            self._end(state, str(event.get("message", "the generator failed")), str(event.get("hint", "")))
+
+    def _import(self) -> None:
+        try:
+            scene = self._scene()
+            options = importer.import_options(scene)
+            if not getattr(scene.animate_anything, "auto_import", True):
+                self._end("done", f"Finished: {self.job_dir} (not imported: Import When Done is off)", "")
+                return
+            self.summary = importer.import_result(bpy.context, self.job_dir, scene=scene, **options)
+        except importer.ResultError as exc:
+            self._end("failed", f"the generator finished but its output cannot be imported: {exc}", "")
+            return
+        except ReferenceError:
+            self._end("failed", "the scene was removed while the generator ran; nothing was imported", "")
+            return
+        self.warnings.extend(self.summary["warnings"])
+        seconds = time.monotonic() - self.started_at
+        self._end("done", f"{importer.describe(self.summary)} in {seconds:.1f} s", "")
+
+    def _scene(self):
+        self.scene.name  # noqa: B018 - raises ReferenceError when the scene is gone
+        return self.scene
+
+    # -- what the user sees
+    def _show(self) -> None:
+        try:
+            settings = self._scene().animate_anything
+            settings.job_running = not self.finished
+            settings.job_progress = self.fraction
+            settings.job_stage = self.stage
+        except (ReferenceError, AttributeError):
+            pass
+        if bpy.app.background and self.stage != self._printed:
+            self._printed = self.stage
+            print(f"Animate Anything: {self.stage}", flush=True)
+        wm = bpy.context.window_manager
+        if wm is None:
+            return
+        if not self.finished:
+            if not self._progress_open:
+                wm.progress_begin(0, 1000)
+                self._progress_open = True
+            wm.progress_update(int(self.fraction * 1000))
+            _status_text(f"Animate Anything: {self.stage}   (Esc or Cancel to stop)")
+        else:
+            self._close_progress()
+        _redraw()
+
+    def _close_progress(self) -> None:
+        wm = bpy.context.window_manager
+        if self._progress_open and wm is not None:
+            wm.progress_end()
+        self._progress_open = False
+        _status_text(None)
+
+    def _end(self, state: str, message: str, hint: str) -> None:
+        self.state, self.message, self.hint = state, message, hint
+        if state == "done":
+            self.fraction = 1.0
+        self.stage = state
+        try:
+            settings = self._scene().animate_anything
+            settings.last_job_dir = str(self.job_dir)
+            settings.last_message = self.full_message()
+        except (ReferenceError, AttributeError):
+            pass
+        self._show()
+        if bpy.app.timers.is_registered(self.tick):
+            bpy.app.timers.unregister(self.tick)
+
+    def full_message(self) -> str:
+        text = self.message
+        if self.hint:
+            text += f". {self.hint}"
+        if self.state != "done":
+            text += f" (job folder kept: {self.job_dir})"
+        return text
+
+    def report_to(self, report) -> None:
+        """Report the end through an operator's self.report (once)."""
+        if self.reported or not self.finished:
+            return
+        self.reported = True
+        for warning in self.warnings:
+            report({"WARNING"}, warning)
+        level = {"done": "INFO", "cancelled": "WARNING"}.get(self.state, "ERROR")
+        report({level}, self.full_message())
+
+
+def _status_text(text) -> None:
+    wm = bpy.context.window_manager
+    for window in getattr(wm, "windows", ()):
+        try:
+            window.workspace.status_text_set(text)
+        except (AttributeError, RuntimeError, TypeError):
+            pass
+
+
+def _redraw() -> None:
+    wm = bpy.context.window_manager
+    for window in getattr(wm, "windows", ()):
+        screen = window.screen
+        for area in getattr(screen, "areas", ()):
+            if area.type in {"VIEW_3D", "SEQUENCE_EDITOR", "PROPERTIES", "IMAGE_EDITOR"}:
+                area.tag_redraw()
+
+
+def start_run(context, *, python: str | None = None) -> GenerateRun:
+    """Export the job and start the generator. Raises GenerateError (nothing started) when the
+    job cannot be exported or a run is already going. The returned run is `active_run()`."""
+    if is_running():
+        raise GenerateError("a generation is already running: wait for it or cancel it first")
+    try:
+        job_dir, warnings = exporter.export_job(context, exporter.output_folder(context.scene))
+    except Exception as exc:  # the exporter's messages (ValueError subclasses) say what to change
+        raise GenerateError(f"Export failed: {exc}") from exc
+    return run_job(context, Path(job_dir), python=python, warnings=warnings)
+
+
+def run_job(context, job_dir, *, python: str | None = None, warnings=()) -> GenerateRun:
+    """Start the generator on an exported job folder and make it the active run (the caller
+    registers `run.tick` as a timer or calls `run.wait()`)."""
+    global _active
+    if is_running():
+        raise GenerateError("a generation is already running: wait for it or cancel it first")
+    python = python or generator_python(context)
+    process = GeneratorProcess(job_dir, python, extra_paths=generator_paths(python), args=["--watch-parent"])
+    _active = GenerateRun(context.scene, Path(job_dir), process, warnings=warnings)
+    process.start()
+    _active._show()
+    return _active
+
+
+class GenerateError(Exception):
+    """Generate could not start; the message says what to do."""
+
+
+def modal_step(run: GenerateRun, event_type: str, event_value: str) -> set[str]:
+    """The modal handler's logic (called directly by tests: modal operators get no events in the
+    bpy module). Esc cancels; the operator ends once the run has ended."""
+    if event_type == "ESC" and event_value == "PRESS":
+        run.cancel()
+        return {"RUNNING_MODAL"}
+    if run.finished:
+        return {"FINISHED"} if run.state == "done" else {"CANCELLED"}
+    return {"PASS_THROUGH"}
+
+
+# ----------------------------------------------------------------------------- operators
+class ANIMATE_ANYTHING_OT_generate(bpy.types.Operator):
+    """Export the job, run the generator and import the video it makes (Esc cancels)"""
+
+    bl_idname = "animate_anything.generate"
+    bl_label = "Generate"
+    bl_options = {"REGISTER"}
+
+    wait: bpy.props.BoolProperty(
+        name="Wait",
+        description="Block until the video is ready (always so in background mode)",
+        default=False,
+        options={"SKIP_SAVE"},
+    )
+
+    @classmethod
+    def poll(cls, context):
+        scene = context.scene
+        if scene is None or not hasattr(scene, "animate_anything"):
+            return False
+        if is_running():
+            cls.poll_message_set("A generation is running: wait for it or press Cancel")
+            return False
+        problems = exporter.settings_problems(context)
+        if problems:
+            cls.poll_message_set(problems[0])
+            return False
+        return True
+
+    def invoke(self, context, event):
+        return self.execute(context)
+
+    def execute(self, context):
+        try:
+            run = start_run(context)
+        except GenerateError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        if bpy.app.background or self.wait or context.window is None:
+            run.wait()
+            run.report_to(self.report)
+            return {"FINISHED"} if run.state == "done" else {"CANCELLED"}
+        bpy.app.timers.register(run.tick, first_interval=POLL_INTERVAL)
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.25, window=context.window)
+        wm.modal_handler_add(self)
+        self.report({"INFO"}, f"Generating into {run.job_dir} (Esc to cancel)")
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        run = _active
+        if run is None:
+            return self._stop(context, {"CANCELLED"})
+        result = modal_step(run, event.type, event.value)
+        if result & {"FINISHED", "CANCELLED"}:
+            run.report_to(self.report)
+            return self._stop(context, result)
+        return result
+
+    def cancel(self, context):  # Blender ends the modal handler (file load, quit)
+        if _active is not None:
+            _active.cancel()
+        self._stop(context, set())
+
+    def _stop(self, context, result):
+        timer = getattr(self, "_timer", None)
+        if timer is not None:
+            context.window_manager.event_timer_remove(timer)
+            self._timer = None
+        return result
+
+
+class ANIMATE_ANYTHING_OT_cancel(bpy.types.Operator):
+    """Stop the running generation (the process is terminated, then killed if it does not stop)"""
+
+    bl_idname = "animate_anything.cancel"
+    bl_label = "Cancel"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context):
+        if not is_running():
+            cls.poll_message_set("No generation is running")
+            return False
+        return True
+
+    def execute(self, context):
+        _active.cancel()
+        self.report({"INFO"}, "Cancelling the generation")
+        return {"FINISHED"}
+
+
+classes = (ANIMATE_ANYTHING_OT_generate, ANIMATE_ANYTHING_OT_cancel)
+
+
+def stop_active_run() -> None:
+    """End the active run now: its process group is killed and its timer removed."""
+    global _active
+    run = _active
+    _active = None
+    if run is None:
+        return
+    if bpy.app.timers.is_registered(run.tick):
+        bpy.app.timers.unregister(run.tick)
+    if not run.finished:
+        run.process.kill()
+        run.state = "cancelled"
+        run._close_progress()
+
+
+@bpy.app.handlers.persistent
+def _on_load_pre(*_args):
+    # Loading another file drops timers and modal handlers: the run could never finish.
+    stop_active_run()
+
+
+def register():
+    bpy.app.handlers.load_pre.append(_on_load_pre)
+
+
+def unregister():
+    """Disabling the add-on ends a running generator (no orphan process) and its timer."""
+    if _on_load_pre in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(_on_load_pre)
+    stop_active_run()

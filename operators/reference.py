@@ -1,0 +1,260 @@
+"""The reference image (the video's first frame) and its depth, from a picked image or a render.
+
+Convention: images are (H, W, 3) uint8 RGB, top row first, sRGB-encoded; depth is (H, W) float32
+planar depth (distance along the camera's view axis, scene units), +inf where nothing was hit.
+
+Size rule (the same as blender_animate.camera.rescale_intrinsics, mode "crop", which the camera
+reader applies to K): the source is scaled uniformly by s = max(W / w, H / h) so that it covers the
+job's W x H, then the centre is cropped. Colour is resampled with a Lanczos filter (Pillow, bundled
+with the extension) over the exact fractional crop box; depth takes the nearest source pixel so
+that no depth is invented between a foreground and the background.
+
+Colour from files: byte images (8-bit PNG, JPEG, ...) are used as stored; float images (16-bit PNG,
+EXR, HDR, ...) are what Blender holds, linear in its working space, and are encoded with the sRGB
+transfer function and clipped to [0, 1] (data images, "Non-Color", are used as stored). Alpha is
+dropped, not composited.
+
+Rendering: the scene's engine (Cycles, EEVEE or Workbench) renders the active camera at the job's
+first frame, at the scene's render size (resolution x percentage); a second render writes the
+Depth pass through the compositor to a 32-bit EXR (Cycles with 1 sample: depth needs no noise-free
+shading). Every setting touched is put back, even when a render fails.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from . import compat
+
+DEPTH_ENGINES = ("CYCLES", "BLENDER_WORKBENCH", "BLENDER_EEVEE", "BLENDER_EEVEE_NEXT")
+
+
+class ReferenceImageError(ValueError):
+    """The reference image cannot be made; the message says what to change."""
+
+
+def crop_box(src_wh: tuple[int, int], dst_wh: tuple[int, int]) -> tuple[float, float, float, float, float]:
+    """(x0, y0, x1, y1, scale): the centre-crop box in source pixels (continuous coordinates, origin
+    at the top-left corner) that maps onto the destination, and the scale s = dst / box size."""
+    sw, sh = (float(v) for v in src_wh)
+    dw, dh = (float(v) for v in dst_wh)
+    s = max(dw / sw, dh / sh)
+    bw, bh = dw / s, dh / s
+    x0, y0 = (sw - bw) / 2.0, (sh - bh) / 2.0
+    return x0, y0, x0 + bw, y0 + bh, s
+
+
+def crop_resize_rgb(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(h, w, 3) uint8 -> (height, width, 3) uint8 by the centre-crop rule (Lanczos resampling)."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ReferenceImageError(
+            "Pillow is missing from Blender's Python: reinstall the Animate Anything extension "
+            "(it bundles Pillow)"
+        ) from None
+    h, w = rgb.shape[:2]
+    if (w, h) == (width, height):
+        return np.ascontiguousarray(rgb)
+    x0, y0, x1, y1, _ = crop_box((w, h), (width, height))
+    img = Image.fromarray(np.ascontiguousarray(rgb))
+    out = img.resize((width, height), Image.Resampling.LANCZOS, box=(x0, y0, x1, y1))
+    return np.asarray(out, dtype=np.uint8)
+
+
+def crop_resize_depth(depth: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(h, w) float32 -> (height, width) float32 by the centre-crop rule, nearest source pixel:
+    destination pixel centre j + 0.5 maps to source coordinate x0 + (j + 0.5) / s."""
+    h, w = depth.shape
+    x0, y0, _, _, s = crop_box((w, h), (width, height))
+    cols = np.clip(np.floor(x0 + (np.arange(width) + 0.5) / s).astype(np.int64), 0, w - 1)
+    rows = np.clip(np.floor(y0 + (np.arange(height) + 0.5) / s).astype(np.int64), 0, h - 1)
+    return np.ascontiguousarray(depth[rows[:, None], cols[None, :]], dtype=np.float32)
+
+
+def srgb_encode(linear: np.ndarray) -> np.ndarray:
+    """Linear [0, 1] -> sRGB-encoded [0, 1] (IEC 61966-2-1), clipping out-of-range values."""
+    x = np.clip(linear, 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1.0 / 2.4) - 0.055)
+
+
+def image_pixels(image) -> np.ndarray:
+    """(H, W, C) float32 of a bpy Image as Blender holds it, top row first (C = image.channels)."""
+    w, h = image.size
+    if w == 0 or h == 0:
+        raise ReferenceImageError(
+            f"image '{image.name}' has no pixels (missing or unreadable: {image.filepath or 'no path'}): "
+            "pick an image that exists"
+        )
+    c = image.channels
+    buf = np.empty(w * h * c, dtype=np.float32)
+    image.pixels.foreach_get(buf)
+    return buf.reshape(h, w, c)[::-1]
+
+
+def image_to_rgb(image) -> np.ndarray:
+    """(H, W, 3) uint8 sRGB of a bpy Image (see the module docstring for the colour rules)."""
+    px = image_pixels(image)
+    if px.shape[2] >= 3:
+        rgb = px[..., :3]
+    else:  # grey (+ alpha): repeat the first channel
+        rgb = np.repeat(px[..., :1], 3, axis=2)
+    if image.is_float and not image.colorspace_settings.is_data:
+        rgb = srgb_encode(rgb)
+    return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def reference_from_image(image, width: int, height: int, render_wh: tuple[int, int] | None = None):
+    """(rgb (height, width, 3) uint8, warnings) from a picked bpy Image. `render_wh`, the scene's
+    render size, only serves the warning when the image's aspect differs from the camera's."""
+    if image is None:
+        raise ReferenceImageError("no reference image is set: pick an image, or set Reference to Render")
+    if image.source not in ("FILE", "GENERATED", "MOVIE", "SEQUENCE"):
+        raise ReferenceImageError(
+            f"image '{image.name}' is a {image.source.lower()} image: pick an image file"
+        )
+    rgb = image_to_rgb(image)
+    warnings = []
+    h, w = rgb.shape[:2]
+    if render_wh is not None:
+        rw, rh = render_wh
+        if abs((w / h) / (rw / rh) - 1.0) > 0.01:
+            warnings.append(
+                f"the reference image is {w}x{h} but the camera renders {rw}x{rh}: their aspect ratios "
+                "differ, so the image and the camera's view frame different areas"
+            )
+    if w < width or h < height:
+        warnings.append(
+            f"the reference image ({w}x{h}) is smaller than the video ({width}x{height}): upscaled"
+        )
+    return crop_resize_rgb(rgb, width, height), warnings
+
+
+class _Settings:
+    """Save attributes now, put them back (in the saved order) on restore()."""
+
+    def __init__(self):
+        self._saved: list[tuple[object, str, object]] = []
+
+    def save(self, obj, *names: str) -> None:
+        for name in names:
+            if hasattr(obj, name):
+                self._saved.append((obj, name, getattr(obj, name)))
+
+    def restore(self) -> list[str]:
+        failed = []
+        for obj, name, value in self._saved:
+            try:
+                if getattr(obj, name) != value:
+                    setattr(obj, name, value)
+            except (TypeError, ValueError, AttributeError) as exc:
+                failed.append(f"{name}: {exc}")
+        return failed
+
+
+def render_reference(context, frame: int, width: int, height: int):
+    """Render the active camera at scene frame `frame`.
+
+    Returns (rgb (height, width, 3) uint8, depth (height, width) float32, render_wh (w, h), warnings).
+    The colour uses the scene's own settings (engine, samples, colour management, compositor);
+    depth comes from a second render of the Depth pass. Raises ReferenceImageError for no camera or an
+    engine without a depth pass; the scene's settings are restored in every case.
+    """
+    scene = context.scene
+    if scene.camera is None:
+        raise ReferenceImageError("the scene has no active camera to render the reference from: add one")
+    render = scene.render
+    if render.engine not in DEPTH_ENGINES:
+        raise ReferenceImageError(
+            f"the render engine {render.engine} has no depth pass: set it to Cycles, EEVEE or Workbench, "
+            "or pick a reference image"
+        )
+    view_layer = context.view_layer
+    ims = render.image_settings
+    saved = _Settings()
+    saved.save(
+        render, "filepath", "use_file_extension", "use_sequencer", "use_compositing", "use_single_layer"
+    )
+    saved.save(render, "use_border", "use_crop_to_border", "use_multiview")
+    saved.save(ims, *compat.image_format_attrs(ims))
+    saved.save(view_layer, "use_pass_z")
+    if render.engine == "CYCLES":
+        saved.save(scene.cycles, "samples", "use_adaptive_sampling", "use_denoising")
+    frame_saved = (scene.frame_current, scene.frame_subframe)
+    warnings: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="animate_anything_render_") as tmp:
+        try:
+            scene.frame_set(frame)
+            render.use_sequencer = False  # the strips would replace the camera's view
+            render.use_border = False
+            render.use_multiview = False
+            render.use_single_layer = True
+            render.use_file_extension = True
+            # 1. Colour, with the scene's own look.
+            compat.set_image_format(ims, "PNG")
+            ims.color_mode, ims.color_depth = "RGB", "8"
+            color_path = Path(tmp) / "color.png"
+            _render_still(scene, color_path)
+            rgb = _read_png(color_path)
+            # 2. Planar depth through the compositor into a 32-bit EXR.
+            view_layer.use_pass_z = True
+            render.use_compositing = True
+            if render.engine == "CYCLES":
+                scene.cycles.samples, scene.cycles.use_adaptive_sampling, scene.cycles.use_denoising = (
+                    1,
+                    False,
+                    False,
+                )
+            compat.set_image_format(ims, "OPEN_EXR")
+            ims.color_mode, ims.color_depth, ims.exr_codec = "RGB", "32", "ZIP"
+            depth_path = Path(tmp) / "depth.exr"
+            with compat.depth_to_composite_output(scene):
+                _render_still(scene, depth_path)
+            depth = _read_exr_channel(depth_path)
+        finally:
+            failed = saved.restore()
+            scene.frame_set(frame_saved[0], subframe=frame_saved[1])
+        if failed:
+            warnings.append(f"some render settings could not be restored: {'; '.join(failed)}")
+    if depth.shape != rgb.shape[:2]:
+        raise ReferenceImageError(
+            f"the depth render is {depth.shape[::-1]} but the colour render {rgb.shape[1::-1]}"
+        )
+    # Background: Cycles/Workbench write 1e10, EEVEE about clip_end. Mark it "far" (+inf).
+    clip_end = scene.camera.data.clip_end
+    depth = np.where(depth >= 0.999 * clip_end, np.inf, depth).astype(np.float32)
+    h, w = rgb.shape[:2]
+    if w < width or h < height:
+        warnings.append(
+            f"the render ({w}x{h}) is smaller than the video ({width}x{height}): raise the render resolution "
+            "or its percentage for a sharper reference"
+        )
+    return crop_resize_rgb(rgb, width, height), crop_resize_depth(depth, width, height), (w, h), warnings
+
+
+def _render_still(scene, path: Path) -> None:
+    scene.render.filepath = str(path)
+    result = bpy.ops.render.render(write_still=True, scene=scene.name)
+    if "FINISHED" not in result or not path.is_file():
+        raise ReferenceImageError(f"rendering the reference failed (nothing written to {path})")
+
+
+def _read_png(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def _read_exr_channel(path: Path) -> np.ndarray:
+    """(H, W) float32: the first channel of a single-layer EXR, top row first, values as stored."""
+    image = bpy.data.images.load(str(path), check_existing=False)
+    try:
+        image.colorspace_settings.is_data = True  # no colour conversion of the stored values
+        return image_pixels(image)[..., 0].copy()
+    finally:
+        bpy.data.images.remove(image)

@@ -1,0 +1,87 @@
+"""Add-on preferences: where the generator runs and which models it uses (saved with Blender's
+preferences, not the .blend). Written into each job's job.json by operators/export_job.py."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, StringProperty
+
+# The extension's package, e.g. "bl_ext.user_default.animate_anything" (this module is its .panels).
+ADDON_PACKAGE = __package__.rpartition(".")[0]
+
+DEVICES = (
+    ("auto", "Auto", "CUDA when there is a GPU, else Apple MPS, else the CPU"),
+    ("cuda", "CUDA", "An NVIDIA GPU"),
+    ("mps", "Apple GPU", "Apple silicon (MPS)"),
+    ("cpu", "CPU", "The processor (preview mode runs here in seconds; the models are very slow)"),
+)
+DTYPES = (
+    ("auto", "Auto", "bf16 where the GPU supports it, else fp16 on GPUs, fp32 on the CPU"),
+    ("bf16", "bfloat16", ""),
+    ("fp16", "float16", ""),
+    ("fp32", "float32", ""),
+)
+OFFLOADS = (
+    ("auto", "Auto", "Pick from the free GPU memory"),
+    ("none", "None", "Everything on the GPU (fastest; CogVideoX-5B needs about 24 GB)"),
+    ("model", "Model", "Move whole models to the GPU when they run"),
+    ("sequential", "Sequential", "Move layer by layer (slowest, least memory)"),
+    ("group", "Group", "Move groups of layers with prefetching"),
+)
+
+
+def get_preferences(context=None):
+    """This add-on's preferences, or None when it is not enabled under its package name."""
+    context = context or bpy.context
+    addon = context.preferences.addons.get(ADDON_PACKAGE)
+    return getattr(addon, "preferences", None)
+
+
+class AnimateAnythingPreferences(bpy.types.AddonPreferences):
+    bl_idname = ADDON_PACKAGE
+
+    python_path: StringProperty(
+        name="Generator Python",
+        subtype="FILE_PATH",
+        default="",
+        description="Python interpreter of an environment with torch and diffusers for the guided modes; "
+        "empty = Blender's own Python (preview mode only)",
+    )
+    cogvideox_model: StringProperty(
+        name="CogVideoX Model",
+        subtype="DIR_PATH",
+        default="",
+        description="A local folder with a CogVideoX image-to-video checkpoint, or a Hugging Face id",
+    )
+    animateanything_model: StringProperty(
+        name="AnimateAnything Weights",
+        subtype="DIR_PATH",
+        default="",
+        description="A local folder with trained AnimateAnything weights",
+    )
+    device: EnumProperty(name="Device", items=DEVICES, default="auto")
+    dtype: EnumProperty(name="Precision", items=DTYPES, default="auto")
+    offload: EnumProperty(name="Offload", items=OFFLOADS, default="auto")
+    allow_download: BoolProperty(
+        name="Allow Downloads",
+        default=False,
+        description="Let the generator download model weights it does not find locally (many GB)",
+    )
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        col = layout.column()
+        col.prop(self, "python_path")
+        col.prop(self, "cogvideox_model")
+        col.prop(self, "animateanything_model")
+        col = layout.column(heading="Memory")
+        col.prop(self, "device")
+        col.prop(self, "dtype")
+        col.prop(self, "offload")
+        col.prop(self, "allow_download")
+        if hasattr(bpy.types, "ANIMATE_ANYTHING_OT_check_generator"):
+            layout.operator("animate_anything.check_generator", icon="CHECKMARK")
+
+
+classes = (AnimateAnythingPreferences,)

@@ -1,0 +1,141 @@
+"""Scene settings of Animate Anything: `scene.animate_anything` (saved with the .blend).
+
+Units: frames are scene frames, sizes are pixels of the generated video, fps frames per second.
+The `job_*` / `last_*` fields are state written by the Generate operator and shown read-only.
+"""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import (
+    BoolProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
+
+# Identifiers shared with operators/export_job.py (values written into job.json are lower case).
+REFERENCE_SOURCES = (
+    ("RENDER", "Render", "Render the first frame from the active camera, with its depth pass"),
+    ("FILE", "Image", "Use an image you pick (no depth: the generator assumes a plane)"),
+)
+DRAG_SOURCES = (
+    ("NONE", "None", "No drags: camera motion (and the reference video) only"),
+    ("ANNOTATION", "Annotation", "The scene's annotation strokes (3D placement)"),
+    ("GREASE_PENCIL", "Grease Pencil", "Strokes of a grease pencil object (all of them when none is picked)"),
+)
+DRAG_TIMINGS = (
+    ("ARC_LENGTH", "Even", "Move along each stroke at constant speed over the frames"),
+    ("RECORDED", "As Drawn", "Follow the pace at which each stroke was drawn (its recorded point times)"),
+)
+MODES = (
+    ("preview", "Preview", "Warp the reference image along the flow: seconds on a CPU, nothing to install"),
+    ("guided", "Guided", "CogVideoX image-to-video guided by the preview (needs a GPU and the model)"),
+    ("animateanything", "AnimateAnything", "The paper's flow-conditioned model (needs trained weights)"),
+)
+
+
+def _is_grease_pencil(_self, ob) -> bool:
+    return ob.type == "GREASEPENCIL"
+
+
+def _layer_names(self, _context, edit_text):
+    ob = self.drag_object
+    if ob is None or ob.type != "GREASEPENCIL":
+        return []
+    return [layer.name for layer in ob.data.layers if edit_text.lower() in layer.name.lower()]
+
+
+class AnimateAnythingSettings(bpy.types.PropertyGroup):
+    # Reference image
+    reference_source: EnumProperty(name="Reference", items=REFERENCE_SOURCES, default="RENDER")
+    reference_image: PointerProperty(
+        name="Image",
+        type=bpy.types.Image,
+        description="The first frame of the video; centre-cropped to the video's aspect, then resized",
+    )
+    # Frames
+    use_scene_range: BoolProperty(
+        name="Scene Range", default=True, description="Use the scene's frame range (else the range below)"
+    )
+    frame_start: IntProperty(name="Start", default=1, description="First scene frame of the camera move")
+    frame_end: IntProperty(name="End", default=49, description="Last scene frame of the camera move")
+    num_frames: IntProperty(
+        name="Frames",
+        default=49,
+        min=2,
+        max=1024,
+        description="Frames of the generated video, spread evenly over the range (sub-frames when they "
+        "differ); "
+        "CogVideoX modes need 4k+1 (49, 81)",
+    )
+    width: IntProperty(name="Width", default=720, min=16, max=4096, step=8, subtype="PIXEL")
+    height: IntProperty(name="Height", default=480, min=16, max=4096, step=8, subtype="PIXEL")
+    fps: FloatProperty(
+        name="FPS",
+        default=0.0,
+        min=0.0,
+        max=240.0,
+        description="Frame rate of the video; 0 = so that it lasts as long as the frame range plays",
+    )
+    # Drags
+    drag_source: EnumProperty(name="Drags", items=DRAG_SOURCES, default="GREASE_PENCIL")
+    drag_object: PointerProperty(
+        name="Object", type=bpy.types.Object, poll=_is_grease_pencil, description="Grease pencil object"
+    )
+    drag_layer: StringProperty(
+        name="Layer", default="", search=_layer_names, description="Layer to read; empty = all visible layers"
+    )
+    drag_timing: EnumProperty(name="Timing", items=DRAG_TIMINGS, default="ARC_LENGTH")
+    reference_video: StringProperty(
+        name="Motion Video",
+        subtype="FILE_PATH",
+        default="",
+        description="Optional video whose motion to follow",
+    )
+    # Generation
+    mode: EnumProperty(name="Mode", items=MODES, default="preview")
+    prompt: StringProperty(name="Prompt", default="", description="What the video shows (guided modes)")
+    negative_prompt: StringProperty(name="Negative", default="", description="What to avoid (guided modes)")
+    seed: IntProperty(name="Seed", default=0, min=0)
+    steps: IntProperty(name="Steps", default=50, min=1, max=1000)
+    guidance_scale: FloatProperty(name="Guidance", default=6.0, min=0.0, max=50.0)
+    strength: FloatProperty(
+        name="Strength",
+        default=0.8,
+        min=0.0,
+        max=1.0,
+        subtype="FACTOR",
+        description="Guided mode: 1 = plain image-to-video, lower = closer to the preview's motion",
+    )
+    noise_warp: BoolProperty(name="Warp Noise", default=False, description="Guided mode: flow-warped noise")
+    output_dir: StringProperty(
+        name="Output",
+        subtype="DIR_PATH",
+        default="//animate_anything/",
+        description="Folder that receives one job folder per run (// = next to the .blend)",
+    )
+    # Bringing results back
+    import_strip: BoolProperty(name="Sequencer Strip", default=True)
+    import_background: BoolProperty(name="Camera Background", default=True)
+    import_plane: BoolProperty(name="Textured Plane", default=False, description="A camera-facing plane")
+    auto_import: BoolProperty(name="Import When Done", default=True)
+    # Job state (written by the Generate operator; shown read-only)
+    job_running: BoolProperty(name="Running", default=False)
+    job_progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR")
+    job_stage: StringProperty(name="Stage", default="")
+    last_job_dir: StringProperty(name="Last Job", default="", subtype="DIR_PATH")
+    last_message: StringProperty(name="Message", default="")
+
+
+classes = (AnimateAnythingSettings,)
+
+
+def register():
+    bpy.types.Scene.animate_anything = PointerProperty(type=AnimateAnythingSettings)
+
+
+def unregister():
+    del bpy.types.Scene.animate_anything

@@ -1,0 +1,156 @@
+"""The "Animate" sidebar tab of the 3D viewport and the Sequencer. Thin: draws scene settings and
+calls operators; computes nothing beyond the cheap checks that say why a button is grey."""
+
+from __future__ import annotations
+
+import bpy
+
+CATEGORY = "Animate"
+
+
+def _operator_exists(idname: str) -> bool:
+    module, _, name = idname.partition(".")
+    try:
+        getattr(getattr(bpy.ops, module), name).get_rna_type()
+    except (AttributeError, KeyError):
+        return False
+    return True
+
+
+def _problems(context) -> list[str]:
+    from ..operators.export_job import settings_problems
+
+    return settings_problems(context)
+
+
+def draw_reasons(layout, reasons, limit: int = 3) -> None:
+    """Why the actions are grey, one alert line each."""
+    col = layout.column(align=True)
+    col.alert = True
+    for reason in reasons[:limit]:
+        col.label(text=reason, icon="ERROR")
+
+
+class _Base:
+    bl_region_type = "UI"
+    bl_category = CATEGORY
+
+    @classmethod
+    def poll(cls, context):
+        return getattr(context.scene, "animate_anything", None) is not None
+
+
+class _Main(_Base):
+    bl_label = "Animate Anything"
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        s = context.scene.animate_anything
+        layout.prop(s, "mode")
+        col = layout.column()
+        col.prop(s, "reference_source", expand=True)
+        if s.reference_source == "FILE":
+            col.template_ID(s, "reference_image", open="image.open")
+        col = layout.column(align=True)
+        col.prop(s, "use_scene_range")
+        sub = col.column(align=True)
+        sub.enabled = not s.use_scene_range
+        sub.prop(s, "frame_start")
+        sub.prop(s, "frame_end")
+        col = layout.column(align=True)
+        col.prop(s, "num_frames")
+        col.prop(s, "width")
+        col.prop(s, "height")
+        col.prop(s, "fps")
+
+
+class _Drags(_Base):
+    bl_label = "Drags and Motion"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        s = context.scene.animate_anything
+        layout.prop(s, "drag_source")
+        if s.drag_source == "GREASE_PENCIL":
+            layout.prop(s, "drag_object")
+            row = layout.row()
+            row.enabled = s.drag_object is not None
+            row.prop(s, "drag_layer", icon="OUTLINER_DATA_GP_LAYER")
+        if s.drag_source != "NONE":
+            layout.prop(s, "drag_timing", expand=True)
+        layout.prop(s, "reference_video")
+
+
+class _Generation(_Base):
+    bl_label = "Generation"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        s = context.scene.animate_anything
+        layout.prop(s, "prompt")
+        layout.prop(s, "negative_prompt")
+        col = layout.column(align=True)
+        col.prop(s, "seed")
+        col.prop(s, "steps")
+        col.prop(s, "guidance_scale")
+        col = layout.column()
+        col.active = s.mode == "guided"
+        col.prop(s, "strength")
+        col.prop(s, "noise_warp")
+
+
+class _Output(_Base):
+    bl_label = "Output"
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        s = context.scene.animate_anything
+        layout.prop(s, "output_dir")
+        col = layout.column(heading="Import", align=True)
+        col.prop(s, "auto_import")
+        col.prop(s, "import_strip")
+        col.prop(s, "import_background")
+        col.prop(s, "import_plane")
+
+        reasons = _problems(context)
+        col = layout.column(align=True)
+        col.scale_y = 1.3
+        if _operator_exists("animate_anything.generate"):
+            if s.job_running:
+                col.progress(factor=s.job_progress, text=s.job_stage or "Running")
+                if _operator_exists("animate_anything.cancel"):
+                    col.operator("animate_anything.cancel", icon="CANCEL")
+            else:
+                col.operator("animate_anything.generate", icon="RENDER_ANIMATION")
+        layout.operator("animate_anything.export_job", icon="EXPORT")
+        if _operator_exists("animate_anything.import_result"):
+            layout.operator("animate_anything.import_result", icon="IMPORT")
+        if reasons:
+            draw_reasons(layout, reasons)
+        if s.last_message:
+            box = layout.box()
+            box.label(text=s.last_message, icon="INFO")
+
+
+def _make(base, space: str, suffix: str, order: int):
+    """A panel class of `base` in the sidebar of `space` ('VIEW_3D' or 'SEQUENCE_EDITOR')."""
+    name = f"ANIMATE_ANYTHING_PT_{base.__name__.strip('_').lower()}_{suffix}"
+    attrs = {"bl_space_type": space, "bl_idname": name, "bl_order": order}
+    return type(name, (base, bpy.types.Panel), attrs)
+
+
+classes = tuple(
+    _make(base, space, suffix, order)
+    for space, suffix in (("VIEW_3D", "view3d"), ("SEQUENCE_EDITOR", "sequencer"))
+    for order, base in enumerate((_Main, _Drags, _Generation, _Output))
+)

@@ -1,0 +1,70 @@
+"""Tiny real models for the AnimateAnything tests (sizes and their constraints: backend/animateanything/configs.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+
+
+@pytest.fixture
+def tiny_stage2():
+    """(base transformer, flow encoder, fusion, frequency stabilizer), seeded, in eval mode."""
+    from diffusers import CogVideoXTransformer3DModel
+
+    from backend.animateanything import configs
+    from backend.animateanything.flow_encoder import FlowEncoder3D
+    from backend.animateanything.flow_fusion import FlowFusionBlock
+    from backend.animateanything.frequency_attention import FrequencyStabilizer
+
+    torch.manual_seed(0)
+    transformer = CogVideoXTransformer3DModel(**configs.TINY_COGVIDEOX_TRANSFORMER).eval()
+    encoder = FlowEncoder3D(**configs.TINY_FLOW_ENCODER).eval()
+    fusion = FlowFusionBlock(**configs.TINY_FLOW_FUSION).eval()
+    stabilizer = FrequencyStabilizer(**configs.TINY_FREQUENCY_STABILIZER).eval()
+    return transformer, encoder, fusion, stabilizer
+
+
+def tiny_crm_config() -> dict:
+    from backend.animateanything import configs
+
+    cam = configs.TINY_CAMERA_ENCODER
+    return dict(
+        in_channels=4,  # = the tiny image VAE's latent channels
+        num_context_tokens=1,
+        camera_block_out_channels=cam["block_out_channels"],
+        camera_layers_per_block=cam["layers_per_block"],
+        camera_temporal_attention_heads=cam["temporal_attention_heads"],
+        camera_attention_heads=2,  # must divide the UNet widths (16, 32)
+        **configs.TINY_UNET,
+    )
+
+
+def tiny_fgm_config() -> dict:
+    from backend.animateanything import configs
+
+    return dict(
+        latent_channels=4,  # = the tiny flow VAE's latent channels
+        condition_channels=4,
+        motion_num_attention_heads=2,  # must divide the UNet widths
+        motion_max_seq_length=16,  # >= the frames of a test (9)
+        num_context_tokens=1,
+        condition_encoder_channels=(8, 8, 8, 8),  # three stride-2 steps = 8x, the VAE's factor
+        **configs.TINY_UNET,
+    )
+
+
+@pytest.fixture
+def tiny_stage1():
+    """(flow VAE, CRM, FGM), seeded, eval mode; FGM and CRM pair up layer by layer."""
+    from backend.animateanything import configs
+    from backend.animateanything.camera_reference import CameraReferenceModel
+    from backend.animateanything.flow_generation import FlowGenerationModel
+    from backend.animateanything.flow_vae import FlowVAE
+
+    torch.manual_seed(0)
+    vae = FlowVAE(**configs.TINY_FLOW_VAE).eval()
+    crm = CameraReferenceModel(**tiny_crm_config()).eval()
+    fgm = FlowGenerationModel(**tiny_fgm_config()).eval()
+    return vae, crm, fgm

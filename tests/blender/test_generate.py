@@ -1,0 +1,215 @@
+"""animate_anything.generate: the timer and modal logic (called directly: timers never fire and
+modal operators get no events in the bpy module), with the real generator process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.blender.conftest import submodule
+from tests.blender.snapshot import assert_unchanged, data_snapshot
+from tests.jobfiles import make_job
+
+pytestmark = pytest.mark.blender
+
+
+def gen():
+    return submodule("operators.generate")
+
+
+@pytest.fixture
+def world(ext, bpy_module):
+    """A scene with a camera and a cube; no run left over from another test."""
+    bpy = bpy_module
+    _, scene = ext
+    cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    scene.collection.objects.link(cam)
+    scene.camera = cam
+    cam.location = (0.0, -6.0, 0.0)
+    cam.rotation_euler = (1.5708, 0.0, 0.0)
+    bpy.ops.mesh.primitive_cube_add()
+    scene.render.resolution_x, scene.render.resolution_y = 64, 48
+    yield scene
+    gen().stop_active_run()  # kills a run a failed test left behind and clears the module state
+
+
+def tick_to_end(run, timeout=60.0, on_tick=None) -> list:
+    intervals = []
+    deadline = time.monotonic() + timeout
+    while True:
+        assert time.monotonic() < deadline, f"the run did not end within {timeout} s ({run.stage})"
+        interval = run.tick()
+        intervals.append(interval)
+        if on_tick is not None:
+            on_tick(run)
+        if interval is None:
+            return intervals
+        time.sleep(0.02)
+
+
+def tick_until_started(run, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while run.stage == "starting":
+        assert time.monotonic() < deadline
+        assert run.tick() is not None, run.full_message()
+        time.sleep(0.02)
+
+
+def reports_of(run) -> list:
+    out = []
+    run.report_to(lambda level, message: out.append((next(iter(level)), message)))
+    return out
+
+
+def test_the_timer_follows_a_real_generator_and_imports_the_result(world, bpy_module, tmp_path):
+    bpy = bpy_module
+    scene = world
+    job = make_job(tmp_path / "shot")
+    run = gen().run_job(bpy.context, job)
+    settings = scene.animate_anything
+    assert gen().is_running() and settings.job_running
+    assert not bpy.ops.animate_anything.generate.poll(), "one run at a time"
+    assert bpy.ops.animate_anything.cancel.poll()
+    seen = []
+    intervals = tick_to_end(run, on_tick=lambda r: seen.append((settings.job_stage, settings.job_progress)))
+    assert intervals[-1] is None and set(intervals[:-1]) == {gen().POLL_INTERVAL}
+    assert any(stage.startswith(("flow", "splat", "write")) for stage, _ in seen), seen
+    assert all(0.0 <= p <= 1.0 for _, p in seen) and any(0.0 < p for _, p in seen)
+    assert run.state == "done", run.full_message()
+    assert not settings.job_running and settings.job_stage == "done"
+    assert settings.last_job_dir == str(job) and settings.last_message.startswith("Imported 9 frames")
+    assert scene.sequence_editor.strips["AA shot"].frame_final_duration == 9
+    assert scene.camera.data.background_images[0].image.name == "AA shot"
+    assert not bpy.app.timers.is_registered(run.tick)
+    assert run.tick() is None
+    assert ("INFO", run.message) in reports_of(run)
+    assert not gen().is_running() and bpy.ops.animate_anything.generate.poll()
+
+
+def test_esc_in_the_modal_handler_cancels_and_changes_nothing(world, bpy_module, tmp_path):
+    bpy = bpy_module
+    job = make_job(tmp_path / "shot", width=256, height=192, num_frames=33)
+    before = data_snapshot()
+    run = gen().run_job(bpy.context, job)
+    tick_until_started(run)
+    assert gen().modal_step(run, "MOUSEMOVE", "NOTHING") == {"PASS_THROUGH"}
+    assert gen().modal_step(run, "ESC", "PRESS") == {"RUNNING_MODAL"}
+    assert run.stage == "cancelling"
+    tick_to_end(run, timeout=20)
+    assert gen().modal_step(run, "TIMER", "NOTHING") == {"CANCELLED"}
+    assert run.state == "cancelled"
+    assert_unchanged(before, data_snapshot())
+    assert not (job / "out").exists() and job.is_dir()
+    level, message = reports_of(run)[-1]
+    assert level == "WARNING" and "cancel" in message and str(job) in message
+    assert not world.animate_anything.job_running
+
+
+def test_the_cancel_operator_stops_the_run(world, bpy_module, tmp_path):
+    bpy = bpy_module
+    assert not bpy.ops.animate_anything.cancel.poll()
+    job = make_job(tmp_path / "shot", width=256, height=192, num_frames=33)
+    before = data_snapshot()
+    run = gen().run_job(bpy.context, job)
+    tick_until_started(run)
+    assert bpy.ops.animate_anything.cancel() == {"FINISHED"}
+    tick_to_end(run, timeout=20)
+    assert run.state == "cancelled"
+    assert_unchanged(before, data_snapshot())
+    assert not (job / "out").exists()
+
+
+def _kill(run):
+    os.killpg(run.process.proc.pid, signal.SIGKILL)
+
+
+def _corrupt_job(job):
+    (job / "job.json").write_text('{"schema_version": 1, "mode": ')
+
+
+def _unreadable_image(job):
+    (job / "reference.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+
+
+def _bad_conditions(job):
+    (job / "conditions.npz").write_bytes(b"PK\x03\x04 truncated")
+
+
+def _bare_python(tmp_path) -> str:
+    """A fresh venv of the system Python without pip: no numpy, no Pillow."""
+    base = next((p for p in ("/usr/bin/python3.11", "/usr/bin/python3") if Path(p).exists()), None)
+    if base is None:
+        pytest.skip("no system python3 to make a bare venv from")
+    venv = tmp_path / "bare"
+    subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
+    python = str(venv / "bin" / "python")
+    if subprocess.run([python, "-c", "import numpy"], capture_output=True).returncode == 0:
+        pytest.skip("the system Python's venv sees numpy")
+    return python
+
+
+FAILURES = {
+    # name: (damage the job before the run, act during the run, python, words the message must hold)
+    "killed": (None, _kill, None, ["stopped before finishing", "SIGKILL"]),
+    "corrupted_job": (_corrupt_job, None, None, ["job.json", "not valid JSON"]),
+    "unreadable_image": (_unreadable_image, None, None, ["reference.png"]),
+    "bad_conditions": (_bad_conditions, None, None, ["conditions.npz"]),
+    "missing_interpreter": (None, None, "/nonexistent/bin/python3", ["/nonexistent/bin/python3", "not"]),
+    "python_without_numpy": (None, None, "bare", ["numpy"]),
+}
+
+
+@pytest.mark.parametrize("name", list(FAILURES))
+def test_a_failure_is_reported_and_changes_nothing(world, bpy_module, tmp_path, name):
+    bpy = bpy_module
+    damage, act, python, words = FAILURES[name]
+    if python == "bare":
+        python = _bare_python(tmp_path)
+    size = dict(width=256, height=192, num_frames=33) if act else dict(width=64, height=48, num_frames=9)
+    job = make_job(tmp_path / "shot", **size)
+    if damage is not None:
+        damage(job)
+    before = data_snapshot()
+    run = gen().run_job(bpy.context, job, python=python)
+    if act is not None:
+        tick_until_started(run)
+        act(run)
+    tick_to_end(run)
+    assert run.state == "failed", run.full_message()
+    level, message = reports_of(run)[-1]
+    assert level == "ERROR"
+    for word in words:
+        assert word in message, f"{word!r} not in {message!r}"
+    assert str(job) in message, "the message says where the job folder is kept"
+    assert run.hint, "every failure comes with a hint"
+    assert_unchanged(before, data_snapshot())
+    assert job.is_dir() and not (job / "out" / "result.json").exists()
+    settings = world.animate_anything
+    assert not settings.job_running and settings.last_message == message
+    assert not gen().is_running()
+
+
+def test_stopping_the_active_run_kills_the_generator(world, bpy_module, tmp_path):
+    """What unregister() (the add-on being disabled) does: no orphan process."""
+    bpy = bpy_module
+    job = make_job(tmp_path / "shot", width=256, height=192, num_frames=33)
+    run = gen().run_job(bpy.context, job)
+    tick_until_started(run)
+    gen().stop_active_run()
+    assert run.process.proc.poll() is not None, "the generator must not outlive the add-on"
+    assert gen().active_run() is None and not bpy.app.timers.is_registered(run.tick)
+
+
+def test_loading_another_file_ends_the_run(world, bpy_module, tmp_path):
+    bpy = bpy_module
+    job = make_job(tmp_path / "shot", width=256, height=192, num_frames=33)
+    run = gen().run_job(bpy.context, job)
+    tick_until_started(run)
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    assert run.process.proc.poll() is not None and run.state == "cancelled"
+    assert not gen().is_running()

@@ -1,0 +1,306 @@
+"""animate_anything.import_result on outputs made by the real generator process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from blender_animate.client import GeneratorProcess
+from tests.blender.conftest import submodule
+from tests.blender.snapshot import assert_unchanged, data_snapshot
+from tests.jobfiles import make_job
+
+pytestmark = pytest.mark.blender
+ROOT = Path(__file__).resolve().parents[2]
+NUM_FRAMES, WIDTH, HEIGHT = 9, 64, 48
+
+
+def python_with_pyav() -> str | None:
+    """An interpreter that can write video.mp4: this one, or the project's main environment
+    (the 4.5 test environment has no PyAV, like a user's Blender)."""
+    for python in (sys.executable, str(ROOT / ".venv" / "bin" / "python")):
+        if not Path(python).exists():
+            continue
+        if subprocess.run([python, "-c", "import av"], capture_output=True).returncode == 0:
+            return python
+    return None
+
+
+def generate(folder: Path, python: str, extra_paths=()) -> Path:
+    job = make_job(folder, width=WIDTH, height=HEIGHT, num_frames=NUM_FRAMES)
+    proc = GeneratorProcess(job, python, extra_paths=extra_paths).start()
+    end = proc.wait(timeout=120)
+    assert end["event"] == "done", end
+    return job
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """Real generator outputs: "movie" (video.mp4) and "frames" (PNG only, PyAV hidden)."""
+    base = tmp_path_factory.mktemp("generated")
+    jobs = {}
+    python = python_with_pyav()
+    if python is not None:
+        jobs["movie"] = generate(base / "movie", python)
+        assert (jobs["movie"] / "out" / "video.mp4").is_file()
+    hide = base / "hide_av"
+    (hide / "av").mkdir(parents=True)
+    (hide / "av" / "__init__.py").write_text("raise ImportError('PyAV hidden by the test')\n")
+    jobs["frames"] = generate(base / "frames", sys.executable, extra_paths=[hide])
+    assert not (jobs["frames"] / "out" / "video.mp4").exists()
+    return jobs
+
+
+@pytest.fixture
+def job_copy(generated, tmp_path):
+    def copy(kind: str, name: str = "shot") -> Path:
+        if kind not in generated:
+            pytest.skip("no Python with PyAV to make an mp4 with")
+        return Path(shutil.copytree(generated[kind], tmp_path / name))
+
+    return copy
+
+
+def add_camera(bpy, scene):
+    cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    scene.collection.objects.link(cam)
+    scene.camera = cam
+    cam.location = (0.0, -8.0, 1.0)
+    cam.rotation_euler = (1.5, 0.0, 0.0)
+    scene.render.resolution_x, scene.render.resolution_y = WIDTH, HEIGHT
+    return cam
+
+
+def importer():
+    return submodule("operators.import_result")
+
+
+def test_mp4_becomes_strip_movie_image_and_camera_background(ext, job_copy, bpy_module):
+    bpy = bpy_module
+    _, scene = ext
+    scene.frame_start, scene.frame_end = 5, 40
+    cam = add_camera(bpy, scene)
+    job = job_copy("movie")
+    summary = importer().import_result(bpy.context, job)
+    assert summary["kind"] == "movie" and summary["num_frames"] == NUM_FRAMES
+    image = bpy.data.images[summary["image"]]
+    assert image.source == "MOVIE" and image.frame_duration == NUM_FRAMES
+    assert Path(bpy.path.abspath(image.filepath)) == job / "out" / "video.mp4"
+    strip = scene.sequence_editor.strips[summary["strip"]]
+    assert strip.type == "MOVIE"
+    assert (strip.channel, strip.frame_final_start, strip.frame_final_duration) == (1, 5, NUM_FRAMES)
+    assert cam.data.show_background_images
+    (bg,) = cam.data.background_images
+    assert bg.source == "IMAGE" and bg.image == image
+    assert (bg.image_user.frame_duration, bg.image_user.frame_start) == (NUM_FRAMES, 5)
+    scene.frame_set(7)
+    assert bg.image_user.frame_current == 3  # movies count from frame 1
+
+
+def test_png_frames_become_an_image_sequence(ext, job_copy, bpy_module):
+    bpy = bpy_module
+    _, scene = ext
+    cam = add_camera(bpy, scene)
+    summary = importer().import_result(bpy.context, job_copy("frames"))
+    assert summary["kind"] == "sequence"
+    image = bpy.data.images[summary["image"]]
+    assert image.source == "SEQUENCE"
+    strip = scene.sequence_editor.strips[summary["strip"]]
+    assert strip.type == "IMAGE" and strip.frame_final_duration == NUM_FRAMES
+    assert [e.filename for e in strip.elements] == [f"{i:04d}.png" for i in range(NUM_FRAMES)]
+    bg = cam.data.background_images[0]
+    assert bg.image_user.frame_duration == NUM_FRAMES
+    scene.frame_set(scene.frame_start)
+    assert bg.image_user.frame_current == 0  # file 0000.png on the first frame
+    scene.frame_set(scene.frame_start + NUM_FRAMES - 1)
+    assert bg.image_user.frame_current == NUM_FRAMES - 1
+
+
+def test_importing_twice_updates_instead_of_duplicating(ext, job_copy, bpy_module):
+    bpy = bpy_module
+    _, scene = ext
+    cam = add_camera(bpy, scene)
+    job = job_copy("frames")
+    first = importer().import_result(bpy.context, job, plane=True)
+    before = data_snapshot()
+    second = importer().import_result(bpy.context, job, plane=True)
+    assert_unchanged(before, data_snapshot())
+    assert {k: v for k, v in second.items()} == first
+    assert len(cam.data.background_images) == 1
+    assert len(scene.sequence_editor.strips) == 1
+
+
+def test_a_second_job_goes_to_the_next_free_channel(ext, job_copy, bpy_module):
+    bpy = bpy_module
+    _, scene = ext
+    add_camera(bpy, scene)
+    a = importer().import_result(bpy.context, job_copy("frames", "shot_a"))
+    b = importer().import_result(bpy.context, job_copy("frames", "shot_b"))
+    assert (a["channel"], b["channel"]) == (1, 2)
+    assert a["image"] != b["image"] and len(scene.sequence_editor.strips) == 2
+
+
+def color_strip(se, name, channel, start, length):
+    try:  # 5.0
+        return se.strips.new_effect(name, "COLOR", channel, frame_start=start, length=length)
+    except TypeError:  # 4.5
+        return se.strips.new_effect(name, "COLOR", channel, frame_start=start, frame_end=start + length)
+
+
+def test_a_channel_is_free_when_its_strips_are_elsewhere_in_time(ext, job_copy, bpy_module):
+    bpy = bpy_module
+    _, scene = ext
+    add_camera(bpy, scene)
+    se = scene.sequence_editor_create()
+    color_strip(se, "late", 1, 200, 10)
+    color_strip(se, "overlap", 2, scene.frame_start + 3, 10)
+    summary = importer().import_result(bpy.context, job_copy("frames"))
+    assert summary["channel"] == 1
+    color_strip(se, "early", 3, scene.frame_start, 2)
+    summary = importer().import_result(bpy.context, job_copy("frames", "other"))
+    assert summary["channel"] == 4
+
+
+def test_the_camera_plane_fills_the_view_and_shows_the_video(ext, job_copy, bpy_module):
+    bpy = bpy_module
+    from bpy_extras.object_utils import world_to_camera_view
+
+    _, scene = ext
+    cam = add_camera(bpy, scene)
+    summary = importer().import_result(bpy.context, job_copy("frames"), plane=True, plane_distance=6.0)
+    plane = bpy.data.objects[summary["plane"]]
+    assert plane.parent == cam
+    bpy.context.view_layer.update()
+    corners = sorted(
+        (round(v.x, 4), round(v.y, 4), round(v.z, 4))
+        for v in (world_to_camera_view(scene, cam, plane.matrix_world @ p.co) for p in plane.data.vertices)
+    )
+    assert corners == [(0, 0, 6), (0, 1, 6), (1, 0, 6), (1, 1, 6)]
+    tex = next(n for n in plane.active_material.node_tree.nodes if n.bl_idname == "ShaderNodeTexImage")
+    assert tex.image.name == summary["image"] and tex.image_user.frame_duration == NUM_FRAMES
+    uv = plane.data.uv_layers.active.data
+    for loop in plane.data.loops:  # the corner at the image's top-left has UV (0, 1)
+        co = plane.matrix_world @ plane.data.vertices[loop.vertex_index].co
+        x, y, _ = world_to_camera_view(scene, cam, co)
+        assert tuple(uv[loop.index].uv) == pytest.approx((x, y), abs=1e-4)
+
+
+def test_without_a_camera_the_strip_is_added_with_a_warning(ext, job_copy, bpy_module):
+    bpy = bpy_module
+    _, scene = ext
+    summary = importer().import_result(bpy.context, job_copy("frames"), plane=True)
+    assert summary["strip"] and not summary["background"] and summary["plane"] is None
+    assert any("no active camera" in w for w in summary["warnings"])
+
+
+# ----------------------------------------------------------------------------- broken outputs
+def _no_out(job):
+    shutil.rmtree(job / "out")
+
+
+def _partial(job):
+    os.replace(job / "out", job / ".out-partial-12345")
+
+
+def _no_result(job):
+    (job / "out" / "result.json").unlink()
+
+
+def _bad_result(job):
+    (job / "out" / "result.json").write_text("{ not json")
+
+
+def _missing_frame(job):
+    (job / "out" / "frames" / "0004.png").unlink()
+
+
+def _truncated_frame(job):
+    path = job / "out" / "frames" / "0006.png"
+    path.write_bytes(path.read_bytes()[:200])
+
+
+def _wrong_size_frame(job):
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(job / "out" / "frames" / "0002.png")
+
+
+def _truncated_video(job):
+    path = job / "out" / "video.mp4"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _missing_video(job):
+    (job / "out" / "video.mp4").unlink()
+
+
+def _escaping_path(job):
+    path = job / "out" / "result.json"
+    data = json.loads(path.read_text())
+    data["outputs"]["frames"] = "../../elsewhere"
+    path.write_text(json.dumps(data))
+
+
+BROKEN = [
+    ("frames", _no_out, "has no out/ folder"),
+    ("frames", _partial, "still writing it or was stopped"),
+    ("frames", _no_result, "result.json is missing"),
+    ("frames", _bad_result, "not readable JSON"),
+    ("frames", _missing_frame, "lacks 1 of its 9 frames"),
+    ("frames", _truncated_frame, "not a complete PNG"),
+    ("frames", _wrong_size_frame, "is 32x32, expected 64x48"),
+    ("frames", _escaping_path, "outside the job folder"),
+    ("movie", _truncated_video, "incomplete or not an MP4"),
+    ("movie", _missing_video, "is missing"),
+]
+
+
+@pytest.mark.parametrize(("kind", "damage", "message"), BROKEN, ids=[b[1].__name__[1:] for b in BROKEN])
+def test_a_broken_output_is_refused_and_changes_nothing(ext, job_copy, bpy_module, kind, damage, message):
+    bpy = bpy_module
+    _, scene = ext
+    add_camera(bpy, scene)
+    good = importer().import_result(bpy.context, job_copy("frames", "earlier"))  # something to keep
+    job = job_copy(kind)
+    damage(job)
+    before = data_snapshot()
+    with pytest.raises(importer().ResultError, match=message.replace("(", r"\(")) as info:
+        importer().import_result(bpy.context, job, plane=True)
+    assert "Generate" in str(info.value) or "outside" in str(info.value)
+    assert_unchanged(before, data_snapshot())
+    # The operator reports the same error and still changes nothing.
+    with pytest.raises(RuntimeError, match="Error"):
+        bpy.ops.animate_anything.import_result(directory=str(job))
+    assert_unchanged(before, data_snapshot())
+    assert bpy.data.images.get(good["image"]) is not None
+
+
+def test_a_broken_reimport_keeps_the_earlier_import(ext, job_copy, bpy_module):
+    bpy = bpy_module
+    _, scene = ext
+    cam = add_camera(bpy, scene)
+    job = job_copy("frames")
+    importer().import_result(bpy.context, job, plane=True)
+    before = data_snapshot()
+    _missing_frame(job)
+    with pytest.raises(importer().ResultError):
+        importer().import_result(bpy.context, job, plane=True)
+    assert_unchanged(before, data_snapshot())
+    assert cam.data.background_images[0].image is not None
+
+
+def test_the_operator_uses_the_scene_import_settings(ext, job_copy, bpy_module):
+    bpy = bpy_module
+    _, scene = ext
+    cam = add_camera(bpy, scene)
+    settings = scene.animate_anything
+    settings.import_plane, settings.import_strip = True, False
+    assert bpy.ops.animate_anything.import_result(directory=str(job_copy("frames"))) == {"FINISHED"}
+    assert scene.sequence_editor is None or len(scene.sequence_editor.strips) == 0
+    assert any(o.parent == cam for o in bpy.data.objects)

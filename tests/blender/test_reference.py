@@ -1,0 +1,140 @@
+"""The reference image: from files of several kinds, and rendered with its depth pass."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.blender
+
+
+def _png16(path, rgb16):
+    """Write (H, W, 3) uint16 as a 16-bit RGB PNG (Pillow cannot write 16-bit colour)."""
+    H, W, _ = rgb16.shape
+    raw = b"".join(b"\x00" + rgb16[y].astype(">u2").tobytes() for y in range(H))
+
+    def chunk(tag, data):
+        return (
+            struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        )
+
+    header = struct.pack(">IIBBBBB", W, H, 16, 2, 0, 0, 0)
+    with open(path, "wb") as fh:
+        fh.write(
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(raw))
+            + chunk(b"IEND", b"")
+        )
+
+
+def _plane_scene(bpy, scene, engine, distance=5.0):
+    """A camera at the origin looking down -Z at a 4x4 plane `distance` away, filling part of the view."""
+    cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    scene.collection.objects.link(cam)
+    scene.camera = cam
+    cam.data.lens = 50.0
+    mesh = bpy.data.meshes.new("Plane")
+    s = 1.0
+    mesh.from_pydata(
+        [(-s, -s, -distance), (s, -s, -distance), (s, s, -distance), (-s, s, -distance)], [], [(0, 1, 2, 3)]
+    )
+    plane = bpy.data.objects.new("Plane", mesh)
+    scene.collection.objects.link(plane)
+    r = scene.render
+    r.engine = engine
+    r.resolution_x, r.resolution_y, r.resolution_percentage = 96, 72, 100
+    if engine == "CYCLES":
+        scene.cycles.samples = 4
+        scene.cycles.device = "CPU"
+    return cam, plane
+
+
+def test_reference_from_rgba_png_and_16_bit_png(ext, aa, bpy_module, tmp_path):
+    from PIL import Image
+
+    bpy = bpy_module
+    reference = aa("operators.reference")
+    camera = aa("blender_animate.camera")
+    # An RGBA PNG 200x100 with a distinct quadrant pattern; the job is 64x48 (aspect 4:3).
+    rgba = np.zeros((100, 200, 4), np.uint8)
+    rgba[..., 3] = 128  # half transparent: alpha is dropped, colour kept
+    rgba[:50, :100, 0] = 255
+    rgba[50:, 100:, 2] = 255
+    rgba[:, 95:105, 1] = 200  # a green stripe in the middle column
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    img = bpy.data.images.load(str(tmp_path / "rgba.png"))
+    rgb, warnings = reference.reference_from_image(img, 64, 48, render_wh=(200, 100))
+    assert rgb.shape == (48, 64, 3) and rgb.dtype == np.uint8
+    assert warnings == []
+    # Centre crop to 4:3 keeps x in [33.3, 166.7) of the source; the stripe stays centred.
+    assert rgb[10, 5, 0] > 240 and rgb[40, 60, 2] > 240 and rgb[24, 32, 1] > 150
+    assert rgb[10, 5, 2] < 10 and rgb[40, 60, 0] < 10
+    # The same crop as rescale_intrinsics: a source pixel centre lands where K says it does.
+    x0, y0, x1, y1, s = reference.crop_box((200, 100), (64, 48))
+    K = camera.rescale_intrinsics(np.diag([100.0, 100.0, 1.0]), (200, 100), (64, 48))
+    assert s == pytest.approx(K[0, 0] / 100.0) and -x0 * s == pytest.approx(K[0, 2])
+    # A 16-bit PNG: Blender holds it as linear float; it comes back as the original 8-bit values.
+    rgb16 = np.zeros((48, 64, 3), np.uint16)
+    rgb16[..., 0] = np.linspace(0, 65535, 64, dtype=np.uint16)[None, :]
+    rgb16[..., 1] = 32896  # 128.5/255
+    _png16(tmp_path / "deep.png", rgb16)
+    img16 = bpy.data.images.load(str(tmp_path / "deep.png"))
+    assert img16.is_float
+    out, _ = reference.reference_from_image(img16, 64, 48)
+    expected = np.round(rgb16[..., 0] / 65535.0 * 255.0)
+    assert np.abs(out[..., 0].astype(int) - expected).max() <= 1
+    assert np.abs(out[..., 1].astype(int) - 128).max() <= 1
+    # A small image warns that it is upscaled; an aspect mismatch warns too.
+    small = bpy.data.images.new("small", 16, 12)
+    _, warnings = reference.reference_from_image(small, 64, 48, render_wh=(1920, 1080))
+    assert any("upscaled" in w for w in warnings) and any("aspect" in w for w in warnings)
+    with pytest.raises(reference.ReferenceImageError, match="pick an image"):
+        reference.reference_from_image(None, 64, 48)
+    missing = bpy.data.images.load(str(tmp_path / "rgba.png"))
+    missing.filepath = str(tmp_path / "gone.png")
+    missing.reload()
+    with pytest.raises(reference.ReferenceImageError, match="no pixels"):
+        reference.reference_from_image(missing, 64, 48)
+
+
+@pytest.mark.parametrize("engine", ["BLENDER_WORKBENCH", "CYCLES"])
+def test_rendered_reference_and_depth(ext, aa, bpy_module, engine):
+    bpy = bpy_module
+    _, scene = ext
+    reference = aa("operators.reference")
+    _plane_scene(bpy, scene, engine, distance=5.0)
+    scene.render.resolution_percentage = 50  # renders 48x36 -> upscaled to the job's 64x48
+    scene.frame_current = 3
+    view_layer = bpy.context.view_layer
+    before = (
+        scene.render.filepath,
+        scene.render.image_settings.file_format,
+        scene.render.image_settings.color_depth,
+        view_layer.use_pass_z,
+        scene.render.use_compositing,
+        scene.cycles.samples,
+        len(bpy.data.node_groups),
+    )
+    rgb, depth, render_wh, warnings = reference.render_reference(bpy.context, 1, 64, 48)
+    assert rgb.shape == (48, 64, 3) and depth.shape == (48, 64) and depth.dtype == np.float32
+    assert render_wh == (48, 36) and any("smaller than the video" in w for w in warnings)
+    # The plane (2x2 at 5 units, 50 mm on a 36 mm sensor) covers the centre; the corners see nothing.
+    np.testing.assert_allclose(depth[20:28, 28:36], 5.0, rtol=1e-4)
+    assert np.isinf(depth[0, 0]) and np.isinf(depth[-1, -1])
+    # The plane is 2 / 5 * 50 / 36 = 0.556 of the width across: count the finite depth columns.
+    cols = np.isfinite(depth[24]).sum()
+    assert cols == pytest.approx(0.556 * 64, abs=3)
+    after = (
+        scene.render.filepath,
+        scene.render.image_settings.file_format,
+        scene.render.image_settings.color_depth,
+        view_layer.use_pass_z,
+        scene.render.use_compositing,
+        scene.cycles.samples,
+        len(bpy.data.node_groups),
+    )
+    assert after == before and scene.frame_current == 3
