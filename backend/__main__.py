@@ -21,7 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_doc = sub.add_parser("doctor", help="report Python, packages, devices and models in plain words")
     p_doc.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    p_doc.add_argument("--models", nargs="*", default=[], metavar="DIR", help="extra folders to look for models in")
+    p_doc.add_argument(
+        "--models", nargs="*", default=[], metavar="DIR", help="extra folders to look for models in"
+    )
     args = parser.parse_args(argv)
     if args.command == "run":
         from .runner import run

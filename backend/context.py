@@ -89,7 +89,9 @@ def load_context(
     what to do, or JobFailure("missing_dependency") when Pillow is absent."""
     job_dir = Path(job_dir)
     if not job_dir.is_dir():
-        raise JobFailure("invalid_job", f"{job_dir} is not a directory", "Pass the job directory Blender exported.")
+        raise JobFailure(
+            "invalid_job", f"{job_dir} is not a directory", "Pass the job directory Blender exported."
+        )
     try:
         spec, cond = jobio.load_job(job_dir)
         depth = jobio.load_depth(job_dir)

@@ -10,10 +10,13 @@ EXIT_INVALID_JOB = 2
 EXIT_CANCELLED = 3
 
 DEFAULT_HINTS = {
-    "invalid_job": "Export the job again from Blender (Animate Anything > Generate), or fix the file named above.",
+    "invalid_job": (
+        "Export the job again from Blender (Animate Anything > Generate), or fix the file named above."
+    ),
     "missing_dependency": (
-        "Run `python -m backend doctor` with the generator's Python to see what is missing, install the "
-        "generator environment (pip install -r requirements.txt) and set that Python in the add-on preferences."
+        "Run `python -m backend doctor` with the generator's Python to see what is missing, install "
+        "the generator environment (pip install -r requirements.txt) and set that Python in the "
+        "add-on preferences."
     ),
     "missing_model": (
         "Set the model folder in the add-on preferences, or allow downloads there; "

@@ -27,7 +27,9 @@ RESULT_JSON = "result.json"
 PNG_COMPRESS_LEVEL = 1
 # H.264 encoders in order of preference, and the quality settings given to libx264.
 H264_CODECS = ("libx264", "h264", "libopenh264")
-X264_OPTIONS = {"preset": "fast", "crf": "18"}
+X264_OPTIONS = {"preset": "veryfast", "crf": "18"}
+# The flow video is a visualisation: speed first.
+X264_FAST_OPTIONS = {"preset": "ultrafast", "crf": "23"}
 
 
 def have_pyav() -> bool:
@@ -49,14 +51,10 @@ def write_png_sequence(
     """Write frames (F, H, W, 3) uint8 RGB as folder/0000.png ... with Pillow, on `workers`
     threads (zlib releases the GIL). `on_frame(i)` runs after each frame is written;
     `check_stop()` runs before each and may raise to stop early."""
-    from PIL import Image
-
     folder.mkdir(parents=True, exist_ok=True)
 
     def write(i: int) -> None:
-        Image.fromarray(np.ascontiguousarray(frames[i]), "RGB").save(
-            folder / frame_name(i), format="PNG", compress_level=PNG_COMPRESS_LEVEL
-        )
+        save_png(folder / frame_name(i), frames[i])
 
     for i, _ in enumerate(map_ordered(write, len(frames), workers, check_stop)):
         if on_frame is not None:
@@ -64,15 +62,25 @@ def write_png_sequence(
     return folder
 
 
+def save_png(path: Path, frame: np.ndarray) -> None:
+    """One (H, W, 3) uint8 RGB frame as an 8-bit RGB PNG (fast zlib level)."""
+    from PIL import Image
+
+    Image.fromarray(np.ascontiguousarray(frame, np.uint8)).save(
+        path, format="PNG", compress_level=PNG_COMPRESS_LEVEL
+    )
+
+
 def fps_fraction(fps: float) -> Fraction:
     """fps as an exact frame rate FFmpeg accepts: 8.0 -> 8, 23.976 -> 24000/1001."""
     return Fraction(float(fps)).limit_denominator(1001)
 
 
-def encode_mp4(path: Path, frames: np.ndarray, fps: float, *, on_frame=None) -> str:
+def encode_mp4(path: Path, frames: np.ndarray, fps: float, *, on_frame=None, fast: bool = False) -> str:
     """Encode frames (F, H, W, 3) uint8 RGB as H.264 yuv420p MP4 at `fps` with PyAV; returns the
-    codec name used. Raises ImportError without PyAV and RuntimeError when no H.264 encoder
-    exists in its FFmpeg build. H and W must be even (job sizes are multiples of 8)."""
+    codec name used. `fast`: x264 ultrafast (for visualisations). Raises ImportError without
+    PyAV and RuntimeError when no H.264 encoder exists in its FFmpeg build. H and W must be even
+    (job sizes are multiples of 8). Written under a temporary name, then renamed."""
     import av
 
     available = av.codecs_available
@@ -86,7 +94,7 @@ def encode_mp4(path: Path, frames: np.ndarray, fps: float, *, on_frame=None) -> 
             stream = container.add_stream(codec, rate=fps_fraction(fps))
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
             if codec == "libx264":
-                stream.options = dict(X264_OPTIONS)
+                stream.options = dict(X264_FAST_OPTIONS if fast else X264_OPTIONS)
             for i in range(n):
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i]), format="rgb24")
                 for packet in stream.encode(frame):
@@ -102,15 +110,34 @@ def encode_mp4(path: Path, frames: np.ndarray, fps: float, *, on_frame=None) -> 
     return codec
 
 
+# Flow of points far outside the image is meaningless for a viewer and float16 stops at 65504.
+FLOW_SAVE_LIMIT = 60000.0
+
+
 def write_flow_npz(path: Path, flow: np.ndarray) -> None:
-    """flow (F, H, W, 2) float32 pixels -> the core's flow file (blender_animate.flowviz.save_flow)."""
+    """flow (F, H, W, 2) float32 pixels -> the core's flow file (blender_animate.flowviz.save_flow,
+    float16), values clipped to +-FLOW_SAVE_LIMIT pixels (points far off-screen)."""
     from blender_animate.flowviz import save_flow
 
+    if np.abs(flow).max(initial=0.0) > FLOW_SAVE_LIMIT:
+        flow = np.clip(flow, -FLOW_SAVE_LIMIT, FLOW_SAVE_LIMIT)
     save_flow(path, flow)
 
 
-def flow_colors(flow: np.ndarray) -> np.ndarray:
-    """(F, H, W, 2) float32 -> (F, H, W, 3) uint8 colour wheel, one normalisation for all frames."""
+def flow_colors(flow: np.ndarray, on_frame=None) -> np.ndarray:
+    """(F, H, W, 2) float32 -> (F, H, W, 3) uint8 Middlebury colours (blender_animate.flowviz),
+    one normalisation for all frames: the largest finite magnitude, as flow_to_color does."""
     from blender_animate.flowviz import flow_to_color
 
-    return flow_to_color(flow)
+    m = 0.0
+    for f in range(len(flow)):
+        mag = np.hypot(flow[f, ..., 0], flow[f, ..., 1])
+        finite = mag[np.isfinite(mag)]
+        if finite.size:
+            m = max(m, float(finite.max()))
+    out = np.empty(flow.shape[:-1] + (3,), np.uint8)
+    for f in range(len(flow)):
+        out[f] = flow_to_color(flow[f], max_magnitude=m)
+        if on_frame is not None:
+            on_frame(f)
+    return out

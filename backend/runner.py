@@ -18,6 +18,7 @@ import os
 import platform
 import shutil
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -40,7 +41,11 @@ def run(job_dir: str | os.PathLike, *, device: str = "auto", watch_parent: bool 
     def emergency(reason: str) -> None:
         # Watcher thread, main thread stuck: say why, remove what is half-written, then os._exit(3).
         events.emit(
-            "error", final=True, timeout=0.5, kind="cancelled", message=f"cancelled ({reason})",
+            "error",
+            final=True,
+            timeout=0.5,
+            kind="cancelled",
+            message=f"cancelled ({reason})",
             hint=DEFAULT_HINTS["cancelled"],
         )
         shutil.rmtree(partial, ignore_errors=True)
@@ -120,7 +125,13 @@ def _run(job_dir: Path, partial: Path, device: str, events: Events, state: Cance
 
 def write_outputs(partial: Path, result, ctx) -> dict:
     """Write frames, video, flow and flow video into `partial`; returns the `done` event's outputs
-    (paths relative to the job directory, as they will be after the rename to out/)."""
+    (paths relative to the job directory, as they will be after the rename to out/).
+
+    The pieces run side by side on a small thread pool (zlib, FFmpeg and numpy release the GIL):
+    one task encodes video.mp4, one colours the flow and encodes flow.mp4 (or writes flow PNGs),
+    one writes flow.npz, and the PNG frames are spread over the rest."""
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
     from . import outputs as out
 
     partial.mkdir(parents=True, exist_ok=False)
@@ -128,70 +139,80 @@ def write_outputs(partial: Path, result, ctx) -> dict:
     n = len(frames)
     files = {"video": None, "frames": f"out/{out.FRAMES_DIR}", "flow": None, "flow_video": None}
     have_av = out.have_pyav()
+    if not have_av:
+        ctx.warn(
+            "PyAV is not installed, so out/ holds PNG frames and no mp4 (Blender imports the frames as a "
+            "sequence); install the generator environment for video.mp4 and flow.mp4"
+        )
+    stop = threading.Event()
+    lock = threading.Lock()
     total = n * (1 + int(have_av) + int(flow is not None))
     done = [0]
 
-    def tick(_i=None, stage="write"):
-        done[0] += 1
-        if done[0] % max(1, n // 4) == 0 or done[0] == total:
-            ctx.progress(stage, done[0], total, "writing frames and videos")
-
-    # PNG frames on worker threads while this thread encodes the video(s).
-    import threading
-
-    png_error: list[BaseException] = []
-    stop = threading.Event()
-
-    def check_stop():
+    def tick(_i=None):
         if stop.is_set():
             raise Cancelled("stopped")
+        with lock:
+            done[0] += 1
+            step = done[0]
+        if step % max(1, total // 8) == 0 or step == total:
+            # Events are thread-safe; cancellation is checked in the main thread below.
+            if ctx.events is not None:
+                ctx.events.emit(
+                    "progress", stage="write", step=step, total=total, message="writing frames and videos"
+                )
 
-    def png_job():
+    def video_task():
         try:
-            out.write_png_sequence(
-                partial / out.FRAMES_DIR, frames, workers=max(1, ctx.workers - 1), check_stop=check_stop
-            )
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
-            png_error.append(exc)
+            out.encode_mp4(partial / out.VIDEO, frames, spec.fps, on_frame=tick)
+            files["video"] = f"out/{out.VIDEO}"
+        except RuntimeError as exc:
+            ctx.warn(f"video.mp4 was not written ({exc}); the PNG frames are complete")
 
-    png_thread = threading.Thread(target=png_job, name="png-writer", daemon=True)
-    png_thread.start()
-    try:
+    def flow_npz_task():
+        out.write_flow_npz(partial / out.FLOW_NPZ, flow)
+        files["flow"] = f"out/{out.FLOW_NPZ}"
+
+    def flow_video_task():
+        colors = out.flow_colors(flow)
         if have_av:
             try:
-                out.encode_mp4(partial / out.VIDEO, frames, spec.fps, on_frame=tick)
-                files["video"] = f"out/{out.VIDEO}"
-            except RuntimeError as exc:
-                ctx.warn(f"video.mp4 was not written ({exc}); the PNG frames are complete")
-        else:
-            ctx.warn(
-                "PyAV is not installed, so out/ holds PNG frames and no mp4 (Blender imports the frames "
-                "as a sequence); install the generator environment for video.mp4 and flow.mp4"
-            )
+                out.encode_mp4(partial / out.FLOW_VIDEO, colors, spec.fps, on_frame=tick, fast=True)
+                files["flow_video"] = f"out/{out.FLOW_VIDEO}"
+                return
+            except RuntimeError:
+                pass
+        out.write_png_sequence(partial / out.FLOW_FRAMES_DIR, colors, on_frame=tick)
+        files["flow_frames"] = f"out/{out.FLOW_FRAMES_DIR}"
+
+    (partial / out.FRAMES_DIR).mkdir()
+
+    def png_task(i: int):
+        if stop.is_set():
+            raise Cancelled("stopped")
+        out.save_png(partial / out.FRAMES_DIR / out.frame_name(i), frames[i])
+        tick()
+
+    pool = ThreadPoolExecutor(max_workers=max(2, ctx.workers), thread_name_prefix="write")
+    try:
+        futures = []
+        if have_av:
+            futures.append(pool.submit(video_task))
         if flow is not None:
-            out.write_flow_npz(partial / out.FLOW_NPZ, flow)
-            files["flow"] = f"out/{out.FLOW_NPZ}"
-            colors = out.flow_colors(flow)
+            futures.append(pool.submit(flow_video_task))
+            futures.append(pool.submit(flow_npz_task))
+        futures += [pool.submit(png_task, i) for i in range(n)]
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, timeout=0.1, return_when=FIRST_EXCEPTION)
             ctx.check_cancel()
-            if have_av:
-                try:
-                    out.encode_mp4(partial / out.FLOW_VIDEO, colors, spec.fps, on_frame=tick)
-                    files["flow_video"] = f"out/{out.FLOW_VIDEO}"
-                except RuntimeError:
-                    pass
-            if files["flow_video"] is None:
-                out.write_png_sequence(partial / out.FLOW_FRAMES_DIR, colors, workers=1, on_frame=tick)
-                files["flow_frames"] = f"out/{out.FLOW_FRAMES_DIR}"
+            for fut in finished:
+                fut.result()  # re-raise a task's failure here
     except BaseException:
         stop.set()
         raise
     finally:
-        while png_thread.is_alive():
-            png_thread.join(0.05)
-    if png_error:
-        raise png_error[0]
-    for _ in range(n):
-        tick()
+        pool.shutdown(wait=True, cancel_futures=True)
     files["result"] = "out/result.json"
     return files
 
@@ -223,7 +244,16 @@ def _environment() -> dict:
     from importlib import metadata
 
     versions = {}
-    for dist in ("numpy", "Pillow", "opencv-python-headless", "opencv-python", "scipy", "av", "torch", "diffusers"):
+    for dist in (
+        "numpy",
+        "Pillow",
+        "opencv-python-headless",
+        "opencv-python",
+        "scipy",
+        "av",
+        "torch",
+        "diffusers",
+    ):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

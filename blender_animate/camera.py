@@ -17,7 +17,7 @@ Convention (used by every function in the core):
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -143,7 +143,7 @@ def pixel_centers(height: int, width: int, dtype=np.float64) -> tuple[np.ndarray
     return u, v
 
 
-@dataclass
+@dataclass(eq=False)  # arrays do not compare with ==
 class CameraTrack:
     """A camera over F frames.
 
@@ -157,7 +157,6 @@ class CameraTrack:
     height: int
     timestamps_us: np.ndarray | None = None
     url: str = ""
-    _checked: bool = field(default=False, repr=False, compare=False)
 
     def __post_init__(self):
         self.c2w = np.asarray(self.c2w, np.float64)

@@ -105,7 +105,6 @@ class GeneratorProcess:
         self._reader: threading.Thread | None = None
         self._log = None
         self._pending: list[dict] = []
-        self._seen_terminal: dict | None = None
         self._exited_at: float | None = None
         self._signals_sent: list[str] = []
         self._reader_done = False
@@ -147,10 +146,12 @@ class GeneratorProcess:
             self._pending.append(problem)
             return self
         try:
-            (self.job_dir / CANCEL_FILE).unlink()
-        except FileNotFoundError:
-            pass
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed when the process ends)
+            (self.job_dir / CANCEL_FILE).unlink(missing_ok=True)
+            self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed when the run ends)
+        except OSError as exc:
+            message = f"cannot write in the job folder {self.job_dir}: {exc}"
+            self._pending.append(_error("invalid_job", message, "Pick an Output folder you can write to"))
+            return self
         kwargs = {}
         if os.name == "posix":
             kwargs["start_new_session"] = True
@@ -238,7 +239,6 @@ class GeneratorProcess:
             self._exited_at = time.monotonic()
         if code is not None and self._reader_done:
             self.returncode = code
-            self._close_log()
             return self._deliver(events, exited=True)
         if code is not None and time.monotonic() - self._exited_at > 2.0:
             # The process is gone but something it started still holds stdout open: end the group.
@@ -248,28 +248,34 @@ class GeneratorProcess:
     def _deliver(self, events: list[dict], exited: bool = False) -> list[dict]:
         out = []
         for event in events:
-            if self._seen_terminal is not None:
-                continue  # nothing after the terminal event
-            if event.get("event") in TERMINAL_EVENTS:
-                self._seen_terminal = event
             out.append(event)
-        if self.proc is None and self._seen_terminal is not None:
-            self.result = self._seen_terminal
-        elif exited:
-            if self._seen_terminal is None:
-                final = self._exit_error()
-                out.append(final)
-                self._seen_terminal = final
-            elif self._seen_terminal.get("event") == "done" and self.returncode not in (0, None):
-                final = _error(
-                    "crashed",
-                    f"the generator reported success but exited with code {self.returncode}",
-                    f"See the log {self.log_path}",
-                )
-                out.append(final)
-                self._seen_terminal = final
-            self.result = self._seen_terminal
+            if event.get("event") in TERMINAL_EVENTS:
+                self._finish(event)
+                return out  # nothing after the terminal event
+        if exited:
+            final = self._exit_error()
+            out.append(final)
+            self._finish(final)
         return out
+
+    def _finish(self, event: dict) -> None:
+        """The run is over for the caller. A process still alive after its final event gets a
+        moment to exit; if it lingers, a watchdog thread ends its group (no orphans, no blocking)."""
+        self.result = event
+        if self.proc is None:
+            return
+        try:
+            self.returncode = self.proc.wait(timeout=0.1)
+        except subprocess.TimeoutExpired:
+            threading.Thread(target=self._reap, name="animate-anything-reaper", daemon=True).start()
+        self._close_log()
+
+    def _reap(self) -> None:
+        try:
+            self.returncode = self.proc.wait(timeout=self.kill_after)
+        except subprocess.TimeoutExpired:
+            self._signal_group(signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
+            self.returncode = self.proc.wait()
 
     def wait(self, timeout: float | None = None, interval: float = 0.05, on_event=None) -> dict:
         """Block until the terminal event (for background mode and scripts). `on_event(event)` is

@@ -116,7 +116,8 @@ def gaussian_sparse_flow(
     ``g = exp(-r^2 / (2 sigma^2))`` (r in pixels from the centre of its start pixel) over a
     ``kernel_size`` x ``kernel_size`` window, i.e. the Eq. 3 map convolved with the kernel. Where the
     kernels of several tracks overlap and their weights sum to more than 1, values and weights are
-    divided by that sum (an average instead of a sum, so two drags never double a motion).
+    divided by that sum (an average instead of a sum, so two drags never double a motion). Tracks
+    that start outside the image write nothing, as in sparse_flow.
     Returns flow (F, H, W, 2) float32 and weight (F, H, W) float32 in [0, 1] (the spread mask)."""
     tracks, visible = _check_tracks(tracks, visible)
     if int(kernel_size) != kernel_size or kernel_size < 1 or kernel_size % 2 == 0:
@@ -129,13 +130,13 @@ def gaussian_sparse_flow(
     half = int(kernel_size) // 2
     r = np.arange(-half, half + 1, dtype=np.float32)
     g1 = np.exp(-(r**2) / np.float32(2 * sigma**2))
-    ix, iy, _ = _start_pixels(tracks, height, width)
+    ix, iy, inside = _start_pixels(tracks, height, width)
     disp = (tracks - tracks[:, :1]) * visible[..., None]  # (P, F, 2)
     box = [height, width, 0, 0]  # union of the windows: y0, x0, y1, x1
     for p in range(P):
         y0, y1 = max(iy[p] - half, 0), min(iy[p] + half + 1, height)
         x0, x1 = max(ix[p] - half, 0), min(ix[p] + half + 1, width)
-        if y0 >= y1 or x0 >= x1 or not visible[p].any():
+        if not inside[p] or not visible[p].any():  # as in Eq. 3: only tracks that start in the image
             continue
         g = np.outer(g1[y0 - iy[p] + half : y1 - iy[p] + half], g1[x0 - ix[p] + half : x1 - ix[p] + half])
         # One channel at a time: numpy is slow when the innermost loop runs over the 2 channels.

@@ -54,34 +54,55 @@ def flow_to_color(flow: np.ndarray, max_magnitude: float | None = None) -> np.nd
                 m = max(m, float(finite.max()))
         max_magnitude = m
     scale = 1.0 / max_magnitude if max_magnitude and max_magnitude > 0 else 0.0
-    wheel = color_wheel().astype(np.float32) / 255.0
+    wheel = color_wheel() / 255.0
     n = wheel.shape[0]
+    # Colour at wheel position fk = k + t (0 <= t < 1): wheel[k] + t * (wheel[k + 1] - wheel[k]), the last
+    # entry blending back into the first. Per channel tables of base and slope, float32.
+    base = np.ascontiguousarray(wheel.T, np.float32)  # (3, n)
+    slope = np.ascontiguousarray((np.roll(wheel, -1, axis=0) - wheel).T, np.float32)
     out = np.empty(flow.shape[:-1] + (3,), np.uint8)
+    col = np.empty(flow.shape[1:3], np.float32)
+    tmp = np.empty(flow.shape[1:3], np.float32)
     for f in range(flow.shape[0]):  # one frame at a time keeps the float temporaries small
         u = flow[f, ..., 0].astype(np.float32)
         v = flow[f, ..., 1].astype(np.float32)
         bad = ~(np.isfinite(u) & np.isfinite(v))
         u[bad] = 0
         v[bad] = 0
-        rad = np.hypot(u, v) * np.float32(scale)
-        a = np.arctan2(-v, -u) / np.float32(np.pi)
-        fk = (a + 1) / 2 * (n - 1)
-        k0 = np.floor(fk).astype(np.int64)
-        t = fk - k0
-        k1 = k0 + 1
-        k1[k1 == n] = 0
+        rad = np.hypot(u, v)
+        rad *= np.float32(scale)
+        fk = np.arctan2(-v, -u)  # angle in [-pi, pi], mapped to a wheel position in [0, n - 1]
+        fk *= np.float32((n - 1) / (2 * np.pi))
+        fk += np.float32((n - 1) / 2)
+        k0 = fk.astype(np.int32)  # fk >= 0, so truncation is floor
+        np.minimum(k0, n - 1, out=k0)
+        t = fk
+        t -= k0
+        # Saturation: inside the unit magnitude 1 - rad * (1 - col) = (1 - rad) + rad * col, beyond
+        # it 0.75 * col: out = A + B * col with A, B per pixel, shared by the three channels.
         inner = rad <= 1
+        A = np.where(inner, 1 - rad, np.float32(0))
+        B = np.where(inner, rad, np.float32(0.75))
+        A[bad] = 0
+        B[bad] = 0
         for c in range(3):  # per channel: numpy is slow when the innermost loop runs over 3 channels
-            col = (1 - t) * wheel[k0, c] + t * wheel[k1, c]
-            col = np.where(inner, 1 - rad * (1 - col), col * np.float32(0.75))
-            col[bad] = 0
-            out[f, ..., c] = np.floor(255 * np.clip(col, 0, 1))
+            np.take(base[c], k0, out=col)
+            np.take(slope[c], k0, out=tmp)
+            tmp *= t
+            col += tmp
+            col *= B
+            col += A
+            np.clip(col, 0, 1, out=col)
+            col *= 255
+            np.floor(col, out=col)
+            out[f, ..., c] = col
     return out[0] if single else out
 
 
 def _resize_axis(a: np.ndarray, n_out: int, axis: int) -> np.ndarray:
-    """Linear resampling along one axis with pixel-centre alignment (src = (dst + 0.5) * n_in / n_out - 0.5,
-    clamped at the borders), the "align_corners=False" rule of image libraries."""
+    """Linear resampling along one axis (0 or 1 counted from the end: -2 rows, -1 columns) with
+    pixel-centre alignment: src = (dst + 0.5) * n_in / n_out - 0.5, clamped at the borders (the
+    "align_corners=False" rule of image libraries). a: float32 (..., rows, columns)."""
     n_in = a.shape[axis]
     if n_in == n_out:
         return a
@@ -89,10 +110,23 @@ def _resize_axis(a: np.ndarray, n_out: int, axis: int) -> np.ndarray:
     x = np.clip(x, 0, n_in - 1)
     i0 = np.floor(x).astype(np.int64)
     i1 = np.minimum(i0 + 1, n_in - 1)
+    t = x - i0
+    if n_in * n_out <= 1 << 18:
+        # Small maps (reduced-size flow): the resampling is a (n_in, n_out) matrix; matmul is fastest.
+        M = np.zeros((n_in, n_out), np.float32)
+        cols = np.arange(n_out)
+        np.add.at(M, (i0, cols), 1 - t)
+        np.add.at(M, (i1, cols), t)
+        return a @ M if axis == -1 else np.matmul(M.T, a)
     shape = [1] * a.ndim
     shape[axis] = n_out
-    t = (x - i0).astype(np.float32).reshape(shape)
-    return np.take(a, i0, axis=axis) * (1 - t) + np.take(a, i1, axis=axis) * t
+    t = t.astype(np.float32).reshape(shape)
+    lo = np.take(a, i0, axis=axis)
+    hi = np.take(a, i1, axis=axis)
+    hi -= lo
+    hi *= t
+    lo += hi
+    return lo
 
 
 def resize_flow(flow: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -111,7 +145,7 @@ def resize_flow(flow: np.ndarray, height: int, width: int) -> np.ndarray:
     for c, scale in ((0, width / W), (1, height / H)):
         # One channel at a time so that the innermost loops run along image rows.
         ch = np.ascontiguousarray(flow[..., c])
-        ch = _resize_axis(_resize_axis(ch, int(height), ch.ndim - 2), int(width), ch.ndim - 1)
+        ch = _resize_axis(_resize_axis(ch, int(height), -2), int(width), -1)
         out[..., c] = ch * np.float32(scale)
     return out
 

@@ -120,7 +120,9 @@ class JobSpec:
                 "use 49 for CogVideoX 1.0 or 81 for 1.5"
             )
         if self.reference_video and (
-            os.sep in self.reference_video or "/" in self.reference_video or self.reference_video.startswith(".")
+            os.sep in self.reference_video
+            or "/" in self.reference_video
+            or self.reference_video.startswith(".")
         ):
             raise JobError("reference_video must be a plain file name inside the job directory")
         return self
@@ -161,7 +163,9 @@ class Conditions:
     region_masks: np.ndarray
 
     @classmethod
-    def create(cls, c2w, K, tracks=None, track_visible=None, track_radius=None, region_masks=None, *, height, width):
+    def create(
+        cls, c2w, K, tracks=None, track_visible=None, track_radius=None, region_masks=None, *, height, width
+    ):
         c2w = np.asarray(c2w, np.float64)
         F = c2w.shape[0] if c2w.ndim == 3 else 0
         tracks = np.zeros((0, F, 2), np.float32) if tracks is None else np.asarray(tracks, np.float32)

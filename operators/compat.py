@@ -89,51 +89,67 @@ def image_format_attrs(image_settings) -> tuple[str, ...]:
 
 
 @contextlib.contextmanager
-def depth_to_composite_output(scene):
-    """Route the Render Layers' Depth pass to the compositor's output for the duration of the block,
-    so that a render writes planar depth (distance along the view axis, scene units) as its image.
+def depth_to_composite_output(scene, view_layer):
+    """Route `view_layer`'s Depth pass to the compositor's output for the duration of the block, so
+    that a render writes planar depth (distance along the view axis, scene units) as its image.
 
-    The scene's own compositor set-up is put back afterwards and the temporary node tree removed.
-    Needs `view_layer.use_pass_z = True` (the caller sets and restores it).
+    Turns the view layer's Z pass on for the block. The scene's own compositor set-up and the pass
+    setting are put back afterwards, and the temporary nodes removed.
     """
-    if hasattr(scene, "compositing_node_group"):  # 5.0: a node group with a Group Output
-        previous = scene.compositing_node_group
-        ng = bpy.data.node_groups.new(".animate_anything_depth", "CompositorNodeTree")
-        try:
-            rl = ng.nodes.new("CompositorNodeRLayers")
-            rl.scene = scene
-            ng.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
-            out = ng.nodes.new("NodeGroupOutput")
-            ng.links.new(rl.outputs["Depth"], out.inputs[0])
-            scene.compositing_node_group = ng
-            yield
-        finally:
-            scene.compositing_node_group = previous
-            bpy.data.node_groups.remove(ng)
-        return
+    use_pass_z = view_layer.use_pass_z
+    view_layer.use_pass_z = True
+    try:
+        if hasattr(scene, "compositing_node_group"):
+            with _depth_route_node_group(scene, view_layer):
+                yield
+        else:
+            with _depth_route_scene_tree(scene, view_layer):
+                yield
+    finally:
+        view_layer.use_pass_z = use_pass_z
 
-    # 4.5: the scene's embedded node tree. The user's nodes stay: their Composite outputs are muted and
-    # detached for the render, a Render Layers -> Composite pair of ours is added, and all is put back.
+
+@contextlib.contextmanager
+def _depth_route_node_group(scene, view_layer):
+    """5.0: a temporary compositor node group with a Group Output replaces the scene's."""
+    previous = scene.compositing_node_group
+    ng = bpy.data.node_groups.new(".animate_anything_depth", "CompositorNodeTree")
+    try:
+        rl = ng.nodes.new("CompositorNodeRLayers")
+        rl.scene = scene
+        rl.layer = view_layer.name
+        ng.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+        out = ng.nodes.new("NodeGroupOutput")
+        ng.links.new(rl.outputs["Depth"], out.inputs[0])
+        scene.compositing_node_group = ng
+        yield
+    finally:
+        scene.compositing_node_group = previous
+        bpy.data.node_groups.remove(ng)
+
+
+@contextlib.contextmanager
+def _depth_route_scene_tree(scene, view_layer):
+    """4.5: the scene's embedded node tree. The user's nodes stay: their Composite outputs are muted and
+    detached for the render, a Render Layers -> Composite pair of ours is added, and all is put back."""
     previous_use_nodes = scene.use_nodes
     had_tree = scene.node_tree is not None
     scene.use_nodes = True
     nt = scene.node_tree
-    added = []
-    saved_links = []
-    saved_mute = []
+    added, saved_links, saved_mute = [], [], []
     try:
-        # Detach whatever feeds the Composite output(s) and remember it; add our own route.
-        composites = [n for n in nt.nodes if n.bl_idname == "CompositorNodeComposite"]
-        for node in composites:
+        for node in [n for n in nt.nodes if n.bl_idname == "CompositorNodeComposite"]:
             saved_mute.append((node, node.mute))
             for link in node.inputs["Image"].links:
                 saved_links.append((link.from_socket, node.inputs["Image"]))
                 nt.links.remove(link)
             node.mute = True
         rl = nt.nodes.new("CompositorNodeRLayers")
+        added.append(rl)
         rl.scene = scene
+        rl.layer = view_layer.name
         comp = nt.nodes.new("CompositorNodeComposite")
-        added += [rl, comp]
+        added.append(comp)
         nt.links.new(rl.outputs["Depth"], comp.inputs["Image"])
         nt.nodes.active = comp
         yield
@@ -145,7 +161,6 @@ def depth_to_composite_output(scene):
         for from_socket, to_socket in saved_links:
             nt.links.new(from_socket, to_socket)
         scene.use_nodes = previous_use_nodes
-        if not had_tree:
-            # Nothing of the user's to keep: leave the scene as it was (no node tree in use).
+        if not had_tree:  # nothing of the user's to keep: leave no nodes behind
             for node in list(nt.nodes):
                 nt.nodes.remove(node)

@@ -87,7 +87,8 @@ def settings_problems(context) -> list[str]:
     elif cam.type != "CAMERA":
         problems.append(f"The scene camera '{cam.name}' is not a camera object")
     elif cam.data.type != "PERSP":
-        problems.append(f"Camera '{cam.name}' is {cam.data.type.lower()}: set its lens type to Perspective")
+        kind = scene_camera.LENS_TYPES.get(cam.data.type, cam.data.type.lower())
+        problems.append(f"Camera '{cam.name}' is {kind}: set its lens type to Perspective")
     start, end = frame_range(scene, settings)
     if end <= start:
         problems.append(f"The frame range {start}-{end} is empty: set End after Start")
@@ -198,6 +199,13 @@ def export_job(context, directory) -> tuple[Path, list[str]]:
     ref_path = bpy.path.abspath(image.filepath) if source == "file" and image.filepath else ""
     spec = make_spec(context, settings, reference_source=source, reference_path=ref_path)
     video_src = Path(bpy.path.abspath(settings.reference_video)) if settings.reference_video else None
+    directory = Path(directory)
+    try:  # first, so that a bad folder is refused before any rendering
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(
+            f"cannot create the output folder {directory} ({exc}): pick another Output folder"
+        ) from exc
 
     # 1. The camera (K at the render size, then at the job size).
     cam = scene_camera.read_camera(context, start, end, F)
@@ -252,13 +260,6 @@ def export_job(context, directory) -> tuple[Path, list[str]]:
     spec.validate()
 
     # 4. Write everything into a temporary folder, then rename it into place.
-    directory = Path(directory)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ExportError(
-            f"cannot create the output folder {directory} ({exc}): pick another Output folder"
-        ) from exc
     job_dir = _unique(directory, _job_name(scene))
     tmp = Path(tempfile.mkdtemp(prefix=f".{job_dir.name}.partial-", dir=directory))
     try:

@@ -82,6 +82,9 @@ class GenerateRun:
         self.reported = False  # the modal operator reported the end already
         self._progress_open = False
         self._printed = ""
+        # Blender matches timer functions by identity and every `self.tick` is a new bound
+        # method: register, test and unregister this one object.
+        self.timer = self.tick
 
     @property
     def finished(self) -> bool:
@@ -102,6 +105,15 @@ class GenerateRun:
             if self.finished:
                 return None
         return POLL_INTERVAL
+
+    def start_timer(self) -> None:
+        """Poll from a bpy.app.timers function (with a UI; never fires in the bpy module)."""
+        if not bpy.app.timers.is_registered(self.timer):
+            bpy.app.timers.register(self.timer, first_interval=POLL_INTERVAL)
+
+    def stop_timer(self) -> None:
+        if bpy.app.timers.is_registered(self.timer):
+            bpy.app.timers.unregister(self.timer)
 
     def cancel(self) -> None:
         if not self.finished:
@@ -207,8 +219,7 @@ class GenerateRun:
         except (ReferenceError, AttributeError):
             pass
         self._show()
-        if bpy.app.timers.is_registered(self.tick):
-            bpy.app.timers.unregister(self.tick)
+        self.stop_timer()
 
     def full_message(self) -> str:
         text = self.message
@@ -261,7 +272,7 @@ def start_run(context, *, python: str | None = None) -> GenerateRun:
 
 def run_job(context, job_dir, *, python: str | None = None, warnings=()) -> GenerateRun:
     """Start the generator on an exported job folder and make it the active run (the caller
-    registers `run.tick` as a timer or calls `run.wait()`)."""
+    calls `run.start_timer()` or `run.wait()`)."""
     global _active
     if is_running():
         raise GenerateError("a generation is already running: wait for it or cancel it first")
@@ -275,6 +286,11 @@ def run_job(context, job_dir, *, python: str | None = None, warnings=()) -> Gene
 
 class GenerateError(Exception):
     """Generate could not start; the message says what to do."""
+
+
+def run_synchronously(context, wait: bool) -> bool:
+    """Background mode (blender -b, the bpy module, farms), no window, or asked to wait."""
+    return bpy.app.background or wait or context.window is None
 
 
 def modal_step(run: GenerateRun, event_type: str, event_value: str) -> set[str]:
@@ -326,11 +342,11 @@ class ANIMATE_ANYTHING_OT_generate(bpy.types.Operator):
         except GenerateError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        if bpy.app.background or self.wait or context.window is None:
+        if run_synchronously(context, self.wait):
             run.wait()
             run.report_to(self.report)
             return {"FINISHED"} if run.state == "done" else {"CANCELLED"}
-        bpy.app.timers.register(run.tick, first_interval=POLL_INTERVAL)
+        run.start_timer()
         wm = context.window_manager
         self._timer = wm.event_timer_add(0.25, window=context.window)
         wm.modal_handler_add(self)
@@ -390,8 +406,7 @@ def stop_active_run() -> None:
     _active = None
     if run is None:
         return
-    if bpy.app.timers.is_registered(run.tick):
-        bpy.app.timers.unregister(run.tick)
+    run.stop_timer()
     if not run.finished:
         run.process.kill()
         run.state = "cancelled"

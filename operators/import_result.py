@@ -178,6 +178,12 @@ def _check_frames(frames_dir: Path, num_frames: int, width: int, height: int) ->
             f"{frames_dir} lacks {len(missing)} of its {num_frames} frames (first: {missing[0]}): "
             "run Generate again"
         )
+    check_frames(frames, width, height)
+    return frames
+
+
+def check_frames(frames: list[Path], width: int, height: int) -> None:
+    """Every file is a complete PNG (signature, IHDR, IEND at the end) of width x height."""
     for path in frames:
         try:
             with open(path, "rb") as fh:
@@ -192,7 +198,6 @@ def _check_frames(frames_dir: Path, num_frames: int, width: int, height: int) ->
         w, h = struct.unpack(">II", head[16:24])
         if (w, h) != (width, height):
             raise ResultError(f"the frame {path} is {w}x{h}, expected {width}x{height}: run Generate again")
-    return frames
 
 
 # ----------------------------------------------------------------------------- Blender side

@@ -113,9 +113,10 @@ def reference_from_image(image, width: int, height: int, render_wh: tuple[int, i
     render size, only serves the warning when the image's aspect differs from the camera's."""
     if image is None:
         raise ReferenceImageError("no reference image is set: pick an image, or set Reference to Render")
-    if image.source not in ("FILE", "GENERATED", "MOVIE", "SEQUENCE"):
+    if image.source not in ("FILE", "GENERATED"):
         raise ReferenceImageError(
-            f"image '{image.name}' is a {image.source.lower()} image: pick an image file"
+            f"image '{image.name}' is a {image.source.lower()} image: pick a still image file (a video's "
+            "motion goes in Motion Video)"
         )
     rgb = image_to_rgb(image)
     warnings = []
@@ -181,10 +182,10 @@ def render_reference(context, frame: int, width: int, height: int):
     )
     saved.save(render, "use_border", "use_crop_to_border", "use_multiview")
     saved.save(ims, *compat.image_format_attrs(ims))
-    saved.save(view_layer, "use_pass_z")
     if render.engine == "CYCLES":
         saved.save(scene.cycles, "samples", "use_adaptive_sampling", "use_denoising")
     frame_saved = (scene.frame_current, scene.frame_subframe)
+    images_before = set(bpy.data.images)
     warnings: list[str] = []
     with tempfile.TemporaryDirectory(prefix="animate_anything_render_") as tmp:
         try:
@@ -201,7 +202,6 @@ def render_reference(context, frame: int, width: int, height: int):
             _render_still(scene, color_path)
             rgb = _read_png(color_path)
             # 2. Planar depth through the compositor into a 32-bit EXR.
-            view_layer.use_pass_z = True
             render.use_compositing = True
             if render.engine == "CYCLES":
                 scene.cycles.samples, scene.cycles.use_adaptive_sampling, scene.cycles.use_denoising = (
@@ -212,12 +212,16 @@ def render_reference(context, frame: int, width: int, height: int):
             compat.set_image_format(ims, "OPEN_EXR")
             ims.color_mode, ims.color_depth, ims.exr_codec = "RGB", "32", "ZIP"
             depth_path = Path(tmp) / "depth.exr"
-            with compat.depth_to_composite_output(scene):
+            with compat.depth_to_composite_output(scene, view_layer):
                 _render_still(scene, depth_path)
             depth = _read_exr_channel(depth_path)
         finally:
             failed = saved.restore()
             scene.frame_set(frame_saved[0], subframe=frame_saved[1])
+            # 4.5's compositor adds a "Viewer Node" image; the render result itself stays, as after F12.
+            for image in set(bpy.data.images) - images_before:
+                if image.type == "COMPOSITING":
+                    bpy.data.images.remove(image)
         if failed:
             warnings.append(f"some render settings could not be restored: {'; '.join(failed)}")
     if depth.shape != rgb.shape[:2]:

@@ -29,6 +29,9 @@ import numpy as np
 BLENDER_TO_OPENCV = np.diag([1.0, -1.0, -1.0])
 
 
+LENS_TYPES = {"PERSP": "perspective", "ORTHO": "orthographic", "PANO": "panoramic"}
+
+
 class SceneCameraError(ValueError):
     """The scene's camera cannot be read; the message says what to change."""
 
@@ -75,8 +78,8 @@ def camera_intrinsics(cam, render, width: int | None = None, height: int | None 
     """
     if cam.type != "PERSP":
         raise SceneCameraError(
-            f"camera '{cam.name}' is {cam.type.lower()}: only perspective cameras have a pinhole model; "
-            "set Camera > Lens > Type to Perspective"
+            f"camera '{cam.name}' is {LENS_TYPES.get(cam.type, cam.type.lower())}: only perspective cameras "
+            "have a pinhole model; set Camera > Lens > Type to Perspective"
         )
     if width is None or height is None:
         width, height = render_size(render)

@@ -96,7 +96,12 @@ def _layer_world_matrix(ob_eval, layer, depsgraph) -> np.ndarray:
     parent = layer.parent
     if parent is None:
         return np.array(ob_eval.matrix_world, dtype=np.float64) @ local
-    parent_world = np.array(parent.evaluated_get(depsgraph).matrix_world, dtype=np.float64)
+    parent_eval = parent.evaluated_get(depsgraph)
+    parent_world = np.array(parent_eval.matrix_world, dtype=np.float64)
+    if parent.type == "ARMATURE" and layer.parent_bone:
+        bone = parent_eval.pose.bones.get(layer.parent_bone)
+        if bone is not None:  # the bone's pose matrix is in armature space
+            parent_world = parent_world @ np.array(bone.matrix, dtype=np.float64)
     return parent_world @ np.array(layer.matrix_parent_inverse, dtype=np.float64) @ local
 
 

@@ -82,6 +82,8 @@ class AnimateAnythingPreferences(bpy.types.AddonPreferences):
         col.prop(self, "allow_download")
         if hasattr(bpy.types, "ANIMATE_ANYTHING_OT_check_generator"):
             layout.operator("animate_anything.check_generator", icon="CHECKMARK")
+        if hasattr(bpy.types, "ANIMATE_ANYTHING_OT_create_environment"):
+            layout.operator("animate_anything.create_environment", icon="CONSOLE")
 
 
 classes = (AnimateAnythingPreferences,)

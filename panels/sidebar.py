@@ -68,7 +68,6 @@ class _Main(_Base):
 
 class _Drags(_Base):
     bl_label = "Drags and Motion"
-    bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
         layout = self.layout

@@ -4,13 +4,15 @@
     .venv/bin/python scripts/demo.py [--output DIR] [--frames N] [--width W --height H]
 
 1. Builds an example scene in code: a checker floor, a brick cube, a marbled sphere, a cone with a
-   generated image texture, a sun and a sky; a camera keyed to dolly in and orbit; a grease-pencil
-   stroke that drags the sphere up and to the right.
+   generated image texture, a sun and a sky; a camera keyed to dolly in and orbit; grease-pencil
+   strokes that drag the sphere up and to the right (an outline around it and the drag itself).
 2. Loads this repository as a real Blender extension (a user extension repository pointing here).
 3. Runs `animate_anything.generate` in preview mode: the extension renders the reference frame and
    its depth from the camera (Cycles, few samples), exports the job, runs the real generator process
    (`python -m backend run JOB`) and imports the result (Sequencer strip + camera background).
-4. Saves demo.blend (paths relative, so the folder can move) and writes video.mp4, flow.mp4 and
+4. Where the generator had no PyAV (PNG frames only), encodes them with Blender's own FFmpeg
+   (`animate_anything.encode_video`) and imports the MP4 instead.
+5. Saves demo.blend (paths relative, so the folder can move) and writes video.mp4, flow.mp4 and
    contact_sheet.png next to it. The folder is printed at the end (default ./output/demo).
 """
 
@@ -56,19 +58,26 @@ def main(argv=None) -> int:
         print(f"demo: scene built in {time.perf_counter() - t0:.1f} s; generating (preview mode)")
 
         t1 = time.perf_counter()
+        show_strokes(settings.drag_object, False)
         result = bpy.ops.animate_anything.generate()
+        show_strokes(settings.drag_object, True)  # drawn in the viewport of the saved file...
+        settings.drag_object.hide_render = True  # ...but not in the user's renders
         if result != {"FINISHED"}:
             print(f"demo: Generate ended with {result}: {settings.last_message}", file=sys.stderr)
             return 1
         job = Path(settings.last_job_dir)
         print(f"demo: {settings.last_message}")
         print(f"demo: generate took {time.perf_counter() - t1:.1f} s (render, export, generator, import)")
+        if not (job / "out" / "video.mp4").exists():  # a generator without PyAV wrote PNG frames
+            print("demo: encoding the frames to MP4 with Blender's FFmpeg (animate_anything.encode_video)")
+            bpy.ops.animate_anything.encode_video(directory=str(job))
 
         files = collect_outputs(job, out)
         blend = out / "demo.blend"
         bpy.ops.wm.save_as_mainfile(filepath=str(blend))
         bpy.ops.file.make_paths_relative()
         bpy.ops.wm.save_mainfile()
+        blend.with_suffix(".blend1").unlink(missing_ok=True)  # the backup of the first save
         files.insert(0, blend)
     finally:
         disable_extension(bpy)
@@ -144,7 +153,7 @@ def build_scene(bpy, args):
 
     cam = _keyed_camera(bpy, scene, args.frames)
     scene.camera = cam
-    gp = _drag_stroke(bpy, scene, start=(0.9, -1.2, 1.3), end=(1.7, -1.2, 2.2))
+    gp = _drag_strokes(bpy, scene, cam, sphere, radius=1.0)
 
     settings = scene.animate_anything
     settings.mode = "preview"
@@ -276,25 +285,50 @@ def _keyed_camera(bpy, scene, frames):
     return cam
 
 
-def _drag_stroke(bpy, scene, start, end, points=12):
-    """A grease-pencil (v3) stroke on frame 1 from `start` to `end` (world space): one drag."""
+def _drag_strokes(bpy, scene, cam, target, radius, lift=(0.9, 0.8)):
+    """Grease-pencil (v3) strokes on frame 1 that move `target` (a sphere of `radius`): a closed
+    outline around it (a region: everything inside moves with the drag) and one open stroke from
+    its centre up and to the right (the drag). Drawn in the plane facing the first frame's camera.
+    The strokes are instructions, not content: `show_strokes(obj, False)` keeps them out of the
+    reference render."""
     import numpy as np
 
+    scene.frame_set(scene.frame_start)
+    centre = np.array(target.location, np.float64)
+    view = centre - np.array(cam.matrix_world.translation)
+    view /= np.linalg.norm(view)
+    right = np.cross(view, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, view)
+    angle = np.linspace(0.0, 2 * math.pi, 48, endpoint=False)[:, None]
+    outline = centre + 1.1 * radius * (np.cos(angle) * right + np.sin(angle) * up)
+    t = np.linspace(0.0, 1.0, 16)[:, None]
+    drag = centre + t * (lift[0] * right + lift[1] * up) + 0.1 * np.sin(t * math.pi) * right
+
     data = bpy.data.grease_pencils_v3 if hasattr(bpy.data, "grease_pencils_v3") else bpy.data.grease_pencils
-    gpd = data.new("Drag")
+    gpd = data.new("Drags")
     mat = bpy.data.materials.new("Drag stroke")
     bpy.data.materials.create_gpencil_data(mat)
     gpd.materials.append(mat)
-    obj = bpy.data.objects.new("Drag", gpd)
+    obj = bpy.data.objects.new("Drags", gpd)
     scene.collection.objects.link(obj)
-    layer = gpd.layers.new("Drags")
-    drawing = layer.frames.new(1).drawing
-    drawing.add_strokes([points])
-    t = np.linspace(0.0, 1.0, points)[:, None]
-    path = (1 - t) * np.array(start) + t * np.array(end)
-    path[:, 0] += 0.15 * np.sin(t[:, 0] * math.pi)  # a slight curve
-    drawing.attributes["position"].data.foreach_set("vector", path.astype(np.float32).ravel())
+    drawing = gpd.layers.new("Drags").frames.new(scene.frame_start).drawing
+    drawing.add_strokes([len(outline), len(drag)])
+    points = np.concatenate([outline, drag]).astype(np.float32)
+    drawing.attributes["position"].data.foreach_set("vector", points.ravel())
+    radii = drawing.attributes.get("radius") or drawing.attributes.new("radius", "FLOAT", "POINT")
+    radii.data.foreach_set("value", np.full(len(points), 0.05, np.float32))
+    cyclic = drawing.attributes.get("cyclic") or drawing.attributes.new("cyclic", "BOOLEAN", "CURVE")
+    cyclic.data.foreach_set("value", [True, False])
     return obj
+
+
+def show_strokes(obj, show: bool) -> None:
+    """Draw the strokes (viewport and render) or not. The reference render hides them this way
+    rather than with hide_render: a grease pencil object excluded from rendering currently spoils
+    the depth pass of operators/reference.py (negative values), on 4.5 and 5.0."""
+    for mat in obj.data.materials:
+        mat.grease_pencil.show_stroke = show
 
 
 # ----------------------------------------------------------------------------- outputs

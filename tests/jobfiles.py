@@ -36,3 +36,23 @@ def make_job(folder, *, width=64, height=48, num_frames=9, mode="preview", fps=8
     tracks[0, :, 1] = height * 0.5
     jobio.Conditions.create(c2w, K, tracks, height=height, width=width).save(folder / jobio.CONDITIONS_NPZ)
     return folder
+
+
+def hide_pyav(folder) -> Path:
+    """A folder to put first on PYTHONPATH so that `import av` fails in the generator (the
+    numpy-and-Pillow path: PNG frames and flow frames, no mp4)."""
+    folder = Path(folder)
+    (folder / "av").mkdir(parents=True, exist_ok=True)
+    (folder / "av" / "__init__.py").write_text("raise ImportError('PyAV hidden by the test')\n")
+    return folder
+
+
+def generate_job(folder, *, python=None, extra_paths=(), timeout=120, **job) -> Path:
+    """make_job + a real run of `python -m backend run JOB`; returns the finished job folder."""
+    from blender_animate.client import GeneratorProcess
+
+    folder = make_job(folder, **job)
+    end = GeneratorProcess(folder, python, extra_paths=extra_paths).start().wait(timeout=timeout)
+    if end["event"] != "done":
+        raise RuntimeError(f"the generator failed on {folder}: {end}")
+    return folder

@@ -30,7 +30,6 @@ C_l)}`` with ``H = 8h``, ``W = 8w`` and layer names as in ``unet.attn_processors
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from diffusers.models.embeddings import SinusoidalPositionalEmbedding
@@ -67,14 +66,19 @@ class TemporalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         bf, c, h, w = x.shape
         b = bf // num_frames
-        y = self.norm(x).reshape(b, num_frames, c, h * w).permute(0, 3, 1, 2).reshape(b * h * w, num_frames, c)
+        y = (
+            self.norm(x)
+            .reshape(b, num_frames, c, h * w)
+            .permute(0, 3, 1, 2)
+            .reshape(b * h * w, num_frames, c)
+        )
         y = self.attn(self.pos(y))
         y = y.reshape(b, h * w, num_frames, c).permute(0, 2, 3, 1).reshape(bf, c, h, w)
         return x + y
 
 
 class CameraEncoder(nn.Module):
-    """CameraCtrl-style encoder: ``(B, F, 6, H, W)`` Plücker -> list of ``(B*F, C_i, h_i, w_i)``, one per scale."""
+    """CameraCtrl-style encoder: ``(B, F, 6, H, W)`` Plücker -> ``[(B*F, C_i, h_i, w_i)]``, one per scale."""
 
     def __init__(
         self,
@@ -93,10 +97,16 @@ class CameraEncoder(nn.Module):
         self.temporal = nn.ModuleList()
         prev = block_out_channels[0]
         for i, ch in enumerate(block_out_channels):
-            self.downsamplers.append(nn.Identity() if i == 0 else nn.Conv2d(prev, prev, 3, stride=2, padding=1))
+            self.downsamplers.append(
+                nn.Identity() if i == 0 else nn.Conv2d(prev, prev, 3, stride=2, padding=1)
+            )
             blocks = nn.ModuleList()
             for _ in range(layers_per_block):
-                blocks.append(ResnetBlock2D(in_channels=prev, out_channels=ch, temb_channels=None, groups=norm_num_groups))
+                blocks.append(
+                    ResnetBlock2D(
+                        in_channels=prev, out_channels=ch, temb_channels=None, groups=norm_num_groups
+                    )
+                )
                 prev = ch
             self.resnets.append(blocks)
             self.temporal.append(TemporalSelfAttention(ch, temporal_attention_heads, norm_num_groups))
@@ -150,9 +160,13 @@ class CameraMotionReferenceProcessor:
         self.state = state
         self.inner = AttnProcessor2_0()
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+    def __call__(
+        self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs
+    ):
         if self.state.camera_features is not None:
-            hidden_states = hidden_states + self.camera_attention(hidden_states, self.state.camera_features[self.level])
+            hidden_states = hidden_states + self.camera_attention(
+                hidden_states, self.state.camera_features[self.level]
+            )
         self.state.bank[self.name] = hidden_states
         return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
 
@@ -198,7 +212,9 @@ class CameraReferenceModel(ModelMixin, ConfigMixin):
     ):
         super().__init__()
         if len(camera_block_out_channels) != len(block_out_channels):
-            raise ValueError("the camera encoder needs one scale per UNet level (same number of channels entries)")
+            raise ValueError(
+                "the camera encoder needs one scale per UNet level (same number of channels entries)"
+            )
         down, up = unet_block_types(len(block_out_channels))
         self.unet = UNet2DConditionModel(
             sample_size=sample_size,
@@ -229,7 +245,9 @@ class CameraReferenceModel(ModelMixin, ConfigMixin):
         processors = dict(self.unet.attn_processors)
         for name in names:
             level = level_of(name, n)
-            module = CameraMotionAttention(block_out_channels[level], camera_block_out_channels[level], camera_attention_heads)
+            module = CameraMotionAttention(
+                block_out_channels[level], camera_block_out_channels[level], camera_attention_heads
+            )
             self.camera_attentions.append(module)
             processors[name] = CameraMotionReferenceProcessor(name, module, level, self._state)
         self.unet.set_attn_processor(processors)
@@ -268,7 +286,8 @@ class CameraReferenceModel(ModelMixin, ConfigMixin):
         factor = self.config.camera_downscale_factor
         if plucker.shape[-2:] != (reference_latents.shape[-2] * factor, reference_latents.shape[-1] * factor):
             raise ValueError(
-                f"plucker {tuple(plucker.shape[-2:])} must be {factor}x the latent size {tuple(reference_latents.shape[-2:])}"
+                f"plucker {tuple(plucker.shape[-2:])} must be {factor}x the latent size "
+                f"{tuple(reference_latents.shape[-2:])}"
             )
         latents = reference_latents.repeat_interleave(f, dim=0)
         if encoder_hidden_states is None:

@@ -43,7 +43,9 @@ REAL_FLOW_ENCODER = dict(
     in_channels=2, out_channels=16, block_out_channels=(64, 128, 256, 512), layers_per_block=1,
     norm_num_groups=32, temporal_compression_ratio=4,
 )  # fmt: skip
-REAL_FLOW_FUSION = dict(flow_channels=16, num_attention_heads=48, attention_head_dim=64, patch_size=2, ff_mult=4)
+REAL_FLOW_FUSION = dict(
+    flow_channels=16, num_attention_heads=48, attention_head_dim=64, patch_size=2, ff_mult=4
+)
 # 49 frames -> 13 latent frames -> 13 // 2 + 1 = 7 real-FFT bins.
 REAL_FREQUENCY_STABILIZER = dict(num_layers=42, inner_dim=3072, num_frequency_bins=7)
 

@@ -85,7 +85,9 @@ class FlowEncoder3D(ModelMixin, ConfigMixin):
             blocks = nn.ModuleList()
             for _ in range(layers_per_block):
                 blocks.append(
-                    ResnetBlock2D(in_channels=prev, out_channels=ch, temb_channels=None, groups=norm_num_groups)
+                    ResnetBlock2D(
+                        in_channels=prev, out_channels=ch, temb_channels=None, groups=norm_num_groups
+                    )
                 )
                 prev = ch
             self.stages.append(blocks)
@@ -101,9 +103,7 @@ class FlowEncoder3D(ModelMixin, ConfigMixin):
 
     def forward(self, flow: torch.Tensor) -> torch.Tensor:
         if flow.ndim != 5 or flow.shape[2] != self.config.in_channels:
-            raise ValueError(
-                f"flow must be (B, F, {self.config.in_channels}, H, W), got {tuple(flow.shape)}"
-            )
+            raise ValueError(f"flow must be (B, F, {self.config.in_channels}, H, W), got {tuple(flow.shape)}")
         b, f, c, h, w = flow.shape
         r = self.config.temporal_compression_ratio
         if (f - 1) % r != 0:

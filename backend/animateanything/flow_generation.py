@@ -1,4 +1,4 @@
-"""Flow Generation Model (FGM) of AnimateAnything stage 1: sparse flow + camera reference -> dense flow latents.
+"""Flow Generation Model (FGM) of AnimateAnything stage 1: sparse flow + camera reference -> flow latents.
 
 The paper's explicit path: drags and other point motions become a sparse flow (value ``T_l - T_0`` at
 each track's start pixel, mask 1 there), "enhanced" by CMP (a sparse-to-dense motion propagation net)
@@ -48,7 +48,7 @@ CONDITION_CHANNELS = 6  # dense flow (2), confidence (1), sparse flow (2), mask 
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable peak-1 Gaussian (unnormalised: the centre tap is 1) over the last two dims of (N, C, H, W)."""
+    """Separable peak-1 Gaussian (the centre tap is 1, not normalised) over H, W of ``(N, C, H, W)``."""
     radius = max(1, int(math.ceil(3 * sigma)))
     t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
@@ -57,7 +57,9 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(x, k.reshape(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(radius, 0), groups=c)
 
 
-def densify_sparse_flow(flow: torch.Tensor, mask: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+def densify_sparse_flow(
+    flow: torch.Tensor, mask: torch.Tensor, sigma: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised Gaussian propagation of a sparse flow.
 
     Args:
@@ -88,7 +90,9 @@ def build_condition(
     flow = sparse_flow.permute(0, 1, 4, 2, 3).reshape(b * f, 2, h, w).float()
     mask = sparse_mask.reshape(b * f, 1, h, w).float()
     dense, conf = densify_sparse_flow(flow, mask, densify_sigma * max(h, w))
-    cond = torch.cat([flow_to_unit(dense, flow_scale), conf, flow_to_unit(flow * mask, flow_scale), mask], dim=1)
+    cond = torch.cat(
+        [flow_to_unit(dense, flow_scale), conf, flow_to_unit(flow * mask, flow_scale), mask], dim=1
+    )
     return cond.reshape(b, f, CONDITION_CHANNELS, h, w)
 
 
@@ -120,7 +124,9 @@ class ReferenceAttnProcessor:
         self.state = state
         self.inner = AttnProcessor2_0()
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+    def __call__(
+        self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs
+    ):
         features = self.state.features
         if features is not None and encoder_hidden_states is None:
             ref = features[self.name].to(hidden_states.dtype)

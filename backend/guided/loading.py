@@ -8,7 +8,8 @@ Missing or incomplete checkpoints raise `JobFailure("missing_model")` naming the
 the folder that was searched.
 
 Prompt embeddings (T5-XXL: ~9.5 GB of bf16 weights for a (1, 226, 4096) output) are cached as
-safetensors files keyed by a hash of the checkpoint folder, the prompt and the sequence length, so a prompt seen before never loads the text encoder again.
+safetensors files keyed by a hash of the checkpoint folder, the prompt and the sequence length, so
+a prompt seen before never loads the text encoder again.
 """
 
 from __future__ import annotations
@@ -234,7 +235,9 @@ def prompt_key(ckpt: Checkpoint, prompt: str, max_sequence_length: int) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def cached_prompt_path(ckpt: Checkpoint, prompt: str, max_sequence_length: int, cache_dir: Path | None) -> Path:
+def cached_prompt_path(
+    ckpt: Checkpoint, prompt: str, max_sequence_length: int, cache_dir: Path | None
+) -> Path:
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     return cache_dir / "prompt_embeds" / f"{prompt_key(ckpt, prompt, max_sequence_length)}.safetensors"
 

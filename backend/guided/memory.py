@@ -25,17 +25,82 @@ from dataclasses import dataclass, field
 
 GiB = 1024**3
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
-# Parameter counts of the public checkpoints, counted on the meta device from their configs
-# (benchmarks/memory_plan.py prints them again).
-COGVIDEOX_5B_I2V_TRANSFORMER = 5_570_283_712
+# Parameter (+ persistent buffer) counts of the public checkpoints, counted on the meta device from
+# the configs below (benchmarks/memory_plan.py prints them; tests/guided/test_memory.py checks them).
+# The 5b-I2V transformer holds 5_570_479_680 parameters + a 54_607_872-value learned positional table.
+COGVIDEOX_5B_I2V_TRANSFORMER = 5_625_087_552
+COGVIDEOX_15_5B_I2V_TRANSFORMER = 5_571_594_880
 COGVIDEOX_VAE = 215_583_907
-T5_V1_1_XXL_ENCODER = 4_762_310_656
+T5_V1_1_XXL_ENCODER = 4_893_906_944
+
+# The real configs (THUDM/CogVideoX-5b-I2V and CogVideoX1.5-5B-I2V, diffusers layout).
+COGVIDEOX_5B_I2V_CONFIG = {
+    "activation_fn": "gelu-approximate",
+    "attention_bias": True,
+    "attention_head_dim": 64,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "in_channels": 32,
+    "max_text_seq_length": 226,
+    "norm_elementwise_affine": True,
+    "norm_eps": 1e-05,
+    "num_attention_heads": 48,
+    "num_layers": 42,
+    "out_channels": 16,
+    "patch_size": 2,
+    "sample_frames": 49,
+    "sample_height": 60,
+    "sample_width": 90,
+    "spatial_interpolation_scale": 1.875,
+    "temporal_compression_ratio": 4,
+    "temporal_interpolation_scale": 1.0,
+    "text_embed_dim": 4096,
+    "time_embed_dim": 512,
+    "timestep_activation_fn": "silu",
+    "use_learned_positional_embeddings": True,
+    "use_rotary_positional_embeddings": True,
+}
+COGVIDEOX_15_5B_I2V_CONFIG = {
+    **COGVIDEOX_5B_I2V_CONFIG,
+    "patch_size_t": 2,
+    "patch_bias": False,
+    "ofs_embed_dim": 512,
+    "sample_height": 300,
+    "sample_width": 300,
+    "sample_frames": 81,
+    "use_learned_positional_embeddings": False,
+}
+COGVIDEOX_VAE_CONFIG = {
+    "block_out_channels": [128, 256, 256, 512],
+    "down_block_types": ["CogVideoXDownBlock3D"] * 4,
+    "up_block_types": ["CogVideoXUpBlock3D"] * 4,
+    "latent_channels": 16,
+    "layers_per_block": 3,
+    "norm_num_groups": 32,
+    "scaling_factor": 0.7,
+    "temporal_compression_ratio": 4,
+    "sample_height": 480,
+    "sample_width": 720,
+}
+T5_V1_1_XXL_CONFIG = {
+    "d_model": 4096,
+    "d_ff": 10240,
+    "d_kv": 64,
+    "num_heads": 64,
+    "num_layers": 24,
+    "vocab_size": 32128,
+    "feed_forward_proj": "gated-gelu",
+    "relative_attention_num_buckets": 32,
+}
 # Live activations of one transformer block, in units of (batch x tokens x hidden x bytes):
 # input, two norms, q/k/v, attention output, the 4x feed-forward hidden (and its gelu).
 ACT_TRANSFORMER = 12
-# VAE peak per output pixel at 4 bytes/element (fp32), measured (see module docstring).
+# VAE activation peak per output pixel at 4 bytes/element, measured on the CPU with the real VAE
+# config: decode of 3 latent frames (its largest frame batch) at 96x64 -> 530 MB, 192x128 -> 1746 MB
+# above the weights: ~66 KB per pixel + ~124 MB; encode about half of that (34 KB per pixel).
 VAE_BYTES_PER_PIXEL_FP32 = 66_000
 VAE_FIXED_BYTES_FP32 = 124 * 1024**2
+VAE_ENCODE_FRACTION = 0.55
 VAE_TILE = (240, 360)  # AutoencoderKLCogVideoX tile_sample_min_height/width for the 480x720 VAE
 # Kept free for the CUDA context, allocator fragmentation and cuDNN workspaces.
 RESERVE_BYTES = int(1.5 * GiB)
@@ -63,7 +128,9 @@ class ModelSpec:
     text_encoder_needed: bool = True  # False when the prompt embeddings are cached
 
     @classmethod
-    def from_configs(cls, transformer_config: dict, height: int, width: int, num_frames: int, **kw) -> ModelSpec:
+    def from_configs(
+        cls, transformer_config: dict, height: int, width: int, num_frames: int, **kw
+    ) -> ModelSpec:
         """Activation-relevant sizes from a transformer config.json (parameter counts stay the 5B ones
         unless given)."""
         return cls(
@@ -114,8 +181,9 @@ class MemoryPlan:
         gb = self.peak_bytes / GiB
         free = f" of {self.free_bytes / GiB:.1f} GiB free" if self.free_bytes is not None else ""
         return (
-            f"{self.device} {self.dtype}, offload {self.offload}, VAE tiling {'on' if self.vae_tiling else 'off'}"
-            f", slicing {'on' if self.vae_slicing else 'off'}: peak ~{gb:.1f} GiB{free}"
+            f"{self.device} {self.dtype}, offload {self.offload}, "
+            f"VAE tiling {'on' if self.vae_tiling else 'off'}, "
+            f"slicing {'on' if self.vae_slicing else 'off'}: peak ~{gb:.1f} GiB{free}"
         )
 
     def as_dict(self) -> dict:
@@ -164,7 +232,7 @@ def phase_peaks(spec: ModelSpec, dtype: str, offload: str, tiling: bool) -> dict
         raise ValueError(f"unknown offload {offload!r}; expected one of {OFFLOADS}")
     phases = {"denoise": resident_t + act_t, "decode": resident_v + act_v}
     if spec.encode_prior:
-        phases["encode_prior"] = resident_v + act_v
+        phases["encode_prior"] = resident_v + int(VAE_ENCODE_FRACTION * act_v)
     if spec.text_encoder_needed:
         # The text encoder runs alone, first, and is freed before the transformer is loaded.
         te = w_te if offload in ("none", "model") else (w_te // 24 if offload == "group" else w_te // 100)
@@ -221,16 +289,18 @@ def plan_memory(
     if chosen is None:
         o, t = candidates[-1]
         chosen = (o, t, phase_peaks(spec, dt, o, t))
-        need = max(chosen[2].values())
-        reasons.append(
-            f"even offload {o} with VAE tiling {'on' if t else 'off'} needs ~{need / GiB:.1f} GiB, more than the "
-            f"{free_bytes / GiB:.1f} GiB free: expect an out-of-memory error; lower the resolution or frames"
-        )
     o, t, phases = chosen
-    if offload == "auto" and device != "cpu":
+    if offload == "auto" and device != "cpu" and fits:
         reasons.append(f"offload {o} is the fastest setting that fits")
-    if vae_tiling == "auto" and t:
+    if vae_tiling == "auto" and t and fits:
         reasons.append("VAE tiling on: the untiled VAE decode would not fit")
+    if not fits:
+        need = max(phases.values())
+        reasons.append(
+            f"even offload {o} with VAE tiling {'on' if t else 'off'} needs ~{need / GiB:.1f} GiB, "
+            f"more than the {free_bytes / GiB:.1f} GiB free: expect an out-of-memory error; "
+            "lower the resolution or frames"
+        )
     slicing = t or o in ("group", "sequential")
     return MemoryPlan(
         device=device,
@@ -277,7 +347,7 @@ def apply_plan(pipe, plan: MemoryPlan) -> None:
 
 
 def resolve_device(requested: str) -> str:
-    """"auto" -> cuda if available, else mps, else cpu; an unavailable explicit device is refused."""
+    """ "auto" -> cuda if available, else mps, else cpu; an unavailable explicit device is refused."""
     import torch
 
     from ..errors import JobFailure
@@ -353,3 +423,32 @@ def doctor_report() -> dict:
     report["problems"] = problems
     report["ok"] = not problems or problems[-1].startswith("no CUDA")
     return report
+
+
+def count_parameters(include_text_encoder: bool = True) -> dict:
+    """Parameter + persistent buffer counts of the real configs above, built on the meta device
+    (no memory, no weights): {"transformer_1.0", "transformer_1.5", "vae", "text_encoder"}."""
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
+
+    def total(model) -> int:
+        params = sum(p.numel() for p in model.parameters())
+        return params + sum(b.numel() for _, b in model.named_buffers() if _persistent(model, _))
+
+    with init_empty_weights():
+        counts = {
+            "transformer_1.0": total(CogVideoXTransformer3DModel(**COGVIDEOX_5B_I2V_CONFIG)),
+            "transformer_1.5": total(CogVideoXTransformer3DModel(**COGVIDEOX_15_5B_I2V_CONFIG)),
+            "vae": total(AutoencoderKLCogVideoX(**COGVIDEOX_VAE_CONFIG)),
+        }
+        if include_text_encoder:
+            from transformers import T5Config, T5EncoderModel
+
+            counts["text_encoder"] = total(T5EncoderModel(T5Config(**T5_V1_1_XXL_CONFIG)))
+    return counts
+
+
+def _persistent(model, name: str) -> bool:
+    module_name, _, buffer_name = name.rpartition(".")
+    module = model.get_submodule(module_name) if module_name else model
+    return buffer_name not in getattr(module, "_non_persistent_buffers_set", set())

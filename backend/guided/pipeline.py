@@ -29,8 +29,8 @@ reads what a checkpoint can do from its configs and `check_inputs` refuses the r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -40,79 +40,15 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.cogvideo.pipeline_output import CogVideoXPipelineOutput
 from diffusers.schedulers import CogVideoXDPMScheduler
 
-# CogVideoX 1.5 model card: trained at min(W, H) = 768, max(W, H) <= 1360, 16N+1 frames (81 or 161).
-V15_TRAINED_MIN_SIDE = 768
-V15_TRAINED_MAX_SIDE = 1360
-V15_MAX_FRAMES = 161
+from .limits import CheckpointLimits, checkpoint_limits
 
-
-@dataclass
-class CheckpointLimits:
-    """What sizes and frame counts a checkpoint can generate, read from its configs.
-
-    version "1.0": `fixed_size` (height, width) and `fixed_frames` are set (learned positional
-    embeddings). version "1.5": sides are multiples of `multiple` up to `max_size` (the RoPE grid),
-    frames are `frame_step` * N + 1 up to `max_frames`."""
-
-    version: str
-    fixed_size: tuple[int, int] | None = None
-    fixed_frames: int | None = None
-    multiple: int = 16
-    max_size: tuple[int, int] | None = None
-    frame_step: int = 8
-    max_frames: int | None = None
-
-    def describe(self) -> str:
-        if self.fixed_size is not None:
-            h, w = self.fixed_size
-            return f"CogVideoX {self.version}: exactly {w}x{h} pixels and {self.fixed_frames} frames"
-        mh, mw = self.max_size
-        return (
-            f"CogVideoX {self.version}: width and height multiples of {self.multiple} up to {mw}x{mh} "
-            f"pixels (trained at min side {V15_TRAINED_MIN_SIDE}, max side <= {V15_TRAINED_MAX_SIDE}), "
-            f"{self.frame_step}N+1 frames up to {self.max_frames} (e.g. 81)"
-        )
-
-    def check(self, height: int, width: int, num_frames: int) -> list[str]:
-        """Raise ValueError for a size or frame count the checkpoint cannot do; return warnings for
-        sizes it can do but was not trained at."""
-        what = f"{width}x{height} pixels, {num_frames} frames"
-        if self.fixed_size is not None:
-            if (height, width) != self.fixed_size or num_frames != self.fixed_frames:
-                raise ValueError(f"this checkpoint cannot generate {what}; it can do {self.describe()}")
-            return []
-        mh, mw = self.max_size
-        if height % self.multiple or width % self.multiple or height > mh or width > mw:
-            raise ValueError(f"this checkpoint cannot generate {what}; it can do {self.describe()}")
-        if (num_frames - 1) % self.frame_step or not self.frame_step < num_frames <= self.max_frames:
-            raise ValueError(f"this checkpoint cannot generate {what}; it can do {self.describe()}")
-        warnings = []
-        if min(height, width) < V15_TRAINED_MIN_SIDE or max(height, width) > V15_TRAINED_MAX_SIDE:
-            warnings.append(
-                f"{width}x{height} is outside the size CogVideoX 1.5 was trained at (min side "
-                f"{V15_TRAINED_MIN_SIDE}, max side <= {V15_TRAINED_MAX_SIDE}): expect weaker results"
-            )
-        return warnings
-
-
-def checkpoint_limits(transformer_config: dict, vae_config: dict) -> CheckpointLimits:
-    """Read a checkpoint's size and frame limits from its transformer and VAE configs (dicts as in
-    their config.json), without loading any weights."""
-    spatial = 2 ** (len(vae_config.get("block_out_channels", (128, 256, 256, 512))) - 1)
-    patch = int(transformer_config.get("patch_size", 2))
-    sample_h = int(transformer_config.get("sample_height", 60)) * spatial
-    sample_w = int(transformer_config.get("sample_width", 90)) * spatial
-    sample_frames = int(transformer_config.get("sample_frames", 49))
-    if transformer_config.get("patch_size_t") is None:
-        if transformer_config.get("use_learned_positional_embeddings", True):
-            return CheckpointLimits("1.0", fixed_size=(sample_h, sample_w), fixed_frames=sample_frames)
-        # 1.0 without learned embeddings (RoPE only): flexible up to the sample size.
-        return CheckpointLimits(
-            "1.0", multiple=spatial * patch, max_size=(sample_h, sample_w), frame_step=8, max_frames=sample_frames
-        )
-    return CheckpointLimits(
-        "1.5", multiple=spatial * patch, max_size=(sample_h, sample_w), frame_step=16, max_frames=V15_MAX_FRAMES
-    )
+__all__ = [
+    "CheckpointLimits",
+    "GuidedCogVideoXPipeline",
+    "checkpoint_limits",
+    "flow_to_latent_grid",
+    "warp_noise",
+]
 
 
 def flow_to_latent_grid(
@@ -223,7 +159,9 @@ class GuidedCogVideoXPipeline(CogVideoXImageToVideoPipeline):
             )
         return self.limits().check(height, width, num_frames)
 
-    def prepare_layout_latents(self, video, height: int, width: int, pad_frames: int, dtype, device) -> torch.Tensor:
+    def prepare_layout_latents(
+        self, video, height: int, width: int, pad_frames: int, dtype, device
+    ) -> torch.Tensor:
         """VAE-encode the layout prior to (B, F_lat + pad_frames, C, h, w), in the scaled latent space
         that `decode_latents` reads (times scaling_factor for 1.0 and 1.5 alike). The distribution's
         mode is used, so no random numbers are drawn."""
@@ -285,7 +223,9 @@ class GuidedCogVideoXPipeline(CogVideoXImageToVideoPipeline):
         width = width or self.transformer.config.sample_width * self.vae_scale_factor_spatial
         num_frames = num_frames or self.transformer.config.sample_frames
         if flow is not None:
-            flow = torch.as_tensor(np.asarray(flow) if not torch.is_tensor(flow) else flow, dtype=torch.float32)
+            flow = torch.as_tensor(
+                np.asarray(flow) if not torch.is_tensor(flow) else flow, dtype=torch.float32
+            )
 
         # 1. Check inputs
         self.check_inputs(
@@ -347,7 +287,9 @@ class GuidedCogVideoXPipeline(CogVideoXImageToVideoPipeline):
             self.scheduler.set_timesteps(num_inference_steps, device=device)
             timesteps = self.scheduler.timesteps
             if strength < 1.0:
-                timesteps, num_inference_steps = self.get_timesteps(num_inference_steps, timesteps, strength, device)
+                timesteps, num_inference_steps = self.get_timesteps(
+                    num_inference_steps, timesteps, strength, device
+                )
             self._num_timesteps = len(timesteps)
 
             # 5. Latent frame layout (CogVideoX 1.5 pads odd latent frame counts at the front)
@@ -386,7 +328,9 @@ class GuidedCogVideoXPipeline(CogVideoXImageToVideoPipeline):
             if strength < 1.0:
                 prior = self.prepare_layout_latents(video, height, width, pad_frames, dtype, device)
                 if prior.shape != noise.shape:
-                    raise ValueError(f"layout prior latents {tuple(prior.shape)} != noise {tuple(noise.shape)}")
+                    raise ValueError(
+                        f"layout prior latents {tuple(prior.shape)} != noise {tuple(noise.shape)}"
+                    )
                 latent_timestep = timesteps[:1].repeat(batch_size)
                 latents = self.scheduler.add_noise(prior, noise, latent_timestep).to(dtype)
             else:
@@ -410,7 +354,9 @@ class GuidedCogVideoXPipeline(CogVideoXImageToVideoPipeline):
                     self._current_timestep = t
                     model_input = torch.cat([latents] * 2) if do_classifier_free_guidance else latents
                     model_input = self.scheduler.scale_model_input(model_input, t)
-                    image_input = torch.cat([image_latents] * 2) if do_classifier_free_guidance else image_latents
+                    image_input = (
+                        torch.cat([image_latents] * 2) if do_classifier_free_guidance else image_latents
+                    )
                     model_input = torch.cat([model_input, image_input], dim=2)
                     timestep = t.expand(model_input.shape[0])
 
@@ -434,7 +380,9 @@ class GuidedCogVideoXPipeline(CogVideoXImageToVideoPipeline):
                         noise_pred = noise_uncond + self.guidance_scale * (noise_text - noise_uncond)
 
                     if not isinstance(self.scheduler, CogVideoXDPMScheduler):
-                        latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+                        latents = self.scheduler.step(
+                            noise_pred, t, latents, **extra_step_kwargs, return_dict=False
+                        )[0]
                     else:
                         latents, old_pred_original_sample = self.scheduler.step(
                             noise_pred,
@@ -459,7 +407,9 @@ class GuidedCogVideoXPipeline(CogVideoXImageToVideoPipeline):
                         callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
                         latents = callback_outputs.pop("latents", latents)
                         prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
-                        negative_prompt_embeds = callback_outputs.pop("negative_prompt_embeds", negative_prompt_embeds)
+                        negative_prompt_embeds = callback_outputs.pop(
+                            "negative_prompt_embeds", negative_prompt_embeds
+                        )
                     progress_bar.update()
             self._current_timestep = None
 

@@ -30,11 +30,13 @@ class ModeResult:
         if not isinstance(f, np.ndarray) or f.dtype != np.uint8 or f.shape != (num_frames, height, width, 3):
             got = (getattr(f, "shape", None), getattr(f, "dtype", None))
             raise JobFailure(
-                "internal", f"the mode returned frames {got}; expected ({num_frames}, {height}, {width}, 3) uint8"
+                "internal",
+                f"the mode returned frames {got}; expected ({num_frames}, {height}, {width}, 3) uint8",
             )
         if self.flow is not None and self.flow.shape != (num_frames, height, width, 2):
             raise JobFailure(
-                "internal", f"the mode returned flow {self.flow.shape}; expected ({num_frames}, {height}, {width}, 2)"
+                "internal",
+                f"the mode returned flow {self.flow.shape}; expected ({num_frames}, {height}, {width}, 2)",
             )
         return self
 

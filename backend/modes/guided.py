@@ -37,7 +37,8 @@ def _imports():
     except ModuleNotFoundError as exc:
         raise JobFailure(
             "missing_dependency",
-            f"mode guided needs torch, diffusers and transformers; {exc.name!r} is not installed in this Python",
+            f"mode guided needs torch, diffusers and transformers; {exc.name!r} is not installed in "
+            "this Python",
             REQUIREMENTS_HINT,
         ) from exc
     return torch
@@ -45,18 +46,15 @@ def _imports():
 
 def generate(ctx: JobContext) -> ModeResult:
     from ..guided import loading
+    from ..guided.limits import checkpoint_limits
 
     spec = ctx.spec
     F, H, W = spec.num_frames, spec.height, spec.width
     loading.offline_env(spec.allow_download)
-    torch = _imports()
-    from ..guided import memory
-    from ..guided.pipeline import checkpoint_limits
-
     t0 = time.perf_counter()
     timings = {}
 
-    # 1. Checkpoint, and what it can generate (no weights loaded yet).
+    # 1. Checkpoint, and what it can generate (no torch import, no weights yet).
     ctx.progress("load", 0, 4, "looking for the CogVideoX checkpoint")
     ckpt = loading.resolve_checkpoint(spec.model, allow_download=spec.allow_download)
     loading.require_parts(ckpt, loading.PIPELINE_COMPONENTS)
@@ -80,6 +78,9 @@ def generate(ctx: JobContext) -> ModeResult:
             f"Raise the strength to at least {1.0 / spec.steps:.2f} or use more steps.",
         )
 
+    torch = _imports()
+    from ..guided import memory
+
     # 2. Layout prior and flow from the preview mode.
     from . import preview
 
@@ -96,7 +97,13 @@ def generate(ctx: JobContext) -> ModeResult:
     prompts = [spec.prompt] + ([spec.negative_prompt] if guidance else [])
     cached = all(loading.cached_prompt_path(ckpt, p, max_len, None).is_file() for p in prompts)
     model_spec = memory.ModelSpec.from_configs(
-        transformer_config, H, W, F, guidance=guidance, encode_prior=strength < 1.0, text_encoder_needed=not cached
+        transformer_config,
+        H,
+        W,
+        F,
+        guidance=guidance,
+        encode_prior=strength < 1.0,
+        text_encoder_needed=not cached,
     )
     plan = memory.plan_memory(
         memory.free_memory(device),
@@ -118,7 +125,9 @@ def generate(ctx: JobContext) -> ModeResult:
         t = time.perf_counter()
         # T5-XXL runs on the accelerator when the plan keeps whole models there, else on the CPU.
         text_device = device if plan.offload in ("none", "model") else "cpu"
-        embeds, loaded_t5 = loading.prompt_embeddings(ckpt, prompts, max_len, dtype=plan.dtype, device=text_device)
+        embeds, loaded_t5 = loading.prompt_embeddings(
+            ckpt, prompts, max_len, dtype=plan.dtype, device=text_device
+        )
         timings["text_encoder"] = time.perf_counter() - t
         ctx.check_cancel()
 

@@ -83,7 +83,12 @@ def far_importance(depth: np.ndarray, known: np.ndarray, power: float = FAR_POWE
 
 
 def background_fill(
-    image: np.ndarray, hole: np.ndarray, depth: np.ndarray, *, power: float = FAR_POWER, smooth: int = SMOOTH_RADIUS
+    image: np.ndarray,
+    hole: np.ndarray,
+    depth: np.ndarray,
+    *,
+    power: float = FAR_POWER,
+    smooth: int = SMOOTH_RADIUS,
 ):
     """Depth-aware directional fill: (H, W, C) float32, hole pixels filled, known ones unchanged.
 

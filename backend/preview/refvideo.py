@@ -30,7 +30,9 @@ def _cv2():
         import cv2
     except ImportError as exc:
         raise JobFailure(
-            "missing_dependency", "this Python has no OpenCV (cv2), which a reference video needs", NO_OPENCV_HINT
+            "missing_dependency",
+            "this Python has no OpenCV (cv2), which a reference video needs",
+            NO_OPENCV_HINT,
         ) from exc
     return cv2
 
@@ -102,7 +104,14 @@ def chain_flows(pair_flows: list[np.ndarray], height: int, width: int) -> np.nda
 
 
 def reference_flow(
-    path: Path, num_frames: int, height: int, width: int, *, check_cancel=None, warn=None, preset: str = "medium"
+    path: Path,
+    num_frames: int,
+    height: int,
+    width: int,
+    *,
+    check_cancel=None,
+    warn=None,
+    preset: str = "medium",
 ) -> tuple[np.ndarray, dict]:
     """Forward flow (num_frames, H, W, 2) float32 of the reference video's frame 0, and facts for
     result.json. preset: DIS preset "ultrafast", "fast" or "medium" (~25 ms a pair at 720x480)."""

@@ -30,7 +30,7 @@ MIN_COVERAGE = 0.05
 # Magnified sources (a dolly-in) are split into up to this many samples per axis (see
 # _footprint_samples); neighbours farther apart than FOOTPRINT_MAX_GAP pixels are a depth edge.
 MAX_FOOTPRINT = 8
-FOOTPRINT_SPACING = 1.25
+FOOTPRINT_SPACING = 1.6
 FOOTPRINT_MAX_GAP = 16.0
 
 
@@ -54,25 +54,6 @@ def _grid(H: int, W: int) -> tuple[np.ndarray, np.ndarray]:
     cols.flags.writeable = False
     rows.flags.writeable = False
     return cols, rows
-
-
-def _axis_weights(i0: np.ndarray, a: np.ndarray, size: int):
-    """Bilinear weights along one axis for the two neighbours i0 and i0 + 1 (fraction `a`), zero
-    for neighbours outside [0, size). Returns (w_lo, w_hi, base) with base clamped to
-    [0, size - 2] and the weights moved so that base and base + 1 are the neighbours they belong
-    to. Shapes (N,); weights float64."""
-    a = a.astype(np.float64)
-    w_lo = np.where((i0 >= 0) & (i0 < size), 1.0 - a, 0.0)
-    w_hi = np.where((i0 >= -1) & (i0 < size - 1), a, 0.0)
-    # i0 == -1: only i0 + 1 == 0 is inside -> it becomes base 0's "lo" weight.
-    left = i0 == -1
-    w_lo = np.where(left, w_hi, w_lo)
-    w_hi = np.where(left, 0.0, w_hi)
-    # i0 == size - 1: only i0 itself is inside -> base size - 2's "hi" weight.
-    right = i0 == size - 1
-    w_hi = np.where(right, w_lo, w_hi)
-    w_lo = np.where(right, 0.0, w_lo)
-    return w_lo, w_hi, np.clip(i0, 0, size - 2)
 
 
 def _edge_vector(px: np.ndarray, py: np.ndarray, ok: np.ndarray, axis: int):
@@ -196,8 +177,11 @@ def forward_splat(
         ok &= valid.reshape(N)
     cols, rows = _grid(H, W)
     # Continuous target position in index units (the pixel-centre offsets cancel out).
-    xs = cols + np.nan_to_num(fx)
-    ys = rows + np.nan_to_num(fy)
+    xs = cols + fx
+    ys = rows + fy
+    if not ok.all():  # keep NaN out of the index arithmetic
+        xs = np.where(ok, xs, -1.0)
+        ys = np.where(ok, ys, -1.0)
     src_w = ok.astype(np.float64)  # per-sample weight: validity (and 1/k^2 for footprint samples)
     src = None  # per-sample source pixel; None: sample i is source i
     if max_footprint > 1:
@@ -209,25 +193,30 @@ def forward_splat(
             ys = np.concatenate([ys, ey])
             src_w = np.concatenate([src_w, ew])
             src = np.concatenate([np.arange(N), eidx])
-    M = xs.shape[0]
-    xs = np.clip(xs, -2.0, W + 1.0)
-    ys = np.clip(ys, -2.0, H + 1.0)
+    # A canvas with a 1-pixel ring left/top and 2 right/bottom: every sample is clamped into
+    # [-1, W + 0.5] x [-1, H + 0.5], so all four corners are inside the canvas and whatever lands
+    # outside the image falls on the ring, which is cropped away. No per-corner bounds tests.
+    CW, CH = W + 3, H + 3
+    xs = np.clip(xs, -1.0, W + 0.5)
+    ys = np.clip(ys, -1.0, H + 0.5)
     x0f = np.floor(xs)
     y0f = np.floor(ys)
-    wx0, wx1, xb = _axis_weights(x0f.astype(np.int64), xs - x0f, W)
-    wy0, wy1, yb = _axis_weights(y0f.astype(np.int64), ys - y0f, H)
-    base = yb * W + xb  # the corners base, base+1, base+W, base+W+1 are all inside the image
-    wy0 *= src_w
-    wy1 *= src_w
-    idx = (base[None, :] + np.array([0, 1, W, W + 1], np.int64)[:, None]).reshape(-1)
+    ax = (xs - x0f).astype(np.float64)
+    ay = (ys - y0f).astype(np.float64)
+    base = (y0f.astype(np.int64) + 1) * CW + (x0f.astype(np.int64) + 1)
+    wy1 = ay * src_w
+    wy0 = src_w - wy1
+    M = xs.shape[0]
+    idx = (base[None, :] + np.array([0, 1, CW, CW + 1], np.int64)[:, None]).reshape(-1)
     wb = np.empty((4, M), np.float64)
-    np.multiply(wx0, wy0, out=wb[0])
-    np.multiply(wx1, wy0, out=wb[1])
-    np.multiply(wx0, wy1, out=wb[2])
-    np.multiply(wx1, wy1, out=wb[3])
+    np.multiply(1.0 - ax, wy0, out=wb[0])
+    np.multiply(ax, wy0, out=wb[1])
+    np.multiply(1.0 - ax, wy1, out=wb[2])
+    np.multiply(ax, wy1, out=wb[3])
+    inner = (slice(1, H + 1), slice(1, W + 1))
 
     def acc(weights: np.ndarray) -> np.ndarray:
-        return np.bincount(idx, weights.reshape(-1), minlength=N)
+        return np.bincount(idx, weights.reshape(-1), minlength=CH * CW).reshape(CH, CW)[inner].reshape(-1)
 
     def per_sample(values: np.ndarray) -> np.ndarray:
         return values if src is None else values[src]

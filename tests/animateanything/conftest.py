@@ -1,4 +1,4 @@
-"""Tiny real models for the AnimateAnything tests (sizes and their constraints: backend/animateanything/configs.py)."""
+"""Tiny real models for the AnimateAnything tests (sizes: backend/animateanything/configs.py)."""
 
 from __future__ import annotations
 
@@ -68,3 +68,69 @@ def tiny_stage1():
     crm = CameraReferenceModel(**tiny_crm_config()).eval()
     fgm = FlowGenerationModel(**tiny_fgm_config()).eval()
     return vae, crm, fgm
+
+
+WORDS = "a the cat dog runs walks on moon red blue camera moves left right slowly fast".split()
+
+
+def tiny_tokenizer():
+    """A WordLevel T5-like tokenizer built offline (pad 0, eos 1, unk 2)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    vocab.update({w: i + 3 for i, w in enumerate(WORDS)})
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
+
+
+def build_tiny_pipeline(seed: int = 0, stage1: bool = True, text: bool = True):
+    """An AnimateAnythingPipeline of tiny random real models (32x32 pixels, 9 frames)."""
+    from diffusers import (
+        AutoencoderKL,
+        AutoencoderKLCogVideoX,
+        CogVideoXDDIMScheduler,
+        CogVideoXTransformer3DModel,
+        DDIMScheduler,
+    )
+    from transformers import T5Config, T5EncoderModel
+
+    from backend.animateanything import configs
+    from backend.animateanything.camera_reference import CameraReferenceModel
+    from backend.animateanything.flow_encoder import FlowEncoder3D
+    from backend.animateanything.flow_fusion import FlowFusionBlock
+    from backend.animateanything.flow_generation import FlowGenerationModel
+    from backend.animateanything.flow_vae import FlowVAE
+    from backend.animateanything.frequency_attention import FrequencyStabilizer
+    from backend.animateanything.pipeline import AnimateAnythingPipeline
+
+    torch.manual_seed(seed)
+    parts = dict(
+        transformer=CogVideoXTransformer3DModel(**configs.TINY_COGVIDEOX_TRANSFORMER),
+        vae=AutoencoderKLCogVideoX(**configs.TINY_COGVIDEOX_VAE),
+        scheduler=CogVideoXDDIMScheduler(
+            prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing"
+        ),
+        tokenizer=tiny_tokenizer() if text else None,
+        text_encoder=T5EncoderModel(T5Config(**configs.TINY_T5)).eval() if text else None,
+        flow_encoder=FlowEncoder3D(**configs.TINY_FLOW_ENCODER),
+        flow_fusion=FlowFusionBlock(**configs.TINY_FLOW_FUSION),
+        frequency_stabilizer=FrequencyStabilizer(**configs.TINY_FREQUENCY_STABILIZER),
+    )
+    if stage1:
+        parts.update(
+            flow_vae=FlowVAE(**configs.TINY_FLOW_VAE),
+            flow_generator=FlowGenerationModel(**tiny_fgm_config()),
+            camera_reference=CameraReferenceModel(**tiny_crm_config()),
+            image_vae=AutoencoderKL(in_channels=3, out_channels=3, **configs.TINY_FLOW_VAE),
+            flow_scheduler=DDIMScheduler(),
+        )
+    pipe = AnimateAnythingPipeline(**parts)
+    for module in pipe.components.values():
+        if isinstance(module, torch.nn.Module):
+            module.eval()
+    return pipe

@@ -77,7 +77,9 @@ def test_flow_vae_from_image_vae_keeps_the_pretrained_body():
     image_vae = AutoencoderKL(in_channels=3, out_channels=3, **cfg)
     vae = FlowVAE.from_image_vae(image_vae)
     a, b = image_vae.state_dict(), vae.state_dict()
-    assert torch.equal(a["encoder.mid_block.resnets.0.conv1.weight"], b["encoder.mid_block.resnets.0.conv1.weight"])
+    assert torch.equal(
+        a["encoder.mid_block.resnets.0.conv1.weight"], b["encoder.mid_block.resnets.0.conv1.weight"]
+    )
     assert b["encoder.conv_in.weight"].shape[1] == 2 and b["decoder.conv_out.weight"].shape[0] == 2
 
 
@@ -159,7 +161,9 @@ def test_fgm_from_unet_motion_starts_as_the_pretrained_unet(tiny_stage1):
     context = torch.randn(B, 1, 16)
     with torch.no_grad():
         want = base(sample, torch.tensor([10]), context.repeat_interleave(F, dim=0)).sample
-        got = model(sample, torch.tensor([10]), build_condition(flow, mask), None, encoder_hidden_states=context)
+        got = model(
+            sample, torch.tensor([10]), build_condition(flow, mask), None, encoder_hidden_states=context
+        )
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)  # zero weights on the new input channels
 
 

@@ -29,7 +29,9 @@ def _inputs(transformer, batch=1, seed=1):
     cfg = transformer.config
     t = (FRAMES - 1) // 4 + 1
     hidden = torch.randn(batch, t, cfg.in_channels, HEIGHT // 8, WIDTH // 8, generator=g)
-    text = torch.randn(batch, cfg.max_text_seq_length, cfg.text_embed_dim, generator=g)  # learned pos emb: full length
+    text = torch.randn(
+        batch, cfg.max_text_seq_length, cfg.text_embed_dim, generator=g
+    )  # learned pos emb: full length
     timestep = torch.full((batch,), 500, dtype=torch.long)
     flow = torch.randn(batch, FRAMES, HEIGHT, WIDTH, 2, generator=g) * 3.0
     flow[:, 0] = 0
@@ -66,7 +68,9 @@ def test_flow_normalisation_round_trip_and_scale():
 
 
 def test_flow_encoder_geometry_is_causal():
-    enc = FlowEncoder3D(in_channels=2, out_channels=5, block_out_channels=(8, 8, 8, 8), norm_num_groups=4).eval()
+    enc = FlowEncoder3D(
+        in_channels=2, out_channels=5, block_out_channels=(8, 8, 8, 8), norm_num_groups=4
+    ).eval()
     x = torch.randn(2, 9, 2, 32, 48)
     with torch.no_grad():
         y = enc(x)

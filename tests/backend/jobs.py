@@ -54,7 +54,9 @@ def cameras(kind: str, num_frames: int, height: int, width: int, *, step: float 
         c2w[:, 2, 2] = np.cos(a)
     elif kind != "static":
         raise ValueError(f"unknown camera kind {kind!r}")
-    K = np.tile(np.array([[width, 0, width / 2], [0, width, height / 2], [0, 0, 1]], np.float64), (num_frames, 1, 1))
+    K = np.tile(
+        np.array([[width, 0, width / 2], [0, width, height / 2], [0, 0, 1]], np.float64), (num_frames, 1, 1)
+    )
     return c2w, K
 
 

@@ -1,7 +1,8 @@
 """What a failed import or generation must leave untouched: every datablock name in bpy.data,
 the Sequencer's strips, camera background images and the scene's frame settings. The
 `scene.animate_anything` status fields (job_running, last_message, ...) are left out on purpose:
-they are where a failure is reported."""
+they are where a failure is reported. So is Blender's "Render Result" slot (an image of type
+VIEWER that any render creates, holding no data of the file)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ COLLECTIONS = (
 
 def data_snapshot() -> dict:
     snap = {name: sorted(id_.name for id_ in getattr(bpy.data, name)) for name in COLLECTIONS}
+    snap["images"] = sorted(i.name for i in bpy.data.images if i.type != "RENDER_RESULT")
     for scene in bpy.data.scenes:
         se = scene.sequence_editor
         snap[f"strips:{scene.name}"] = (
@@ -50,6 +52,8 @@ def data_snapshot() -> dict:
             ],
         )
     for image in bpy.data.images:
+        if image.type == "RENDER_RESULT":
+            continue
         snap[f"image:{image.name}"] = (image.source, image.filepath)
     return snap
 

@@ -71,6 +71,8 @@ def test_the_timer_follows_a_real_generator_and_imports_the_result(world, bpy_mo
     scene = world
     job = make_job(tmp_path / "shot")
     run = gen().run_job(bpy.context, job)
+    run.start_timer()  # what the operator does with a UI (the timer never fires here)
+    assert bpy.app.timers.is_registered(run.timer)
     settings = scene.animate_anything
     assert gen().is_running() and settings.job_running
     assert not bpy.ops.animate_anything.generate.poll(), "one run at a time"
@@ -85,7 +87,7 @@ def test_the_timer_follows_a_real_generator_and_imports_the_result(world, bpy_mo
     assert settings.last_job_dir == str(job) and settings.last_message.startswith("Imported 9 frames")
     assert scene.sequence_editor.strips["AA shot"].frame_final_duration == 9
     assert scene.camera.data.background_images[0].image.name == "AA shot"
-    assert not bpy.app.timers.is_registered(run.tick)
+    assert not bpy.app.timers.is_registered(run.timer), "the timer is removed at the end"
     assert run.tick() is None
     assert ("INFO", run.message) in reports_of(run)
     assert not gen().is_running() and bpy.ops.animate_anything.generate.poll()
@@ -199,10 +201,11 @@ def test_stopping_the_active_run_kills_the_generator(world, bpy_module, tmp_path
     bpy = bpy_module
     job = make_job(tmp_path / "shot", width=256, height=192, num_frames=33)
     run = gen().run_job(bpy.context, job)
+    run.start_timer()
     tick_until_started(run)
     gen().stop_active_run()
     assert run.process.proc.poll() is not None, "the generator must not outlive the add-on"
-    assert gen().active_run() is None and not bpy.app.timers.is_registered(run.tick)
+    assert gen().active_run() is None and not bpy.app.timers.is_registered(run.timer)
 
 
 def test_loading_another_file_ends_the_run(world, bpy_module, tmp_path):
@@ -213,3 +216,121 @@ def test_loading_another_file_ends_the_run(world, bpy_module, tmp_path):
     bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
     assert run.process.proc.poll() is not None and run.state == "cancelled"
     assert not gen().is_running()
+
+
+# ----------------------------------------------------------------------------- the operator, end to end
+def small_settings(scene, tmp_path):
+    """64x48, 9 frames, reference rendered with Workbench (depth with 1-sample Cycles)."""
+    scene.render.engine = "BLENDER_WORKBENCH"
+    scene.frame_start, scene.frame_end = 1, 9
+    s = scene.animate_anything
+    s.width, s.height, s.num_frames = 64, 48, 9
+    s.reference_source = "RENDER"
+    s.drag_source = "NONE"
+    s.mode = "preview"
+    s.output_dir = str(tmp_path / "jobs")
+    scene.camera.keyframe_insert("location", frame=1)
+    scene.camera.location.x += 0.5
+    scene.camera.keyframe_insert("location", frame=9)
+    scene.frame_set(1)
+    return s
+
+
+@pytest.fixture
+def python_path(extension):
+    """Set the add-on preference python_path for one test."""
+    prefs = gen().exporter.preferences(extension and __import__("bpy").context)
+    if prefs is None or not hasattr(prefs, "python_path"):
+        pytest.skip("the add-on preferences are not registered")
+    old = prefs.python_path
+
+    def set_path(value):
+        prefs.python_path = value
+
+    yield set_path
+    prefs.python_path = old
+
+
+def test_generate_runs_synchronously_in_background_and_imports(world, bpy_module, tmp_path):
+    bpy = bpy_module
+    settings = small_settings(world, tmp_path)
+    assert bpy.app.background
+    assert bpy.ops.animate_anything.generate() == {"FINISHED"}
+    job = Path(settings.last_job_dir)
+    assert job.parent == tmp_path / "jobs" and (job / "out" / "result.json").is_file()
+    assert not settings.job_running and settings.last_message.startswith("Imported 9 frames")
+    strip = world.sequence_editor.strips[0]
+    assert strip.frame_final_duration == 9 and strip.frame_final_start == world.frame_start
+    assert world.camera.data.background_images[0].image.frame_duration in (1, 9)  # 1 for PNG sequences
+    assert not gen().is_running()
+
+
+def test_the_preferences_interpreter_is_used_and_a_missing_one_is_reported(
+    world, bpy_module, tmp_path, python_path
+):
+    bpy = bpy_module
+    settings = small_settings(world, tmp_path)
+    python_path(str(tmp_path / "nowhere" / "python3"))
+    before = data_snapshot()
+    with pytest.raises(RuntimeError, match="does not exist"):
+        bpy.ops.animate_anything.generate()
+    assert_unchanged(before, data_snapshot())
+    job = Path(settings.last_job_dir)
+    assert job.is_dir() and (job / "job.json").is_file() and not (job / "out").exists()
+    assert "job folder kept" in settings.last_message and not settings.job_running
+
+
+def test_an_interpreter_without_numpy_in_the_preferences_is_reported(
+    world, bpy_module, tmp_path, python_path
+):
+    bpy = bpy_module
+    small_settings(world, tmp_path)
+    python_path(_bare_python(tmp_path))
+    before = data_snapshot()
+    with pytest.raises(RuntimeError, match="numpy"):
+        bpy.ops.animate_anything.generate()
+    assert_unchanged(before, data_snapshot())
+
+
+def test_an_unreadable_reference_image_stops_before_the_generator(world, bpy_module, tmp_path):
+    bpy = bpy_module
+    settings = small_settings(world, tmp_path)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    image = bpy.data.images.load(str(broken), check_existing=False)
+    settings.reference_source = "FILE"
+    settings.reference_image = image
+    before = data_snapshot()
+    with pytest.raises(RuntimeError, match="Export failed"):
+        bpy.ops.animate_anything.generate()
+    assert_unchanged(before, data_snapshot())
+    assert not (tmp_path / "jobs").exists() or not any((tmp_path / "jobs").iterdir())
+    assert not gen().is_running()
+
+
+def test_generate_is_greyed_out_when_the_settings_cannot_export(world, bpy_module):
+    bpy = bpy_module
+    world.animate_anything.reference_source = "FILE"  # and no image picked
+    assert not bpy.ops.animate_anything.generate.poll()
+    world.camera = None
+    assert not bpy.ops.animate_anything.generate.poll()
+
+
+def test_with_a_window_generate_is_modal_and_the_timer_ends_it(
+    world, bpy_module, tmp_path, monkeypatch
+):
+    """The UI branch: the bpy module is always in background mode, so the test lifts that one check;
+    the operator then returns RUNNING_MODAL at once with the timer registered, and the timer
+    function (called here by hand) runs the job to the end."""
+    bpy = bpy_module
+    settings = small_settings(world, tmp_path)
+    assert bpy.context.window is not None
+    monkeypatch.setattr(gen(), "run_synchronously", lambda context, wait: False)
+    assert bpy.ops.animate_anything.generate("INVOKE_DEFAULT") == {"RUNNING_MODAL"}
+    run = gen().active_run()
+    assert run is not None and not run.finished and settings.job_running
+    assert bpy.app.timers.is_registered(run.timer)
+    tick_to_end(run)
+    assert run.state == "done" and not bpy.app.timers.is_registered(run.timer)
+    assert gen().modal_step(run, "TIMER", "NOTHING") == {"FINISHED"}
+    assert world.sequence_editor.strips[0].frame_final_duration == 9

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from blender_animate.client import GeneratorProcess
 from tests.blender.conftest import submodule
 from tests.blender.snapshot import assert_unchanged, data_snapshot
-from tests.jobfiles import make_job
+from tests.jobfiles import generate_job, hide_pyav
 
 pytestmark = pytest.mark.blender
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,11 +32,9 @@ def python_with_pyav() -> str | None:
 
 
 def generate(folder: Path, python: str, extra_paths=()) -> Path:
-    job = make_job(folder, width=WIDTH, height=HEIGHT, num_frames=NUM_FRAMES)
-    proc = GeneratorProcess(job, python, extra_paths=extra_paths).start()
-    end = proc.wait(timeout=120)
-    assert end["event"] == "done", end
-    return job
+    return generate_job(
+        folder, python=python, extra_paths=extra_paths, width=WIDTH, height=HEIGHT, num_frames=NUM_FRAMES
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +46,7 @@ def generated(tmp_path_factory):
     if python is not None:
         jobs["movie"] = generate(base / "movie", python)
         assert (jobs["movie"] / "out" / "video.mp4").is_file()
-    hide = base / "hide_av"
-    (hide / "av").mkdir(parents=True)
-    (hide / "av" / "__init__.py").write_text("raise ImportError('PyAV hidden by the test')\n")
-    jobs["frames"] = generate(base / "frames", sys.executable, extra_paths=[hide])
+    jobs["frames"] = generate(base / "frames", sys.executable, extra_paths=[hide_pyav(base / "hide_av")])
     assert not (jobs["frames"] / "out" / "video.mp4").exists()
     return jobs
 

@@ -31,6 +31,21 @@ def _png16(path, rgb16):
         )
 
 
+def _render_settings(bpy, scene):
+    """Everything render_reference may touch, as plain values."""
+    r, ims = scene.render, scene.render.image_settings
+    values = [r.filepath, r.use_file_extension, r.use_sequencer, r.use_compositing, r.use_single_layer]
+    values += [r.use_border, r.use_multiview, r.resolution_percentage, ims.file_format, ims.color_mode]
+    values += [ims.color_depth, ims.exr_codec, bpy.context.view_layer.use_pass_z, scene.cycles.samples]
+    values += [scene.cycles.use_denoising, scene.cycles.use_adaptive_sampling, len(bpy.data.node_groups)]
+    values.append(sorted(i.name for i in bpy.data.images if i.type != "RENDER_RESULT"))
+    if hasattr(scene, "compositing_node_group"):  # 5.0 (Scene.use_nodes is deprecated there)
+        values.append(scene.compositing_node_group)
+    else:
+        values.append(scene.use_nodes)
+    return values
+
+
 def _plane_scene(bpy, scene, engine, distance=5.0):
     """A camera at the origin looking down -Z at a 4x4 plane `distance` away, filling part of the view."""
     cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
@@ -99,6 +114,10 @@ def test_reference_from_rgba_png_and_16_bit_png(ext, aa, bpy_module, tmp_path):
     missing.reload()
     with pytest.raises(reference.ReferenceImageError, match="no pixels"):
         reference.reference_from_image(missing, 64, 48)
+    sequence = bpy.data.images.load(str(tmp_path / "rgba.png"), check_existing=False)
+    sequence.source = "SEQUENCE"
+    with pytest.raises(reference.ReferenceImageError, match="pick a still image"):
+        reference.reference_from_image(sequence, 64, 48)
 
 
 @pytest.mark.parametrize("engine", ["BLENDER_WORKBENCH", "CYCLES"])
@@ -109,16 +128,7 @@ def test_rendered_reference_and_depth(ext, aa, bpy_module, engine):
     _plane_scene(bpy, scene, engine, distance=5.0)
     scene.render.resolution_percentage = 50  # renders 48x36 -> upscaled to the job's 64x48
     scene.frame_current = 3
-    view_layer = bpy.context.view_layer
-    before = (
-        scene.render.filepath,
-        scene.render.image_settings.file_format,
-        scene.render.image_settings.color_depth,
-        view_layer.use_pass_z,
-        scene.render.use_compositing,
-        scene.cycles.samples,
-        len(bpy.data.node_groups),
-    )
+    before = _render_settings(bpy, scene)
     rgb, depth, render_wh, warnings = reference.render_reference(bpy.context, 1, 64, 48)
     assert rgb.shape == (48, 64, 3) and depth.shape == (48, 64) and depth.dtype == np.float32
     assert render_wh == (48, 36) and any("smaller than the video" in w for w in warnings)
@@ -128,13 +138,39 @@ def test_rendered_reference_and_depth(ext, aa, bpy_module, engine):
     # The plane is 2 / 5 * 50 / 36 = 0.556 of the width across: count the finite depth columns.
     cols = np.isfinite(depth[24]).sum()
     assert cols == pytest.approx(0.556 * 64, abs=3)
-    after = (
-        scene.render.filepath,
-        scene.render.image_settings.file_format,
-        scene.render.image_settings.color_depth,
-        view_layer.use_pass_z,
-        scene.render.use_compositing,
-        scene.cycles.samples,
-        len(bpy.data.node_groups),
+    assert _render_settings(bpy, scene) == before and scene.frame_current == 3
+
+
+def test_a_failed_render_restores_every_setting(ext, aa, bpy_module, monkeypatch):
+    bpy = bpy_module
+    _, scene = ext
+    reference = aa("operators.reference")
+    compat = aa("operators.compat")
+    _plane_scene(bpy, scene, "CYCLES")
+    scene.render.use_sequencer, scene.render.use_border = True, True
+    scene.render.image_settings.file_format = "JPEG"
+    scene.frame_current = 7
+    before = _render_settings(bpy, scene)
+
+    def broken_route(scene, view_layer):
+        raise RuntimeError("compositor exploded")
+
+    monkeypatch.setattr(compat, "depth_to_composite_output", broken_route)
+    with pytest.raises(RuntimeError, match="compositor exploded"):
+        reference.render_reference(bpy.context, 1, 64, 48)
+    assert _render_settings(bpy, scene) == before and scene.frame_current == 7
+    # An engine without a depth pass (a third-party engine) is refused before anything changes.
+    engine = type(
+        "AA_TEST_ENGINE", (bpy.types.RenderEngine,), {"bl_idname": "AA_TEST_ENGINE", "bl_label": "T"}
     )
-    assert after == before and scene.frame_current == 3
+    bpy.utils.register_class(engine)
+    try:
+        scene.render.engine = "AA_TEST_ENGINE"
+        with pytest.raises(reference.ReferenceImageError, match="set it to Cycles, EEVEE or Workbench"):
+            reference.render_reference(bpy.context, 1, 64, 48)
+    finally:
+        scene.render.engine = "CYCLES"
+        bpy.utils.unregister_class(engine)
+    scene.camera = None
+    with pytest.raises(reference.ReferenceImageError, match="no active camera"):
+        reference.render_reference(bpy.context, 1, 64, 48)

@@ -194,3 +194,19 @@ def test_49_frames_read_fast(ext, aa, bpy_module):
     print(f"read_camera 49 frames: {elapsed * 1000:.1f} ms")
     assert samples.c2w[-1, 0, 3] == pytest.approx(4.9, abs=1e-5)
     assert elapsed < 2.0
+
+
+def test_camera_switch_from_markers_warns(ext, aa, bpy_module):
+    bpy = bpy_module
+    _, scene = ext
+    scene_camera = aa("operators.scene_camera")
+    first = _camera(bpy, scene, "First")
+    second = _camera(bpy, scene, "Second")
+    second.location = (0.0, 0.0, 5.0)
+    scene.camera = first
+    scene.timeline_markers.new("a", frame=1).camera = first
+    scene.timeline_markers.new("b", frame=5).camera = second
+    samples = scene_camera.read_camera(bpy.context, 1, 9, 9)
+    assert samples.camera_names == ["First"] * 4 + ["Second"] * 5
+    assert samples.c2w[4, 2, 3] == pytest.approx(5.0) and samples.c2w[3, 2, 3] == pytest.approx(0.0)
+    assert any("First -> Second" in w for w in samples.warnings)

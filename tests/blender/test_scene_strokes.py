@@ -109,6 +109,12 @@ def test_grease_pencil_world_space_tracks_and_radius(ext, aa, bpy_module):
         2 * np.mean(samples.K[0, 0, 0] * 0.1 / -world[1][:, 2]), rel=1e-4
     )
     assert drags.start_depth == pytest.approx(np.median([-world[0][0, 2], -world[1][0, 2]]), rel=1e-5)
+    # No object picked: every visible grease pencil object's visible layers.
+    other = _gp_object(bpy, aa, "Other")
+    _add_strokes(other.data.layers.new("L").frames.new(1).drawing, [np.array([[0, 0, -4.0], [0.1, 0, -4.0]])])
+    strokes, warnings = strokes_mod.collect_strokes(bpy.context, "GREASE_PENCIL", None, "", 1, 9)
+    assert len(strokes) == 3 and warnings == []
+    assert sorted(s.label.split("'")[1] for s in strokes) == ["Drags", "Drags", "Other"]
 
 
 def test_timing_and_later_keyframe(ext, aa, bpy_module):
@@ -288,3 +294,27 @@ def test_100_strokes_read_fast(ext, aa, bpy_module):
     assert drags.tracks.shape == (100, 49, 2) and np.isfinite(drags.tracks).all()
     assert elapsed < 2.0
     assert not math.isnan(drags.start_depth)
+
+
+def test_layer_parented_to_another_object(ext, aa, bpy_module):
+    """A layer parented to an (animated) empty follows the empty, not the grease pencil object."""
+    bpy = bpy_module
+    _, scene = ext
+    _setup(bpy, scene, aa)
+    strokes_mod = aa("operators.scene_strokes")
+    ob = _gp_object(bpy, aa)
+    ob.location = (5.0, 5.0, 5.0)  # must not matter
+    empty = bpy.data.objects.new("Handle", None)
+    scene.collection.objects.link(empty)
+    empty.location = (0.2, 0.1, -6.0)
+    empty.keyframe_insert("location", frame=1)
+    empty.location = (3.0, 3.0, -6.0)
+    empty.keyframe_insert("location", frame=9)
+    layer = ob.data.layers.new("L")
+    layer.parent = empty
+    pts = np.array([[0.0, 0.0, 0.0], [0.3, 0.0, 0.0]])
+    _add_strokes(layer.frames.new(1).drawing, [pts])
+    scene.frame_set(5)  # strokes are read at the range's first frame, whatever the current one
+    strokes, warnings = strokes_mod.collect_strokes(bpy.context, "GREASE_PENCIL", ob, "L", 1, 9)
+    assert warnings == [] and scene.frame_current == 5
+    np.testing.assert_allclose(strokes[0].points, pts + [0.2, 0.1, -6.0], atol=1e-5)

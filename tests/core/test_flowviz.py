@@ -46,6 +46,28 @@ def test_flow_to_color_directions_and_global_normalisation():
     assert flow_to_color(nan)[2, 2].tolist() == [0, 0, 0]
 
 
+def test_flow_to_color_matches_the_reference_algorithm():
+    # The published Middlebury/flow_vis procedure, transcribed plainly in float64.
+    rng = np.random.default_rng(3)
+    flow = rng.normal(0, 4, (2, 9, 11, 2))
+    wheel = color_wheel() / 255
+    ncols = len(wheel)
+    rad = np.hypot(flow[..., 0], flow[..., 1]) / np.hypot(flow[..., 0], flow[..., 1]).max()
+    a = np.arctan2(-flow[..., 1], -flow[..., 0]) / np.pi
+    fk = (a + 1) / 2 * (ncols - 1)
+    k0 = np.floor(fk).astype(int)
+    k1 = k0 + 1
+    k1[k1 == ncols] = 0
+    f = fk - k0
+    ref = np.zeros(flow.shape[:-1] + (3,))
+    for c in range(3):
+        col = (1 - f) * wheel[k0, c] + f * wheel[k1, c]
+        col = np.where(rad <= 1, 1 - rad * (1 - col), col * 0.75)
+        ref[..., c] = np.floor(255 * col)
+    got = flow_to_color(flow.astype(np.float32)).astype(int)
+    assert np.abs(got - ref).max() <= 1  # float32 against float64 rounding at the floor
+
+
 def test_resize_flow_scales_values_and_keeps_linear_fields():
     H, W = 12, 16
     v, u = np.mgrid[0:H, 0:W] + 0.5
@@ -63,6 +85,19 @@ def test_resize_flow_scales_values_and_keeps_linear_fields():
     np.testing.assert_allclose(big[..., 1], 6.0)
     with pytest.raises(ValueError, match="shape"):
         resize_flow(np.zeros((4, 4, 3)), 2, 2)
+
+
+@pytest.mark.parametrize("w_in, w_out", [(40, 100), (600, 1000)])  # the matrix and the gather paths
+def test_resize_flow_linear_field_along_columns(w_in, w_out):
+    u = np.arange(w_in) + 0.5
+    flow = np.zeros((2, 3, w_in, 2), np.float32)
+    flow[..., 0] = 0.05 * u + 1
+    out = resize_flow(flow, 3, w_out)
+    s = w_out / w_in
+    u2 = np.arange(w_out) + 0.5
+    inner = slice(int(s) + 1, -int(s) - 1)  # away from the clamped borders
+    np.testing.assert_allclose(out[0, 1, inner, 0], (0.05 * u2 + s)[inner], rtol=1e-5)
+    assert (out[..., 1] == 0).all()
 
 
 def test_save_and_load_flow(tmp_path):

@@ -79,7 +79,9 @@ def test_pickle_weights_are_refused(tiny_ckpt, tmp_path):
     weights.rename(weights.with_suffix(".bin"))
     with pytest.raises(JobFailure) as err:
         load_pipeline(resolve_checkpoint(str(ckpt_dir)))
-    assert "safetensors are required" in err.value.message and "diffusion_pytorch_model.bin" in err.value.message
+    assert (
+        "safetensors are required" in err.value.message and "diffusion_pytorch_model.bin" in err.value.message
+    )
 
 
 def test_sharded_weights_with_a_missing_shard(tiny_ckpt, tmp_path):
@@ -87,13 +89,21 @@ def test_sharded_weights_with_a_missing_shard(tiny_ckpt, tmp_path):
 
     ckpt_dir = copy(tiny_ckpt, tmp_path / "sharded")
     folder = ckpt_dir / "transformer"
-    (folder / "diffusion_pytorch_model.safetensors").rename(folder / "diffusion_pytorch_model-00001-of-00002.safetensors")
-    index = {"weight_map": {"a": "diffusion_pytorch_model-00001-of-00002.safetensors",
-                            "b": "diffusion_pytorch_model-00002-of-00002.safetensors"}}
+    (folder / "diffusion_pytorch_model.safetensors").rename(
+        folder / "diffusion_pytorch_model-00001-of-00002.safetensors"
+    )
+    index = {
+        "weight_map": {
+            "a": "diffusion_pytorch_model-00001-of-00002.safetensors",
+            "b": "diffusion_pytorch_model-00002-of-00002.safetensors",
+        }
+    }
     (folder / "diffusion_pytorch_model.safetensors.index.json").write_text(json.dumps(index))
     problems = missing_parts(ckpt_dir)
-    assert problems == ["transformer/ weights: shards diffusion_pytorch_model-00002-of-00002.safetensors of "
-                        "diffusion_pytorch_model.safetensors.index.json are missing"]
+    assert problems == [
+        "transformer/ weights: shards diffusion_pytorch_model-00002-of-00002.safetensors of "
+        "diffusion_pytorch_model.safetensors.index.json are missing"
+    ]
 
 
 def test_prompt_embeddings_cached_then_text_encoder_skipped(tiny_ckpt, tmp_path):
@@ -110,7 +120,9 @@ def test_prompt_embeddings_cached_then_text_encoder_skipped(tiny_ckpt, tmp_path)
 
     # The same numbers as the stock pipeline's own T5 path.
     stock = CogVideoXImageToVideoPipeline(**load_pipeline(ckpt, with_text_encoder=True).components)
-    expected = stock._get_t5_prompt_embeds("a red cat", max_sequence_length=16, device="cpu", dtype=torch.float32)
+    expected = stock._get_t5_prompt_embeds(
+        "a red cat", max_sequence_length=16, device="cpu", dtype=torch.float32
+    )
     torch.testing.assert_close(first["a red cat"], expected)
 
     # Without a text encoder on disk the cached prompts still work; a new prompt names what is missing.
@@ -128,6 +140,11 @@ def test_prompt_cache_key_depends_on_model_prompt_and_length(tiny_ckpt, tmp_path
 
     a = Checkpoint("a", tiny_ckpt)
     b = Checkpoint("b", tmp_path)
-    keys = {prompt_key(a, "cat", 16), prompt_key(b, "cat", 16), prompt_key(a, "dog", 16), prompt_key(a, "cat", 226)}
+    keys = {
+        prompt_key(a, "cat", 16),
+        prompt_key(b, "cat", 16),
+        prompt_key(a, "dog", 16),
+        prompt_key(a, "cat", 226),
+    }
     assert len(keys) == 4
     assert prompt_key(a, "cat", 16) == prompt_key(Checkpoint("other name", tiny_ckpt), "cat", 16)

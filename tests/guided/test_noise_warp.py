@@ -43,7 +43,9 @@ def test_warped_noise_stays_unit_gaussian(scale):
     h, w = 60, 90
     noise0 = _noise((1, 16, h, w), 4)
     fill = _noise((1, 3, 16, h, w), 5)
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+    )
     flow = torch.zeros(3, h, w, 2)
     for k, s in enumerate([1.0, (1 + scale) / 2, scale]):
         flow[k, ..., 0] = (xs - w / 2) * (s - 1)

@@ -62,7 +62,9 @@ def test_strength_one_equals_stock_pipeline(tiny_pipe):
     stock.set_progress_bar_config(disable=True)
     video = shifted_video(reference_image(H, W), F)
     for output_type in ("latent", "np"):
-        ours = run(tiny_pipe, seed=7, video=video, strength=1.0, keep_first_frame=False, output_type=output_type)
+        ours = run(
+            tiny_pipe, seed=7, video=video, strength=1.0, keep_first_frame=False, output_type=output_type
+        )
         theirs = run(stock, seed=7, output_type=output_type)
         torch.testing.assert_close(torch.as_tensor(ours), torch.as_tensor(theirs), rtol=0, atol=0)
     # ... and given the same explicit noise
@@ -76,7 +78,9 @@ def test_first_frame_is_the_reference(tiny_pipe):
     out = run(tiny_pipe, video=shifted_video(reference_image(H, W), F), strength=0.6)
     np.testing.assert_allclose(out[0, 0], reference_image(H, W) / 255.0, atol=1e-6)
     raw = run(tiny_pipe, video=shifted_video(reference_image(H, W), F), strength=0.6, keep_first_frame=False)
-    assert np.abs(raw[0, 0] - reference_image(H, W) / 255.0).max() > 0.01  # random weights do not reproduce it
+    assert (
+        np.abs(raw[0, 0] - reference_image(H, W) / 255.0).max() > 0.01
+    )  # random weights do not reproduce it
 
 
 def test_low_strength_starts_from_the_layout_prior(tiny_pipe):
@@ -88,8 +92,17 @@ def test_low_strength_starts_from_the_layout_prior(tiny_pipe):
         steps.append(int(t))
         return kw
 
-    low = run(tiny_pipe, output_type="latent", video=video, strength=0.1, num_inference_steps=10, callback_on_step_end=count)
-    assert len(steps) == 1 and steps[0] < 200  # int(10 * 0.1) = 1 step, from the low-noise end of the schedule
+    low = run(
+        tiny_pipe,
+        output_type="latent",
+        video=video,
+        strength=0.1,
+        num_inference_steps=10,
+        callback_on_step_end=count,
+    )
+    assert (
+        len(steps) == 1 and steps[0] < 200
+    )  # int(10 * 0.1) = 1 step, from the low-noise end of the schedule
     high = run(tiny_pipe, output_type="latent", video=video, strength=1.0, num_inference_steps=10)
     near = (low - prior).abs().mean().item()
     far = (high - prior).abs().mean().item()
@@ -103,7 +116,9 @@ def test_progress_callback_every_step_and_stopping_skips_decode(tiny_pipe, monke
 
     decodes = []
     original = type(tiny_pipe).decode_latents
-    monkeypatch.setattr(type(tiny_pipe), "decode_latents", lambda self, x: decodes.append(1) or original(self, x))
+    monkeypatch.setattr(
+        type(tiny_pipe), "decode_latents", lambda self, x: decodes.append(1) or original(self, x)
+    )
 
     class Stop(Exception):
         pass
@@ -181,14 +196,24 @@ def test_checkpoint_limits_of_the_real_configs():
 
     vae = {"block_out_channels": [128, 256, 256, 512]}
     v10 = checkpoint_limits(
-        {"sample_height": 60, "sample_width": 90, "sample_frames": 49, "use_learned_positional_embeddings": True},
+        {
+            "sample_height": 60,
+            "sample_width": 90,
+            "sample_frames": 49,
+            "use_learned_positional_embeddings": True,
+        },
         vae,
     )
     assert v10.check(480, 720, 49) == []
     with pytest.raises(ValueError, match="exactly 720x480 pixels and 49 frames"):
         v10.check(768, 1360, 49)
     v15 = checkpoint_limits(
-        {"sample_height": 300, "sample_width": 300, "patch_size_t": 2, "use_learned_positional_embeddings": False},
+        {
+            "sample_height": 300,
+            "sample_width": 300,
+            "patch_size_t": 2,
+            "use_learned_positional_embeddings": False,
+        },
         vae,
     )
     assert v15.check(768, 1360, 81) == [] and v15.check(1360, 768, 161) == []

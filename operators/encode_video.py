@@ -1,0 +1,141 @@
+"""Encode a job's PNG frames to H.264 MP4 with Blender's own FFmpeg: `animate_anything.encode_video`.
+
+The preview generator writes ``out/video.mp4`` only where PyAV is installed; in Blender's bundled
+Python (nothing installed) it writes ``out/frames/NNNN.png`` (and ``out/flow_frames/``). This
+operator turns those into ``out/video.mp4`` and ``out/flow.mp4`` at the job's fps and records them in
+``out/result.json``, so that the next import uses the movie.
+
+How: a temporary scene holds the frames as an image strip and renders the Sequencer to FFmpeg
+(MPEG-4 container, H.264, view transform Standard so colours pass through unchanged). The scene is
+removed afterwards and the .blend is left as it was. Each file is rendered under a temporary name
+and renamed into place, so a failed encode never leaves a video that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import bpy
+
+from . import import_result as importer
+
+
+class EncodeError(Exception):
+    """The frames cannot be encoded; the message says what to do."""
+
+
+def encode_frames(frames: list[Path], mp4: Path, fps: float, width: int, height: int) -> Path:
+    """Encode PNG files (in order, all width x height) to `mp4` (H.264) at `fps`. Returns mp4."""
+    if not frames:
+        raise EncodeError("no frames to encode")
+    mp4 = Path(mp4)
+    tmp = mp4.with_name(f".{mp4.stem}.encoding.mp4")  # Blender needs the .mp4 ending
+    images_before = {image.name for image in bpy.data.images}
+    scene = bpy.data.scenes.new("AA encode (temporary)")
+    try:
+        se = scene.sequence_editor_create()
+        strip = se.strips.new_image("frames", str(frames[0]), 1, 1)
+        for frame in frames[1:]:
+            if frame.parent != frames[0].parent:
+                raise EncodeError("all frames must be in one folder")
+            strip.elements.append(frame.name)
+        scene.frame_start, scene.frame_end = 1, len(frames)
+        r = scene.render
+        r.resolution_x, r.resolution_y, r.resolution_percentage = width, height, 100
+        r.pixel_aspect_x = r.pixel_aspect_y = 1.0
+        r.fps = max(1, round(fps))
+        r.fps_base = r.fps / fps
+        r.use_sequencer, r.use_compositing = True, False
+        scene.view_settings.view_transform = "Standard"
+        scene.view_settings.look = "None"
+        scene.view_settings.exposure, scene.view_settings.gamma = 0.0, 1.0
+        ims = r.image_settings
+        if hasattr(ims, "media_type"):  # 5.0: media type first, then the format
+            ims.media_type = "VIDEO"
+        ims.file_format = "FFMPEG"
+        r.ffmpeg.format = "MPEG4"
+        r.ffmpeg.codec = "H264"
+        r.ffmpeg.constant_rate_factor = "HIGH"
+        r.ffmpeg.audio_codec = "NONE"
+        r.use_file_extension = True
+        r.filepath = str(tmp)
+        bpy.ops.render.render(animation=True, scene=scene.name)
+        if not tmp.is_file() or tmp.stat().st_size == 0:
+            raise EncodeError(f"Blender's FFmpeg wrote no video to {tmp}")
+        os.replace(tmp, mp4)
+    finally:
+        tmp.unlink(missing_ok=True)
+        bpy.data.scenes.remove(scene)
+        for image in [i for i in bpy.data.images if i.name not in images_before]:
+            bpy.data.images.remove(image)  # the render slots the encode created
+    return mp4
+
+
+def encode_job(job_dir) -> dict:
+    """Encode a finished job's PNG frames (and flow frames) to MP4s in out/ and record them in
+    out/result.json. Returns the outputs added, e.g. {"video": "out/video.mp4"}; {} when the job
+    already has its videos. Raises importer.ResultError for an incomplete job, EncodeError when
+    Blender has no FFmpeg."""
+    files = importer.find_result(job_dir)
+    out = files.job_dir / "out"
+    result_path = out / "result.json"
+    result = json.loads(result_path.read_text("utf-8"))
+    outputs = result.setdefault("outputs", {})
+    if not getattr(bpy.app.ffmpeg, "supported", False):
+        raise EncodeError("this Blender was built without FFmpeg: it cannot write MP4 files")
+    added = {}
+    if files.kind == "sequence":  # find_result checked the frames
+        encode_frames(files.frames, out / "video.mp4", files.fps, files.width, files.height)
+        added["video"] = "out/video.mp4"
+    flow_dir = out / "flow_frames"
+    if not outputs.get("flow_video") and flow_dir.is_dir():
+        flow_frames = sorted(flow_dir.glob("*.png"))
+        if len(flow_frames) == files.num_frames:
+            importer.check_frames(flow_frames, files.width, files.height)
+            encode_frames(flow_frames, out / "flow.mp4", files.fps, files.width, files.height)
+            added["flow_video"] = "out/flow.mp4"
+    if added:
+        outputs.update(added)
+        result["encoded_by"] = f"Blender {bpy.app.version_string} FFmpeg"
+        tmp = result_path.with_name(".result.json.part")
+        tmp.write_text(json.dumps(result, indent=2), encoding="utf-8")
+        os.replace(tmp, result_path)
+    return added
+
+
+class ANIMATE_ANYTHING_OT_encode_video(bpy.types.Operator):
+    """Encode the job's PNG frames to MP4 with Blender's FFmpeg (for results made without PyAV)"""
+
+    bl_idname = "animate_anything.encode_video"
+    bl_label = "Encode MP4"
+    bl_options = {"REGISTER"}
+
+    directory: bpy.props.StringProperty(
+        name="Job Folder", description="A finished job folder (empty = the last job)", subtype="DIR_PATH"
+    )
+    reimport: bpy.props.BoolProperty(
+        name="Import Again", description="Import the job again so it uses the MP4", default=True
+    )
+
+    def execute(self, context):
+        directory = self.directory or getattr(context.scene.animate_anything, "last_job_dir", "")
+        if not directory:
+            self.report({"ERROR"}, "No job folder given: pick the folder of a finished job")
+            return {"CANCELLED"}
+        try:
+            added = encode_job(directory)
+            if added and self.reimport:
+                importer.import_result(context, directory, **importer.import_options(context.scene))
+        except (importer.ResultError, EncodeError, OSError, RuntimeError) as exc:
+            self.report({"ERROR"}, f"Encoding failed: {exc}")
+            return {"CANCELLED"}
+        if not added:
+            self.report({"INFO"}, "The job already has its MP4 files")
+        else:
+            self.report({"INFO"}, "Wrote " + ", ".join(added.values()))
+        return {"FINISHED"}
+
+
+classes = (ANIMATE_ANYTHING_OT_encode_video,)

@@ -1,0 +1,110 @@
+"""Mode `animateanything` end to end: `python -m backend run JOB` as a real process with tiny saved models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+pytest.importorskip("transformers")
+
+from tests.backend.jobs import parse_events, run_backend, write_job  # noqa: E402
+
+from .conftest import build_tiny_pipeline  # noqa: E402
+
+pytestmark = [pytest.mark.torch, pytest.mark.slow]
+
+F, H, W = 9, 32, 32  # the tiny transformer's only size (learned position embeddings: 4x4 latents, 9 frames)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """(AnimateAnything folder, base CogVideoX folder): tiny, safetensors, the base referenced."""
+    from diffusers import CogVideoXImageToVideoPipeline
+
+    root = tmp_path_factory.mktemp("aa-ckpt")
+    pipe = build_tiny_pipeline(seed=3)
+    CogVideoXImageToVideoPipeline(
+        tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, vae=pipe.vae, transformer=pipe.transformer,
+        scheduler=pipe.scheduler,
+    ).save_pretrained(root / "base", safe_serialization=True)  # fmt: skip
+    pipe.base_model = str(root / "base")
+    pipe.save_pretrained(root / "aa")
+    return root / "aa", root / "base"
+
+
+def _job(tmp_path, aa_model: str, **extra):
+    tracks = np.zeros((1, F, 2), np.float32)
+    tracks[0, :, 0] = np.linspace(10, 20, F)
+    tracks[0, :, 1] = 16
+    return write_job(
+        tmp_path / "job", width=W, height=H, num_frames=F, camera="pan", step=0.05, tracks=tracks,
+        mode="animateanything", animateanything_model=aa_model, steps=2, prompt="a red cat", device="cpu",
+        **extra,
+    )  # fmt: skip
+
+
+def _run(job, tmp_path, monkeypatch):
+    monkeypatch.setenv("ANIMATE_ANYTHING_CACHE", str(tmp_path / "cache"))  # prompt embeddings cache
+    proc = run_backend("run", job, timeout=300)
+    return proc, parse_events(proc.stdout)
+
+
+def test_job_runs_both_stages_end_to_end(tmp_path, monkeypatch, checkpoint):
+    aa, _ = checkpoint
+    job = _job(tmp_path, str(aa))
+    proc, events = _run(job, tmp_path, monkeypatch)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert events[0]["event"] == "started" and events[0]["mode"] == "animateanything"
+    steps = [(e["stage"], e["step"], e["total"]) for e in events if e["event"] == "progress"]
+    assert ("flow", 2, 2) in steps and ("video", 2, 2) in steps
+    assert steps.index(("flow", 2, 2)) < steps.index(("video", 1, 2))  # stage 1, then stage 2
+    assert events[-1]["event"] == "done"
+    result = json.loads((job / "out" / "result.json").read_text())
+    assert result["info"]["stage1"] == "FGM + CRM"
+    frames = sorted((job / "out" / "frames").glob("*.png"))
+    assert len(frames) == F
+    flow = np.load(job / "out" / "flow.npz")
+    arr = flow[flow.files[0]]
+    assert arr.shape == (F, H, W, 2) and np.all(arr[0] == 0)
+
+
+def test_checkpoint_without_stage1_falls_back_to_the_analytic_flow(tmp_path, monkeypatch, checkpoint):
+    aa, _ = checkpoint
+    partial = tmp_path / "aa-stage2-only"
+    shutil.copytree(aa, partial)
+    index = json.loads((partial / "animateanything_index.json").read_text())
+    for name in ("flow_vae", "flow_generator", "camera_reference", "image_vae", "flow_scheduler"):
+        index["components"].pop(name)
+        shutil.rmtree(partial / name)
+    (partial / "animateanything_index.json").write_text(json.dumps(index))
+    job = _job(tmp_path, str(partial))
+    proc, events = _run(job, tmp_path, monkeypatch)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    warnings = [e["message"] for e in events if e["event"] == "warning"]
+    assert any("analytic unified flow" in w for w in warnings)
+    assert json.loads((job / "out" / "result.json").read_text())["info"]["stage1"] == "analytic unified flow"
+
+
+def test_missing_and_incomplete_checkpoints_are_missing_model_errors(tmp_path, monkeypatch, checkpoint):
+    aa, _ = checkpoint
+    proc, events = _run(_job(tmp_path, ""), tmp_path, monkeypatch)
+    assert proc.returncode == 1
+    assert events[-1]["event"] == "error" and events[-1]["kind"] == "missing_model"
+    assert "published no weights" in events[-1]["hint"]
+
+    broken = tmp_path / "aa-broken"
+    shutil.copytree(aa, broken)
+    (broken / "flow_fusion" / "diffusion_pytorch_model.safetensors").unlink()
+    shutil.rmtree(tmp_path / "job")
+    proc, events = _run(_job(tmp_path, str(broken), model=str(tmp_path / "nowhere")), tmp_path, monkeypatch)
+    assert proc.returncode == 1
+    error = events[-1]
+    assert error["kind"] == "missing_model"
+    assert "flow_fusion/: diffusion_pytorch_model.safetensors" in error["message"]
+    assert "nowhere" in error["message"]  # the base override that does not exist is listed too
+    assert not (tmp_path / "job" / "out").exists()

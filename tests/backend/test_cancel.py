@@ -1,0 +1,106 @@
+"""Stopping a run: a JOB/cancel file or SIGTERM ends it with exit 3 within ~2 s and no finished-looking
+output; SIGKILL mid-run leaves no out/result.json (the next run clears what it left)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+
+import pytest
+
+from tests.backend.jobs import parse_events, run_backend, start_backend
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+# Big enough that rendering and writing take a few seconds on two busy cores.
+LONG_JOB = dict(width=480, height=320, num_frames=49, camera="dolly", step=0.04)
+
+
+def _wait_for(proc, predicate, timeout=60.0):
+    """Read events until predicate(event) is true; returns the events read so far."""
+    events = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        events.append(json.loads(line))
+        if predicate(events[-1]):
+            return events
+    raise AssertionError(f"the awaited event never came; got {events}")
+
+
+def _finish(proc, timeout):
+    t0 = time.monotonic()
+    try:
+        rest, err = proc.communicate(timeout=timeout)
+    except Exception:
+        proc.kill()
+        proc.communicate()
+        raise
+    return time.monotonic() - t0, parse_events(rest), err
+
+
+def _assert_nothing_finished(job):
+    assert not (job / "out").exists()
+    assert not list(job.glob(".out-partial-*"))
+
+
+@pytest.mark.parametrize("how", ["cancel_file", "sigterm"])
+def test_cancel_during_render(make_job, how):
+    job = make_job(**LONG_JOB)
+    proc = start_backend("run", job)
+    _wait_for(proc, lambda e: e["event"] == "progress" and e["stage"] == "render")
+    if how == "cancel_file":
+        (job / "cancel").write_text("stop\n")
+    else:
+        proc.send_signal(signal.SIGTERM)
+    elapsed, events, err = _finish(proc, timeout=10)
+    assert proc.returncode == 3, err
+    assert elapsed < 2.5, f"took {elapsed:.2f} s to stop"
+    assert events[-1]["event"] == "error" and events[-1]["kind"] == "cancelled"
+    assert "done" not in [e["event"] for e in events]
+    _assert_nothing_finished(job)
+
+
+def test_cancel_while_writing(make_job):
+    job = make_job(**LONG_JOB)
+    proc = start_backend("run", job)
+    _wait_for(proc, lambda e: e["event"] == "progress" and e["stage"] == "write")
+    (job / "cancel").write_text("stop\n")
+    elapsed, events, err = _finish(proc, timeout=10)
+    if proc.returncode == 0:  # it finished before the watcher saw the file: a complete output
+        assert (job / "out/result.json").is_file()
+        pytest.skip("the run finished before the cancel arrived")
+    assert proc.returncode == 3, err
+    assert elapsed < 2.5
+    assert events[-1]["kind"] == "cancelled"
+    _assert_nothing_finished(job)
+
+
+def test_a_cancel_file_present_at_start_cancels(make_job):
+    job = make_job(num_frames=3)
+    (job / "cancel").write_text("")
+    r = run_backend("run", job)
+    assert r.returncode == 3
+    assert parse_events(r.stdout)[-1]["kind"] == "cancelled"
+    _assert_nothing_finished(job)
+
+
+def test_sigkill_mid_run_leaves_no_result(make_job):
+    job = make_job(**LONG_JOB)
+    proc = start_backend("run", job)
+    _wait_for(proc, lambda e: e["event"] == "progress" and e["stage"] == "write")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (job / "out" / "result.json").exists()
+    assert not (job / "out").exists()
+    # The next run removes the dead run's partial folder and succeeds.
+    r = run_backend("run", job, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (job / "out" / "result.json").is_file()
+    assert not list(job.glob(".out-partial-*"))

@@ -1,0 +1,97 @@
+"""The memory plan: a pure function of free bytes and the request, checked against the real
+CogVideoX sizes; applying it to a tiny pipeline; the doctor's report."""
+
+from __future__ import annotations
+
+import pytest
+
+from backend.guided import memory
+from backend.guided.memory import GiB, ModelSpec, plan_memory
+
+
+def card(gb: float) -> int:
+    return int(gb * GiB)
+
+
+def test_bigger_cards_get_faster_settings():
+    spec = ModelSpec()  # CogVideoX-5b-I2V, 720x480x49, guidance, layout prior, T5 needed
+    p80, p48, p24 = (plan_memory(card(g), spec) for g in (79.4, 47.4, 23.4))
+    assert (p80.offload, p80.vae_tiling) == ("none", False)
+    assert (p48.offload, p48.vae_tiling) == ("none", False)
+    assert p24.fits and p24.dtype == "bf16" and p24.offload == "none" and p24.vae_tiling  # a 24 GB card works
+    p16 = plan_memory(card(16), spec)
+    assert p16.fits and p16.offload == "model"  # one model at a time: 10.5 GiB transformer + activations
+    p8 = plan_memory(card(8), spec)
+    assert p8.fits and p8.offload in ("group", "sequential")
+    for plan, free in ((p80, 79.4), (p24, 23.4), (p16, 16), (p8, 8)):
+        assert plan.peak_bytes <= card(free)
+
+
+def test_nothing_fits_is_reported_not_hidden():
+    plan = plan_memory(card(2), ModelSpec())
+    assert not plan.fits and plan.offload == "sequential" and plan.vae_tiling
+    assert "out-of-memory" in plan.reasons[-1]
+
+
+def test_user_choices_are_kept():
+    plan = plan_memory(card(80), ModelSpec(), dtype="fp16", offload="sequential", vae_tiling="on")
+    assert (plan.dtype, plan.offload, plan.vae_tiling) == ("fp16", "sequential", True)
+    plan = plan_memory(card(24), ModelSpec(), offload="none", vae_tiling="off")
+    assert (plan.offload, plan.vae_tiling) == ("none", False) and not plan.fits
+    assert plan_memory(card(80), ModelSpec(), bf16_supported=False).dtype == "fp16"
+
+
+def test_cpu_plan_never_offloads():
+    plan = plan_memory(card(64), ModelSpec(), device="cpu", offload="model")
+    assert plan.dtype == "fp32" and plan.offload == "none"
+    assert any("ignored on the CPU" in r for r in plan.reasons)
+
+
+def test_unknown_free_memory_picks_the_fastest():
+    plan = plan_memory(None, ModelSpec())
+    assert plan.fits and plan.offload == "none" and not plan.vae_tiling
+
+
+def test_estimates_follow_the_real_sizes():
+    spec = ModelSpec()
+    assert spec.latent_frames == 13 and spec.tokens() == 13 * 30 * 45 + 226
+    phases = memory.phase_peaks(spec, "bf16", "none", False)
+    weights = 2 * (memory.COGVIDEOX_5B_I2V_TRANSFORMER + memory.COGVIDEOX_VAE)
+    assert weights < phases["denoise"] < weights + 4 * GiB
+    assert phases["decode"] > phases["denoise"]  # the untiled VAE decode is the peak
+    tiled = memory.phase_peaks(spec, "bf16", "none", True)
+    assert tiled["decode"] < phases["decode"] - 4 * GiB
+    cached = memory.phase_peaks(ModelSpec(text_encoder_needed=False), "bf16", "group", True)
+    assert "text_encoder" not in cached
+    v15 = ModelSpec.from_configs(memory.COGVIDEOX_15_5B_I2V_CONFIG, 768, 1360, 81)
+    assert v15.latent_frames == 22 and v15.tokens() == 11 * 48 * 85 + 226
+    assert memory.vae_peak_bytes(v15, 2, False) > 3 * memory.vae_peak_bytes(spec, 2, False) / 2
+
+
+@pytest.mark.torch
+def test_parameter_counts_match_the_real_configs():
+    pytest.importorskip("diffusers")
+    counts = memory.count_parameters(include_text_encoder=False)
+    assert counts["transformer_1.0"] == memory.COGVIDEOX_5B_I2V_TRANSFORMER
+    assert counts["transformer_1.5"] == memory.COGVIDEOX_15_5B_I2V_TRANSFORMER
+    assert counts["vae"] == memory.COGVIDEOX_VAE
+
+
+@pytest.mark.torch
+def test_apply_plan_on_cpu_sets_vae_switches(tiny_pipe):
+    plan = plan_memory(card(64), ModelSpec(), device="cpu", vae_tiling="on")
+    memory.apply_plan(tiny_pipe, plan)
+    try:
+        assert tiny_pipe.vae.use_tiling and tiny_pipe.vae.use_slicing
+    finally:
+        memory.apply_plan(tiny_pipe, plan_memory(card(64), ModelSpec(), device="cpu", vae_tiling="off"))
+    assert not tiny_pipe.vae.use_tiling and not tiny_pipe.vae.use_slicing
+
+
+@pytest.mark.torch
+def test_doctor_report_on_this_machine():
+    report = memory.doctor_report()
+    assert report["mode"] == "guided" and report["torch"]
+    assert report["plan_720x480x49"]["dtype"] in ("bf16", "fp16", "fp32")
+    if not report["cuda_available"]:
+        assert report["device"] == "cpu" and any("no CUDA GPU" in p for p in report["problems"])
