@@ -99,7 +99,9 @@ def stage2() -> dict:
     tokens_per_frame = (LAT_H // 2) * (LAT_W // 2)
     inner = configs.REAL_FREQUENCY_STABILIZER["inner_dim"]
     per_transform = 5 * LAT_T * math.log2(LAT_T) / 2  # a real FFT costs about half a complex one
-    fft = int(configs.REAL_FREQUENCY_STABILIZER["num_layers"] * 3 * 2 * tokens_per_frame * inner * per_transform)
+    fft = int(
+        configs.REAL_FREQUENCY_STABILIZER["num_layers"] * 3 * 2 * tokens_per_frame * inner * per_transform
+    )
     return {
         "params": {
             "cogvideox_transformer": params(transformer),
@@ -129,13 +131,15 @@ def stage1() -> dict:
     cam = configs.REAL_CAMERA_ENCODER
     with META:
         vae = frozen(FlowVAE(**configs.REAL_FLOW_VAE))
-        image_vae = AutoencoderKL(
-            in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
-        ).eval()  # fmt: skip
+        image_vae = frozen(AutoencoderKL(  # SD1.5's VAE
+            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+        ))  # fmt: skip
         crm = frozen(CameraReferenceModel(
-            camera_block_out_channels=cam["block_out_channels"], camera_layers_per_block=cam["layers_per_block"],
-            camera_temporal_attention_heads=cam["temporal_attention_heads"], **unet,
+            camera_block_out_channels=cam["block_out_channels"],
+            camera_layers_per_block=cam["layers_per_block"],
+            camera_temporal_attention_heads=cam["temporal_attention_heads"],
+            **unet,
         ))  # fmt: skip
         fgm = frozen(FlowGenerationModel(**unet))
     h, w = FLOW_H // 8, FLOW_W // 8
@@ -174,33 +178,40 @@ def stage1() -> dict:
 
 def table(result: dict) -> str:
     s2, s1 = result["stage2"], result["stage1"]
-    f = s2["flops"]
+    p2, f = s2["params"], s2["flops"]
+    p1, f1 = s1["params"], s1["flops"]
     base = f["base_step"]
+    freq = f["frequency_matmul_step"] + f["frequency_fft_step_estimate"]
     extra_step = f["guided_step"] - base + f["frequency_fft_step_estimate"]
     amortised = extra_step + f["flow_encoder_once"] / STEPS
+    trained = sum(v for k, v in p2.items() if k != "cogvideox_transformer")
+
+    def pct(x: float) -> str:
+        return f"{100 * x / base:.2f} %"
+
     rows = [
-        "| part | parameters | FLOPs |",
-        "|---|---:|---:|",
-        f"| CogVideoX-5B-I2V transformer, one step (B=1) | {s2['params']['cogvideox_transformer'] / 1e9:.3f} B "
-        f"| {base / 1e12:.1f} T |",
-        f"| flow fusion block, per step | {s2['params']['flow_fusion'] / 1e6:.1f} M "
-        f"| {f['fusion_block_step'] / 1e12:.2f} T ({100 * f['fusion_block_step'] / base:.2f} %) |",
-        f"| frequency stabilisation, per step (FFT estimate) | {s2['params']['frequency_stabilizer'] / 1e6:.2f} M "
-        f"| {(f['frequency_matmul_step'] + f['frequency_fft_step_estimate']) / 1e12:.3f} T "
-        f"({100 * (f['frequency_matmul_step'] + f['frequency_fft_step_estimate']) / base:.3f} %) |",
-        f"| flow encoder, once per video | {s2['params']['flow_encoder'] / 1e6:.1f} M "
-        f"| {f['flow_encoder_once'] / 1e12:.2f} T |",
-        f"| **stage-2 conditioning per step** | {sum(v for k, v in s2['params'].items() if k != 'cogvideox_transformer') / 1e6:.1f} M trained "  # noqa: E501
-        f"| **+{100 * extra_step / base:.2f} %** (+{100 * amortised / base:.2f} % with the encoder over {STEPS} steps) |",
-        f"| Flow VAE (stage 1) | {s1['params']['flow_vae'] / 1e6:.1f} M "
-        f"| {s1['flops']['flow_vae_decode_once'] / 1e12:.2f} T decode, {FRAMES} frames |",
-        f"| image VAE (SD, reference latent) | {s1['params']['image_vae'] / 1e6:.1f} M | - |",
-        f"| Camera Reference Model (incl. camera encoder {s1['params']['camera_encoder'] / 1e6:.0f} M), once "
-        f"| {s1['params']['camera_reference_model'] / 1e6:.0f} M | {s1['flops']['crm_once'] / 1e12:.1f} T |",
-        f"| Flow Generation Model, per step at {FLOW_W}x{FLOW_H}x{FRAMES} | "
-        f"{s1['params']['flow_generation_model'] / 1e6:.0f} M | {s1['flops']['fgm_step'] / 1e12:.1f} T |",
-    ]
-    return "\n".join(rows)
+        ("part", "parameters", "FLOPs"),
+        ("CogVideoX-5B-I2V transformer, one step (B=1)", f"{p2['cogvideox_transformer'] / 1e9:.3f} B",
+         f"{base / 1e12:.1f} T"),
+        ("flow fusion block, per step", f"{p2['flow_fusion'] / 1e6:.1f} M",
+         f"{f['fusion_block_step'] / 1e12:.2f} T ({pct(f['fusion_block_step'])})"),
+        ("frequency stabilisation, per step (FFT estimate)", f"{p2['frequency_stabilizer'] / 1e6:.2f} M",
+         f"{freq / 1e12:.3f} T ({pct(freq)})"),
+        ("flow encoder, once per video", f"{p2['flow_encoder'] / 1e6:.1f} M",
+         f"{f['flow_encoder_once'] / 1e12:.2f} T"),
+        ("**stage-2 conditioning, per step**", f"{trained / 1e6:.1f} M trained",
+         f"**+{pct(extra_step)}** (+{pct(amortised)} with the encoder spread over {STEPS} steps)"),
+        ("Flow VAE (stage 1)", f"{p1['flow_vae'] / 1e6:.1f} M",
+         f"{f1['flow_vae_decode_once'] / 1e12:.2f} T to decode {FRAMES} frames"),
+        ("image VAE (SD, reference latent)", f"{p1['image_vae'] / 1e6:.1f} M", "-"),
+        (f"Camera Reference Model (camera encoder {p1['camera_encoder'] / 1e6:.0f} M), once per video",
+         f"{p1['camera_reference_model'] / 1e6:.0f} M", f"{f1['crm_once'] / 1e12:.1f} T"),
+        (f"Flow Generation Model, per step at {FLOW_W}x{FLOW_H}x{FRAMES}",
+         f"{p1['flow_generation_model'] / 1e6:.0f} M", f"{f1['fgm_step'] / 1e12:.1f} T"),
+    ]  # fmt: skip
+    lines = [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    lines.insert(1, "|---|---:|---:|")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:

@@ -79,8 +79,9 @@ def print_phases(spec: memory.ModelSpec, title: str) -> None:
     for o in memory.OFFLOADS:
         for t in (False, True):
             p = memory.phase_peaks(spec, "bf16", o, t)
+            te = fmt(p["text_encoder"]) if "text_encoder" in p else "CPU"
             print(
-                f"| {o} | {'on' if t else 'off'} | {fmt(p['text_encoder'])} | {fmt(p['denoise'])} | "
+                f"| {o} | {'on' if t else 'off'} | {te} | {fmt(p['denoise'])} | "
                 f"{fmt(p['encode_prior'])} | {fmt(p['decode'])} | {fmt(max(p.values()))} |"
             )
     print()

@@ -98,7 +98,6 @@ class GeneratorProcess:
         self.log_path = self.job_dir / LOG_NAME
 
         self.proc: subprocess.Popen | None = None
-        self.returncode: int | None = None
         self.result: dict | None = None  # the terminal event once delivered
         self.cancel_requested_at: float | None = None
         self._queue: queue.Queue = queue.Queue()
@@ -238,7 +237,6 @@ class GeneratorProcess:
         if code is not None and self._exited_at is None:
             self._exited_at = time.monotonic()
         if code is not None and self._reader_done:
-            self.returncode = code
             return self._deliver(events, exited=True)
         if code is not None and time.monotonic() - self._exited_at > 2.0:
             # The process is gone but something it started still holds stdout open: end the group.
@@ -264,18 +262,21 @@ class GeneratorProcess:
         self.result = event
         if self.proc is None:
             return
-        try:
-            self.returncode = self.proc.wait(timeout=0.1)
-        except subprocess.TimeoutExpired:
+        if self.proc.poll() is None:
             threading.Thread(target=self._reap, name="animate-anything-reaper", daemon=True).start()
         self._close_log()
 
     def _reap(self) -> None:
         try:
-            self.returncode = self.proc.wait(timeout=self.kill_after)
+            self.proc.wait(timeout=self.kill_after)
         except subprocess.TimeoutExpired:
             self._signal_group(signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
-            self.returncode = self.proc.wait()
+            self.proc.wait()
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once the process has ended (negative: killed by that signal)."""
+        return None if self.proc is None else self.proc.poll()
 
     def wait(self, timeout: float | None = None, interval: float = 0.05, on_event=None) -> dict:
         """Block until the terminal event (for background mode and scripts). `on_event(event)` is

@@ -82,6 +82,7 @@ class GenerateRun:
         self.reported = False  # the modal operator reported the end already
         self._progress_open = False
         self._printed = ""
+        self._warnings_reported = 0
         # Blender matches timer functions by identity and every `self.tick` is a new bound
         # method: register, test and unregister this one object.
         self.timer = self.tick
@@ -95,15 +96,16 @@ class GenerateRun:
         if self.finished:
             return None
         try:
-            events = self.process.poll()
-        except Exception as exc:  # never let a timer raise: Blender would drop it silently
+            for event in self.process.poll():
+                self._apply(event)
+                if self.finished:
+                    return None
+        except Exception as exc:  # a timer must not raise: Blender would drop it and the run hang
             self.process.kill()
-            self._end("failed", f"lost the generator process: {exc}", "")
+            if not self.finished:
+                hint = f"This is a bug: please report it with the job folder and {self.process.log_path}"
+                self._end("failed", f"internal error while following the generator: {exc!r}", hint)
             return None
-        for event in events:
-            self._apply(event)
-            if self.finished:
-                return None
         return POLL_INTERVAL
 
     def start_timer(self) -> None:
@@ -150,8 +152,22 @@ class GenerateRun:
         elif kind == "done":
             self._import()
         elif kind == "error":
-            state = "cancelled" if event.get("kind") == "cancelled" else "failed"
-            self._end(state, str(event.get("message", "the generator failed")), str(event.get("hint", "")))
+            self._error(event)
+
+    def _error(self, event: dict) -> None:
+        kind = event.get("kind")
+        message = str(event.get("message") or "the generator failed")
+        hint = str(event.get("hint") or "")
+        if kind == "cancelled":
+            self._end("cancelled", "Generation cancelled: nothing was imported, the scene is unchanged", "")
+            return
+        own_python = Path(self.process.python).resolve() == Path(sys.executable).resolve()
+        if kind == "missing_dependency" and not own_python and "Blender's own" not in hint:
+            hint += (
+                " Or clear Generator Python in the add-on preferences: Blender's own Python runs the "
+                "preview with nothing installed."
+            )
+        self._end("failed", message, hint.strip())
 
     def _import(self) -> None:
         try:
@@ -168,6 +184,7 @@ class GenerateRun:
             self._end("failed", "the scene was removed while the generator ran; nothing was imported", "")
             return
         self.warnings.extend(self.summary["warnings"])
+        _undo_push("Animate Anything: import result")
         seconds = time.monotonic() - self.started_at
         self._end("done", f"{importer.describe(self.summary)} in {seconds:.1f} s", "")
 
@@ -224,20 +241,35 @@ class GenerateRun:
     def full_message(self) -> str:
         text = self.message
         if self.hint:
-            text += f". {self.hint}"
+            text = text.rstrip(".") + f". {self.hint}"
         if self.state != "done":
             text += f" (job folder kept: {self.job_dir})"
         return text
+
+    def report_warnings(self, report) -> None:
+        """Report the warnings not reported yet (the export's at the start, the rest at the end)."""
+        for warning in self.warnings[self._warnings_reported :]:
+            report({"WARNING"}, warning)
+        self._warnings_reported = len(self.warnings)
 
     def report_to(self, report) -> None:
         """Report the end through an operator's self.report (once)."""
         if self.reported or not self.finished:
             return
         self.reported = True
-        for warning in self.warnings:
-            report({"WARNING"}, warning)
+        self.report_warnings(report)
         level = {"done": "INFO", "cancelled": "WARNING"}.get(self.state, "ERROR")
         report({level}, self.full_message())
+
+
+def _undo_push(message: str) -> None:
+    """An undo step for what a timer changed (operators get theirs from bl_options; timers do not)."""
+    if bpy.app.background:
+        return
+    try:
+        bpy.ops.ed.undo_push(message=message)
+    except RuntimeError:  # no window context in this timer: the change merges into the next step
+        pass
 
 
 def _status_text(text) -> None:
@@ -347,6 +379,7 @@ class ANIMATE_ANYTHING_OT_generate(bpy.types.Operator):
             run.report_to(self.report)
             return {"FINISHED"} if run.state == "done" else {"CANCELLED"}
         run.start_timer()
+        run.report_warnings(self.report)
         wm = context.window_manager
         self._timer = wm.event_timer_add(0.25, window=context.window)
         wm.modal_handler_add(self)
@@ -419,12 +452,27 @@ def _on_load_pre(*_args):
     stop_active_run()
 
 
+@bpy.app.handlers.persistent
+def _on_load_post(*_args):
+    # A file saved while a run was going (then Blender quit or crashed) still says "running".
+    for scene in bpy.data.scenes:
+        settings = getattr(scene, "animate_anything", None)
+        if settings is not None and settings.job_running and not is_running():
+            settings.job_running = False
+            settings.job_stage = "interrupted"
+
+
 def register():
     bpy.app.handlers.load_pre.append(_on_load_pre)
+    bpy.app.handlers.load_post.append(_on_load_post)
 
 
 def unregister():
     """Disabling the add-on ends a running generator (no orphan process) and its timer."""
-    if _on_load_pre in bpy.app.handlers.load_pre:
-        bpy.app.handlers.load_pre.remove(_on_load_pre)
+    for handlers, fn in (
+        (bpy.app.handlers.load_pre, _on_load_pre),
+        (bpy.app.handlers.load_post, _on_load_post),
+    ):
+        if fn in handlers:
+            handlers.remove(fn)
     stop_active_run()

@@ -261,7 +261,7 @@ def import_result(
 def _import(scene, files: ResultFiles, undo: _Undo, *, strip, background, plane, plane_distance) -> dict:
     warnings = []
     image = _image(files, undo)
-    strip, channel = _strip(scene, files, undo) if strip else (None, None)
+    strip_name, channel = _strip(scene, files, undo) if strip else (None, None)
     start = scene.frame_start
     used_bg = False
     cam = scene.camera
@@ -284,7 +284,7 @@ def _import(scene, files: ResultFiles, undo: _Undo, *, strip, background, plane,
         )
     return {
         "image": image.name,
-        "strip": strip.name if strip is not None else None,
+        "strip": strip_name,
         "channel": channel,
         "frame_start": start,
         "num_frames": files.num_frames,
@@ -354,11 +354,17 @@ def _strip(scene, files: ResultFiles, undo: _Undo):
             f"the Sequencer reads {strip.frame_final_duration} frames from {files.first_file}, "
             f"out/result.json says {files.num_frames}: the output is damaged; run Generate again"
         )
-    if old is not None:
-        strips.remove(old)  # last step that can fail is done: the replacement is in place
-        strip.name = name
-        strip.channel = channel
-    return strip, channel
+    if old is not None:  # swap once everything else has worked, so a failure keeps the old one
+        undo.on_commit(_replace_strip, scene, old.name, strip.name, name, channel)
+    return name, channel
+
+
+def _replace_strip(scene, old_name, new_name, name, channel):
+    strips = scene.sequence_editor.strips
+    strips.remove(strips[old_name])
+    strip = strips[new_name]
+    strip.name = name
+    strip.channel = channel
 
 
 def _remove_strip(scene, name):

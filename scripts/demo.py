@@ -73,6 +73,7 @@ def main(argv=None) -> int:
             bpy.ops.animate_anything.encode_video(directory=str(job))
 
         files = collect_outputs(job, out)
+        look_through_camera(bpy)
         blend = out / "demo.blend"
         bpy.ops.wm.save_as_mainfile(filepath=str(blend))
         bpy.ops.file.make_paths_relative()
@@ -329,6 +330,16 @@ def show_strokes(obj, show: bool) -> None:
     the depth pass of operators/reference.py (negative values), on 4.5 and 5.0."""
     for mat in obj.data.materials:
         mat.grease_pencil.show_stroke = show
+
+
+def look_through_camera(bpy) -> None:
+    """The saved file opens in camera view (where the camera background shows), sidebar open."""
+    for window in bpy.context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                space = area.spaces.active
+                space.region_3d.view_perspective = "CAMERA"
+                space.show_region_ui = True
 
 
 # ----------------------------------------------------------------------------- outputs

@@ -113,7 +113,8 @@ def frequency_filter(x: torch.Tensor, weight_minus_one: torch.Tensor, frames: in
     xf = x.reshape(b, heads, frames, n // frames, d).float()
     spec = torch.fft.rfft(xf, dim=2)
     # (bins, heads * d) -> (1, heads, bins, 1, d)
-    w = weight_minus_one.float().reshape(-1, heads, d).permute(1, 0, 2).unsqueeze(0).unsqueeze(3)
+    w = weight_minus_one.to(device=x.device, dtype=torch.float32).reshape(-1, heads, d)
+    w = w.permute(1, 0, 2).unsqueeze(0).unsqueeze(3)
     delta = torch.fft.irfft(spec * w, n=frames, dim=2)
     return x + delta.reshape(b, heads, n, d).to(x.dtype)
 

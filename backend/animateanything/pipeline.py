@@ -94,6 +94,8 @@ class AnimateAnythingPipeline(DiffusionPipeline):
         "image_vae->camera_reference->flow_generator->flow_vae->text_encoder->flow_encoder->transformer->vae"
     )
     _optional_components = ["tokenizer", "text_encoder", *STAGE1]
+    # Read by processors and hooks rather than called as modules: always on the execution device.
+    _exclude_from_cpu_offload = ["flow_fusion", "frequency_stabilizer"]
 
     def __init__(
         self,
@@ -138,6 +140,8 @@ class AnimateAnythingPipeline(DiffusionPipeline):
         self.video_pipeline.set_progress_bar_config(disable=True)
         # Where the unchanged base components came from (folder or hub id); None = unknown (copied on save).
         self.base_model: str | None = None
+        # The local folder the base components were loaded from (set by from_pretrained).
+        self.base_path: str | None = None
 
     # ------------------------------------------------------------------ helpers
     @property

@@ -1,4 +1,4 @@
-"""The AnimateAnything stage-2 transformer: stock CogVideoX I2V + flow encoder + fusion + frequency attention.
+"""AnimateAnything stage-2 transformer: stock CogVideoX I2V + flow encoder + fusion + frequency attention.
 
 :class:`AnimateAnythingTransformer` composes, without changing the library:
 
@@ -11,8 +11,10 @@
 
 Hooks and processors are attached only inside :meth:`AnimateAnythingTransformer.conditioning` (and
 therefore :meth:`forward`); outside it the transformer is the stock model again, with its original
-processors. A forward pre-hook on the transformer records the token grid of every call (frames,
-rows, columns) for the frequency processors, so the stock diffusers I2V pipeline can drive it.
+processors. Training with gradient checkpointing keeps them attached after the forward (the blocks
+are recomputed during backward); :meth:`~AnimateAnythingTransformer.detach` ends that. A forward
+pre-hook on the transformer records the token grid of every call (frames, rows, columns) for the
+frequency processors, so the stock diffusers I2V pipeline can drive it.
 
 Trained (paper): flow encoder, input block, stabilisation module; everything else frozen
 (:meth:`AnimateAnythingTransformer.set_trainable`). Flow noise augmentation (paper: without it FVD
@@ -119,14 +121,19 @@ class AnimateAnythingTransformer(nn.Module):
         latents ``(B_f, T, C, h, w)`` (None: no fusion, frequency attention only); detach on exit."""
         previous = self._flow_latents
         self._flow_latents = flow_latents
-        self._attach()
+        self.attach()
         try:
             yield self
         finally:
-            self._detach()
+            self.detach()
             self._flow_latents = previous
 
-    def _attach(self) -> None:
+    @property
+    def attached(self) -> bool:
+        return self._depth > 0
+
+    def attach(self) -> None:
+        """Install the frequency processors and the hooks (nested calls are counted)."""
         self._depth += 1
         if self._depth > 1:
             return
@@ -142,7 +149,10 @@ class AnimateAnythingTransformer(nn.Module):
             t.transformer_blocks[0].register_forward_pre_hook(self._fuse_flow, with_kwargs=True),
         ]
 
-    def _detach(self) -> None:
+    def detach(self) -> None:
+        """Undo one :meth:`attach`; the last one restores the stock processors and removes the hooks."""
+        if self._depth == 0:
+            return
         self._depth -= 1
         if self._depth > 0:
             return
@@ -163,19 +173,31 @@ class AnimateAnythingTransformer(nn.Module):
         self._grid.width = width // cfg.patch_size
         return None
 
+    def _padded_flow_latents(self) -> torch.Tensor:
+        """Flow latents with the video's latent frame count. CogVideoX 1.5 (``patch_size_t``) pads the
+        video latents at the front with copies of the first frame to a multiple of ``patch_size_t``;
+        the flow latents are padded the same way."""
+        flow = self._flow_latents
+        frames = self._grid.frames * (self.transformer.config.patch_size_t or 1)
+        extra = frames - flow.shape[1]
+        if extra > 0:
+            flow = torch.cat([flow[:, :1].expand(-1, extra, -1, -1, -1), flow], dim=1)
+        return flow
+
     def _fuse_flow(self, module, args, kwargs):
         if self._flow_latents is None:
             return None
+        flow = self._padded_flow_latents()
         if "hidden_states" in kwargs:
             rotary = kwargs.get("image_rotary_emb")
             kwargs = dict(kwargs)
-            kwargs["hidden_states"] = self.flow_fusion(kwargs["hidden_states"], self._flow_latents, rotary)
+            kwargs["hidden_states"] = self.flow_fusion(kwargs["hidden_states"], flow, rotary)
             return args, kwargs
         # Gradient checkpointing calls the block positionally:
         # (hidden_states, encoder_hidden_states, temb, image_rotary_emb, attention_kwargs).
         args = list(args)
         rotary = args[3] if len(args) > 3 else kwargs.get("image_rotary_emb")
-        args[0] = self.flow_fusion(args[0], self._flow_latents, rotary)
+        args[0] = self.flow_fusion(args[0], flow, rotary)
         return tuple(args), kwargs
 
     # ------------------------------------------------------------------ forward
@@ -204,15 +226,23 @@ class AnimateAnythingTransformer(nn.Module):
             raise ValueError("pass flow or flow_latents, not both")
         if flow is not None:
             flow_latents = self.encode_flow(flow)
+        kwargs = dict(
+            hidden_states=hidden_states,
+            encoder_hidden_states=encoder_hidden_states,
+            timestep=timestep,
+            ofs=ofs,
+            image_rotary_emb=image_rotary_emb,
+            return_dict=return_dict,
+        )
+        if not self.attached and torch.is_grad_enabled() and self.transformer.gradient_checkpointing:
+            # Checkpointed blocks are recomputed during backward, after this call returns: stay
+            # attached (call detach() after training to get the stock transformer back).
+            self.attach()
+        if self.attached:
+            self._flow_latents = flow_latents
+            return self.transformer(**kwargs)
         with self.conditioning(flow_latents):
-            return self.transformer(
-                hidden_states=hidden_states,
-                encoder_hidden_states=encoder_hidden_states,
-                timestep=timestep,
-                ofs=ofs,
-                image_rotary_emb=image_rotary_emb,
-                return_dict=return_dict,
-            )
+            return self.transformer(**kwargs)
 
 
 def check_compatible(

@@ -222,10 +222,12 @@ def phase_peaks(spec: ModelSpec, dtype: str, offload: str, tiling: bool) -> dict
     if offload == "none":
         resident_t, resident_v = w_t + w_v, w_t + w_v
     elif offload == "model":
-        resident_t, resident_v = w_t, w_v
+        # the VAE encoded the image before the loop and stays until the decode offloads the transformer
+        resident_t, resident_v = w_t + w_v, w_v
     elif offload == "group":
-        # two blocks in flight (prefetch) plus the non-block layers (~3% of the transformer)
-        resident_t, resident_v = 2 * block + int(0.03 * w_t), w_v // 4
+        # two blocks in flight (prefetch) plus the non-block layers (~3% of the transformer); the VAE
+        # is excluded from group offloading and stays on the device
+        resident_t, resident_v = 2 * block + int(0.03 * w_t) + w_v, w_v
     elif offload == "sequential":
         resident_t, resident_v = block // 4, w_v // 16
     else:
@@ -234,9 +236,10 @@ def phase_peaks(spec: ModelSpec, dtype: str, offload: str, tiling: bool) -> dict
     if spec.encode_prior:
         phases["encode_prior"] = resident_v + int(VAE_ENCODE_FRACTION * act_v)
     if spec.text_encoder_needed:
-        # The text encoder runs alone, first, and is freed before the transformer is loaded.
-        te = w_te if offload in ("none", "model") else (w_te // 24 if offload == "group" else w_te // 100)
-        phases["text_encoder"] = te + int(0.25 * GiB)
+        # The text encoder runs alone, first, and is freed before the transformer is loaded; with
+        # group/sequential offload it runs on the CPU (backend/modes/guided.py).
+        if offload in ("none", "model"):
+            phases["text_encoder"] = w_te + int(0.25 * GiB)
     return phases
 
 
@@ -269,7 +272,8 @@ def plan_memory(
     reasons = []
     dt = pick_dtype(device, dtype, bf16_supported)
     if dtype == "auto":
-        reasons.append(f"dtype {dt} chosen for {device}" + ("" if bf16_supported else " (no bf16 support)"))
+        no_bf16 = device == "cuda" and not bf16_supported
+        reasons.append(f"dtype {dt} chosen for {device}" + (" (this GPU has no bf16)" if no_bf16 else ""))
     if device == "cpu":
         offloads = ["none"]
         if offload not in ("auto", "none"):
@@ -320,9 +324,7 @@ def apply_plan(pipe, plan: MemoryPlan) -> None:
     """Move a CPU-loaded pipeline to plan.device with its offloading and VAE switches."""
     import torch
 
-    if plan.device == "cpu":
-        pipe.to("cpu")
-    elif plan.offload == "none":
+    if plan.offload == "none":
         pipe.to(plan.device)
     elif plan.offload == "model":
         pipe.enable_model_cpu_offload(device=plan.device)
@@ -335,6 +337,7 @@ def apply_plan(pipe, plan: MemoryPlan) -> None:
             offload_type="block_level",
             num_blocks_per_group=1,
             use_stream=plan.device.startswith("cuda"),
+            exclude_modules=["vae"],  # 0.4 GiB; its causal-conv caches stay simple on one device
         )
     if plan.vae_tiling:
         pipe.vae.enable_tiling()
@@ -397,12 +400,21 @@ def doctor_report() -> dict:
     except Exception as exc:  # noqa: BLE001 - the doctor reports, never fails
         report["problems"] = [f"torch is not importable: {exc}"]
         return report
-    problems = []
-    for name in ("diffusers", "transformers", "accelerate", "safetensors"):
+    from importlib import metadata
+
+    problems, notes = [], []
+    for name in ("diffusers", "transformers", "accelerate", "safetensors", "sentencepiece"):
         try:
-            report[name] = __import__(name).__version__
-        except Exception as exc:  # noqa: BLE001
-            problems.append(f"{name} is not importable: {exc}")
+            report[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            report[name] = None
+            if name == "sentencepiece":
+                notes.append(
+                    "sentencepiece is not installed: needed to encode a new prompt with a checkpoint whose "
+                    "tokenizer is only spiece.model (the THUDM ones)"
+                )
+            else:
+                problems.append(f"{name} is not installed")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     report["device"] = device
     bf16 = False
@@ -413,7 +425,7 @@ def doctor_report() -> dict:
         bf16 = bool(torch.cuda.is_bf16_supported())
         report["bf16_supported"] = bf16
     else:
-        problems.append("no CUDA GPU: mode guided would run on the CPU (hours per video at 720x480)")
+        notes.append("no CUDA GPU: mode guided would run on the CPU (hours per video at 720x480)")
     free = free_memory(device)
     report["free_gib"] = None if free is None else round(free / GiB, 2)
     plan = plan_memory(free, ModelSpec(), device=device, bf16_supported=bf16)
@@ -421,7 +433,8 @@ def doctor_report() -> dict:
     report["plan_summary"] = plan.summary()
     report["offload_options"] = list(OFFLOADS)
     report["problems"] = problems
-    report["ok"] = not problems or problems[-1].startswith("no CUDA")
+    report["notes"] = notes + plan.reasons
+    report["ok"] = not problems
     return report
 
 

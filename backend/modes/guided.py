@@ -119,6 +119,8 @@ def generate(ctx: JobContext) -> ModeResult:
     ctx.progress("load", 1, 4, plan.summary())
 
     pipe = None
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     try:
         # 4. Prompt embeddings (the text encoder only when a prompt is not cached).
         ctx.progress("load", 2, 4, "prompt embeddings" + (" (cached)" if cached else ": loading T5"))

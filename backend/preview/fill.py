@@ -19,7 +19,7 @@ import numpy as np
 # Depth-aware fill: candidates weigh (z / z_max) ** FAR_POWER, so revealed background is filled from
 # the background (2.5x farther counts 1500x more).
 FAR_POWER = 8.0
-SMOOTH_RADIUS = 6
+SMOOTH_RADIUS = 8
 
 
 def have_cv2() -> bool:
@@ -98,32 +98,28 @@ def background_fill(
     foreground on one side and the background on the others; the background, being farther,
     wins by orders of magnitude (2.5x farther: 1500x with power 8), while inside one surface
     the candidates have similar depths and are simply interpolated. Hole pixels with no
-    candidate at all are left to push-pull. The fill is then smoothed among hole pixels with a
-    box blur of radius `smooth` pixels (0: off)."""
+    candidate at all are left to push-pull. The four-direction extrapolation streaks, so the fill
+    is then low-passed among hole pixels only (over ~`smooth` pixels; 0: off), which pulls no
+    foreground back in."""
     H, W = hole.shape
     img = image.astype(np.float32).reshape(H * W, -1)
-    known = ~hole
-    imp = far_importance(depth, known, power).reshape(-1)
+    imp = far_importance(depth, ~hole, power).reshape(-1)
     num = np.zeros_like(img)
     den = np.zeros(H * W, np.float32)
-    rows, cols = np.indices((H, W))
-    for axis, coord, n in ((1, cols, W), (0, rows, H)):
-        for reverse in (False, True):
-            c = coord if not reverse else n - 1 - coord
-            last = np.where(known, c, -1)
-            if reverse:
-                last = np.flip(np.maximum.accumulate(np.flip(last, axis), axis=axis), axis)
-            else:
-                last = np.maximum.accumulate(last, axis=axis)
-            has = hole & (last >= 0)
-            src_c = last if not reverse else n - 1 - last
-            src = (rows * W + src_c) if axis == 1 else (src_c * W + cols)
-            dist = np.abs(c - last).astype(np.float32)
-            sel = np.flatnonzero(has)
-            s_idx = src.reshape(-1)[sel]
-            w = imp[s_idx] / np.maximum(dist.reshape(-1)[sel], 1.0)
-            num[sel] += w[:, None] * img[s_idx]
-            den[sel] += w
+    # Rows with holes, scanned left and right; then columns with holes, scanned up and down.
+    for axis in (1, 0):
+        lines = np.flatnonzero(hole.any(axis=axis))
+        if lines.size == 0:
+            continue
+        sub = hole[lines] if axis == 1 else hole[:, lines].T  # (lines, positions)
+        for _side, src in _nearest_known(~sub):
+            r, c = np.nonzero(sub & (src >= 0))
+            line = lines[r]
+            target = line * W + c if axis == 1 else c * W + line
+            source = line * W + src[r, c] if axis == 1 else src[r, c] * W + line
+            w = imp[source] / np.maximum(np.abs(c - src[r, c]), 1).astype(np.float32)
+            num[target] += w[:, None] * img[source]
+            den[target] += w
     out = img.copy()
     got = den > 0
     out[got] = num[got] / den[got, None]
@@ -132,28 +128,49 @@ def background_fill(
     if rest.any():
         filled = push_pull(out, (~rest).astype(np.float32))
         out[rest] = filled[rest]
-    # The four-direction extrapolation streaks; smooth it among hole pixels only (normalised box
-    # blur), so no foreground is pulled back in.
     if smooth > 0:
-        m = hole.astype(np.float32)
-        blurred = _box_blur(out * m[..., None], smooth) / np.maximum(_box_blur(m[..., None], smooth), 1e-6)
-        out[hole] = blurred[hole]
+        out[hole] = _smooth_among(out, hole, smooth)
     return out
 
 
-def _box_blur(a: np.ndarray, r: int, passes: int = 2) -> np.ndarray:
-    """Separable box blur of (H, W, C) with radius r (window 2r+1, edges clamped), `passes` times
-    (two passes approximate a Gaussian). Cumulative sums: O(H*W) whatever r."""
-    for _ in range(passes):
-        for axis in (0, 1):
-            n = a.shape[axis]
-            pad = [(0, 0)] * a.ndim
-            pad[axis] = (r + 1, r)
-            c = np.cumsum(np.pad(a, pad, mode="edge"), axis=axis, dtype=np.float64)
-            hi = np.take(c, np.arange(2 * r + 1, 2 * r + 1 + n), axis=axis)
-            lo = np.take(c, np.arange(0, n), axis=axis)
-            a = ((hi - lo) / (2 * r + 1)).astype(np.float32)
-    return a
+def _nearest_known(known: np.ndarray):
+    """For each row of `known` (n, w) bool: the column of the nearest known pixel to the left and
+    to the right of every position (-1 when there is none), as two (n, w) int32 arrays (running
+    maxima of indices: no per-pixel loop). Yields ("left", cols) and ("right", cols)."""
+    w = known.shape[1]
+    cols = np.arange(w, dtype=np.int32)
+    yield "left", np.maximum.accumulate(np.where(known, cols, -1), axis=1)
+    rev = np.maximum.accumulate(np.where(known[:, ::-1], cols, -1), axis=1)[:, ::-1]
+    yield "right", np.where(rev >= 0, w - 1 - rev, -1).astype(np.int32)
+
+
+def _smooth_among(image: np.ndarray, mask: np.ndarray, radius: int) -> np.ndarray:
+    """Normalised low-pass of `image` (H, W, C) over the `mask` pixels only, evaluated at them:
+    returns (n, C) for the n mask pixels in C order. 2**k x 2**k box sums (2**k ~ radius) of
+    image*mask and of mask, sampled bilinearly at each mask pixel, divided. O(H*W + n)."""
+    H, W = mask.shape
+    f = 2 ** max(1, int(np.log2(max(radius, 2))))
+    Hp, Wp = -(-H // f) * f, -(-W // f) * f
+    m = np.zeros((Hp, Wp), np.float32)
+    m[:H, :W] = mask
+    a = np.zeros((Hp, Wp, image.shape[2] + 1), np.float32)
+    a[:H, :W, :-1] = image * mask[..., None]
+    a[..., -1] = m
+    coarse = a.reshape(Hp // f, f, Wp // f, f, -1).sum(axis=(1, 3))  # (h, w, C + 1): sums, count
+    h, w = coarse.shape[:2]
+    ys, xs = np.nonzero(mask)
+    v = np.clip((ys + 0.5) / f - 0.5, 0, h - 1)
+    u = np.clip((xs + 0.5) / f - 0.5, 0, w - 1)
+    y0, x0 = (
+        np.minimum(v.astype(np.int64), h - 2 if h > 1 else 0),
+        np.minimum(u.astype(np.int64), w - 2 if w > 1 else 0),
+    )
+    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+    ay, ax = (v - y0)[:, None].astype(np.float32), (u - x0)[:, None].astype(np.float32)
+    top = coarse[y0, x0] * (1 - ax) + coarse[y0, x1] * ax
+    bottom = coarse[y1, x0] * (1 - ax) + coarse[y1, x1] * ax
+    s = top * (1 - ay) + bottom * ay
+    return s[:, :-1] / np.maximum(s[:, -1:], 1e-6)
 
 
 def push_pull(image: np.ndarray, weight: np.ndarray, *, max_levels: int = 16) -> np.ndarray:

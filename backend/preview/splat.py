@@ -13,8 +13,9 @@ smooth surface still blend (no z-fighting speckle). Every target pixel is a weig
 sources that land on it; `coverage` is the sum of their bilinear weights alone (about 1 for plain
 motion, 1/m^2 under an m-times magnification, 0 in holes).
 
-Vectorised with numpy: the four corner contributions of all H*W sources become one index array
-and np.bincount sums colours, weights and depths per target pixel. Cost ~5 bincounts over 4*H*W.
+Vectorised: the four corner contributions of all H*W sources become one (H*W, 4) index array, and
+one sparse matrix product (scipy, where present) or one np.bincount per quantity (numpy only) sums
+colours, weights, depths and coverage per target pixel.
 """
 
 from __future__ import annotations
@@ -56,21 +57,74 @@ def _grid(H: int, W: int) -> tuple[np.ndarray, np.ndarray]:
     return cols, rows
 
 
-def _edge_vector(px: np.ndarray, py: np.ndarray, ok: np.ndarray, axis: int):
-    """Where a source pixel's neighbour along `axis` lands relative to it: the target-space
-    difference to the nearer of its two neighbours (the other side may be across a depth edge).
-    px, py, ok: (H, W). Returns (dx, dy, length) (H, W) float32; length inf without a usable side."""
+def _corners(xs: np.ndarray, ys: np.ndarray, weight: np.ndarray, W: int, H: int):
+    """Bilinear corners of samples at continuous index positions (xs, ys) (M,) with weights (M,):
+    canvas indices (M, 4) int32 and weights (M, 4) float64, sample-major (one sparse column per
+    sample). The canvas is the image with a 1-pixel ring left/top and 2 right/bottom, (H+3, W+3):
+    positions are clamped into [-1, W + 0.5] x [-1, H + 0.5], so all four corners fall inside it
+    and whatever lands outside the image falls on the ring, cropped away later. No bounds tests."""
+    CW = W + 3
+    xs = np.clip(xs, -1.0, W + 0.5)
+    ys = np.clip(ys, -1.0, H + 0.5)
+    x0f = np.floor(xs)
+    y0f = np.floor(ys)
+    ax = (xs - x0f).astype(np.float64)
+    wy1 = (ys - y0f) * weight
+    wy0 = weight - wy1
+    wb = np.empty((xs.shape[0], 4), np.float64)
+    np.multiply(1.0 - ax, wy0, out=wb[:, 0])
+    np.multiply(ax, wy0, out=wb[:, 1])
+    np.multiply(1.0 - ax, wy1, out=wb[:, 2])
+    np.multiply(ax, wy1, out=wb[:, 3])
+    # int32 indices: what the sparse product wants (the canvas is far below 2**31 pixels).
+    base = (y0f.astype(np.int32) + 1) * np.int32(CW) + (x0f.astype(np.int32) + 1)
+    return base[:, None] + np.array([0, 1, CW, CW + 1], np.int32), wb
+
+
+def _accumulate(idx: np.ndarray, weights: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """sums[t, k] = sum over samples s and corners c with idx[s, c] == t of weights[s, c] * values[s, k].
+    idx, weights: (M, 4); values: (M, K) float64. Returns (size, K) float64.
+
+    With scipy: one sparse (size x M) CSC matrix whose column s holds the four corners of sample
+    s (no sorting needed) times the dense values, a single pass for all K columns (~8x faster).
+    Without: one np.bincount per column."""
+    try:
+        import scipy.sparse as sparse
+    except ImportError:
+        sparse = None
+    M = idx.shape[0]
+    if sparse is not None and size < 2**31 and 4 * M < 2**31:
+        A = sparse.csc_matrix(
+            (
+                weights.reshape(-1),
+                idx.reshape(-1).astype(np.int32),
+                np.arange(0, 4 * M + 1, 4, dtype=np.int32),
+            ),
+            shape=(size, M),
+        )
+        return np.asarray(A @ np.ascontiguousarray(values))
+    flat = idx.reshape(-1)
+    out = np.empty((size, values.shape[1]), np.float64)
+    for k in range(values.shape[1]):
+        out[:, k] = np.bincount(flat, (weights * values[:, k : k + 1]).reshape(-1), minlength=size)
+    return out
+
+
+def _nearer_side(px: np.ndarray, py: np.ndarray, ok: np.ndarray, axis: int):
+    """Squared target-space distance from each source pixel to the nearer of its two neighbours
+    along `axis` ((H, W) float32, inf without a usable neighbour), whether that is the next one
+    ((H, W) bool), and the neighbour differences dx, dy (H-1, W) or (H, W-1)."""
     dx = np.diff(px, axis=axis)
     dy = np.diff(py, axis=axis)
     both = ok[:-1] & ok[1:] if axis == 0 else ok[:, :-1] & ok[:, 1:]
-    n = np.where(both, np.hypot(dx, dy), np.inf)
-    pad = [(0, 0), (0, 0)]
-    pad[axis] = (0, 1)
-    fwd = [np.pad(a, pad, constant_values=v) for a, v in ((dx, 0), (dy, 0), (n, np.inf))]
-    pad[axis] = (1, 0)
-    bwd = [np.pad(a, pad, constant_values=v) for a, v in ((dx, 0), (dy, 0), (n, np.inf))]
-    use_fwd = fwd[2] <= bwd[2]
-    return tuple(np.where(use_fwd, f, b) for f, b in zip(fwd, bwd))
+    n2 = np.where(both, dx * dx + dy * dy, np.float32(np.inf))
+    pad_end = [(0, 0), (0, 0)]
+    pad_end[axis] = (0, 1)
+    pad_start = [(0, 0), (0, 0)]
+    pad_start[axis] = (1, 0)
+    fwd = np.pad(n2, pad_end, constant_values=np.inf)
+    bwd = np.pad(n2, pad_start, constant_values=np.inf)
+    return np.minimum(fwd, bwd), fwd <= bwd, dx, dy
 
 
 def _footprint_samples(px: np.ndarray, py: np.ndarray, ok: np.ndarray, max_k: int):
@@ -80,43 +134,44 @@ def _footprint_samples(px: np.ndarray, py: np.ndarray, ok: np.ndarray, max_k: in
     lower neighbours (one-sided: the nearer neighbour, so depth edges do not stretch it). When a
     side is longer than FOOTPRINT_SPACING pixels, the pixel is replaced by kx * ky samples on a
     grid inside that parallelogram (k = ceil(length / spacing), at most max_k), each weighing
-    1 / (kx * ky), all with the pixel's colour and depth. px, py, ok: (H, W) target positions.
-    Returns (x, y, weight, source index, replaced sources) or None when nothing is magnified."""
+    1 / (kx * ky), all with the pixel's colour and depth. px, py, ok: (H, W) float32 target
+    positions. Returns (x, y, weight, source index, replaced sources) or None when nothing is
+    magnified. Full-image work is a handful of array operations; the rest runs on the few
+    magnified pixels only."""
     H, W = px.shape
-    lo, hi = FOOTPRINT_SPACING**2, FOOTPRINT_MAX_GAP**2
-    for axis in (0, 1):  # cheap test first: is any neighbour pair stretched at all?
-        n2 = np.diff(px, axis=axis) ** 2 + np.diff(py, axis=axis) ** 2
-        if ((n2 > lo) & (n2 <= hi)).any():
-            break
-    else:
-        return None
-    ux, uy, un = _edge_vector(px, py, ok, 1)
-    vx, vy, vn = _edge_vector(px, py, ok, 0)
-
-    def count(n):
-        k = np.ceil(np.where(np.isfinite(n) & (n <= FOOTPRINT_MAX_GAP), n, 0.0) / FOOTPRINT_SPACING)
-        return np.clip(k, 1, max_k).astype(np.int64)
-
-    kx, ky = count(un), count(vn)
-    need = ok & ((kx > 1) | (ky > 1))
-    if not need.any():
-        return None
+    lo, hi = np.float32(FOOTPRINT_SPACING**2), np.float32(FOOTPRINT_MAX_GAP**2)
+    nu, fwd_u, dxu, dyu = _nearer_side(px, py, ok, 1)
+    nv, fwd_v, dxv, dyv = _nearer_side(px, py, ok, 0)
+    need = ok & (((nu > lo) & (nu <= hi)) | ((nv > lo) & (nv <= hi)))
     flat = np.flatnonzero(need)
-    kxs, kys = kx.reshape(-1)[flat], ky.reshape(-1)[flat]
+    if flat.size == 0:
+        return None
+    r, c = np.divmod(flat, W)
+
+    def count_and_vector(n2, fwd, dx, dy, axis):
+        n = n2.reshape(-1)[flat]
+        k = np.where((n > lo) & (n <= hi), np.ceil(np.sqrt(n) / FOOTPRINT_SPACING), 1.0)
+        k = np.clip(k, 1, max_k).astype(np.int64)
+        f = fwd.reshape(-1)[flat]
+        if axis == 1:
+            cc = np.clip(np.where(f, c, c - 1), 0, W - 2)
+            return k, dx[r, cc], dy[r, cc]
+        rr = np.clip(np.where(f, r, r - 1), 0, H - 2)
+        return k, dx[rr, c], dy[rr, c]
+
+    kxs, ux, uy = count_and_vector(nu, fwd_u, dxu, dyu, 1)
+    kys, vx, vy = count_and_vector(nv, fwd_v, dxv, dyv, 0)
     xs, ys, ws, ids = [], [], [], []
-    pxf, pyf = px.reshape(-1), py.reshape(-1)
+    pxf, pyf = px.reshape(-1)[flat], py.reshape(-1)[flat]
     for a, b in set(zip(kxs.tolist(), kys.tolist())):
-        sel = flat[(kxs == a) & (kys == b)]
+        sel = np.flatnonzero((kxs == a) & (kys == b))
         oa = (np.arange(a) + 0.5) / a - 0.5  # offsets in [-0.5, 0.5] along the right neighbour
         ob = (np.arange(b) + 0.5) / b - 0.5  # ... and along the lower neighbour
-        ga, gb = (g.reshape(-1, 1) for g in np.meshgrid(oa, ob, indexing="ij"))
-        ux_s, uy_s = ux.reshape(-1)[sel], uy.reshape(-1)[sel]
-        vx_s, vy_s = vx.reshape(-1)[sel], vy.reshape(-1)[sel]
-        # A side without a usable neighbour has no extent (its vector is 0, k is 1).
-        xs.append((pxf[sel] + ga * ux_s + gb * vx_s).reshape(-1))
-        ys.append((pyf[sel] + ga * uy_s + gb * vy_s).reshape(-1))
+        ga, gb = (g.reshape(-1, 1).astype(np.float32) for g in np.meshgrid(oa, ob, indexing="ij"))
+        xs.append((pxf[sel] + ga * ux[sel] + gb * vx[sel]).reshape(-1))
+        ys.append((pyf[sel] + ga * uy[sel] + gb * vy[sel]).reshape(-1))
         ws.append(np.full(sel.size * a * b, 1.0 / (a * b)))
-        ids.append(np.broadcast_to(sel, (a * b, sel.size)).reshape(-1))
+        ids.append(np.broadcast_to(flat[sel], (a * b, sel.size)).reshape(-1))
     return (
         np.concatenate(xs).astype(np.float32),
         np.concatenate(ys).astype(np.float32),
@@ -183,69 +238,42 @@ def forward_splat(
         xs = np.where(ok, xs, -1.0)
         ys = np.where(ok, ys, -1.0)
     src_w = ok.astype(np.float64)  # per-sample weight: validity (and 1/k^2 for footprint samples)
-    src = None  # per-sample source pixel; None: sample i is source i
+    extra = None
     if max_footprint > 1:
         extra = _footprint_samples(xs.reshape(H, W), ys.reshape(H, W), ok.reshape(H, W), max_footprint)
         if extra is not None:
-            ex, ey, ew, eidx, replaced = extra
-            src_w[replaced] = 0.0
-            xs = np.concatenate([xs, ex])
-            ys = np.concatenate([ys, ey])
-            src_w = np.concatenate([src_w, ew])
-            src = np.concatenate([np.arange(N), eidx])
-    # A canvas with a 1-pixel ring left/top and 2 right/bottom: every sample is clamped into
-    # [-1, W + 0.5] x [-1, H + 0.5], so all four corners are inside the canvas and whatever lands
-    # outside the image falls on the ring, which is cropped away. No per-corner bounds tests.
-    CW, CH = W + 3, H + 3
-    xs = np.clip(xs, -1.0, W + 0.5)
-    ys = np.clip(ys, -1.0, H + 0.5)
-    x0f = np.floor(xs)
-    y0f = np.floor(ys)
-    ax = (xs - x0f).astype(np.float64)
-    ay = (ys - y0f).astype(np.float64)
-    base = (y0f.astype(np.int64) + 1) * CW + (x0f.astype(np.int64) + 1)
-    wy1 = ay * src_w
-    wy0 = src_w - wy1
-    M = xs.shape[0]
-    idx = (base[None, :] + np.array([0, 1, CW, CW + 1], np.int64)[:, None]).reshape(-1)
-    wb = np.empty((4, M), np.float64)
-    np.multiply(1.0 - ax, wy0, out=wb[0])
-    np.multiply(ax, wy0, out=wb[1])
-    np.multiply(1.0 - ax, wy1, out=wb[2])
-    np.multiply(ax, wy1, out=wb[3])
-    inner = (slice(1, H + 1), slice(1, W + 1))
+            src_w[extra[4]] = 0.0  # replaced by their footprint samples
 
-    def acc(weights: np.ndarray) -> np.ndarray:
-        return np.bincount(idx, weights.reshape(-1), minlength=CH * CW).reshape(CH, CW)[inner].reshape(-1)
-
-    def per_sample(values: np.ndarray) -> np.ndarray:
-        return values if src is None else values[src]
-
-    coverage = acc(wb)
-    z = None
-    if depth is None:
-        wd = wb
-    else:
-        z = depth.reshape(N)
-        wd = wb * per_sample(depth_weights(z, ok, sharpness))
-    den = coverage if depth is None else acc(wd)
-    hole = (coverage < min_coverage) | (den <= 0)
-    inv = 1.0 / np.where(hole, 1.0, den)
-    out = np.empty((N, C), np.float32)
-    for c in range(C):
-        out[:, c] = acc(wd * per_sample(img[:, c].astype(np.float64))) * inv
-    out[hole] = 0.0
-    zout = None
-    if z is not None and want_depth:
+    # Per-source values to accumulate, one column each: importance-weighted channels, the
+    # importance, the importance-weighted depth (optional), and 1 (coverage).
+    z = None if depth is None else depth.reshape(N)
+    K = C + 2 + int(z is not None and want_depth)
+    values = np.empty((N, K), np.float64)
+    imp = np.ones(N) if z is None else depth_weights(z, ok, sharpness)
+    for c in range(C):  # column by column: ~2x faster than one broadcast into a strided view
+        np.multiply(img[:, c], imp, out=values[:, c])
+    values[:, C] = imp
+    if K == C + 3:
         finite = np.isfinite(z) & (z > 0)
         far = 10.0 * z[finite].max() if finite.any() else 1.0  # stand-in for inf in the mean
-        zs = np.where(finite, z, far).astype(np.float64)
-        zout = (acc(wd * per_sample(zs)) * inv).astype(np.float32)
+        np.multiply(imp, np.where(finite, z, far), out=values[:, C + 1])
+    values[:, -1] = 1.0
+    CW, CH = W + 3, H + 3
+    sums = _accumulate(*_corners(xs, ys, src_w, W, H), values, CH * CW)
+    if extra is not None:
+        ex, ey, ew, eidx, _ = extra
+        sums += _accumulate(*_corners(ex, ey, ew, W, H), values[eidx], CH * CW)
+    sums = sums.reshape(CH, CW, K)[1 : H + 1, 1 : W + 1]  # a view: no copy of the canvas
+    coverage = sums[..., -1]
+    den = sums[..., C]
+    hole = (coverage < min_coverage) | (den <= 0)
+    inv = 1.0 / np.where(hole, 1.0, den)
+    out = np.empty((H, W, C), np.float32)
+    for c in range(C):
+        np.multiply(sums[..., c], inv, out=out[..., c])
+    out[hole] = 0.0
+    zout = None
+    if K == C + 3:
+        zout = (sums[..., C + 1] * inv).astype(np.float32)
         zout[hole] = np.inf
-        zout = zout.reshape(H, W)
-    return Splat(
-        out.reshape(H, W, C),
-        coverage.astype(np.float32).reshape(H, W),
-        zout,
-        hole.reshape(H, W),
-    )
+    return Splat(out, coverage.astype(np.float32), zout, hole)

@@ -38,18 +38,10 @@ def _inputs(transformer, batch=1, seed=1):
     return hidden, text, timestep, flow
 
 
-def _rotary(transformer, batch_frames=3):
-    from diffusers.models.embeddings import get_3d_rotary_pos_embed
+def _rotary(transformer):
+    from backend.animateanything.training import rotary_embeddings
 
-    cfg = transformer.config
-    h = w = HEIGHT // 8 // cfg.patch_size
-    return get_3d_rotary_pos_embed(
-        embed_dim=cfg.attention_head_dim,
-        crops_coords=((0, 0), (h, w)),
-        grid_size=(h, w),
-        temporal_size=batch_frames,
-        device="cpu",
-    )
+    return rotary_embeddings(transformer, HEIGHT, WIDTH, (FRAMES - 1) // 4 + 1, "cpu")
 
 
 def _plain(config) -> dict:
@@ -229,3 +221,74 @@ def test_stage2_parts_save_load_round_trip(tmp_path, tiny_stage2):
         assert _plain(loaded.config) == _plain(module.config)
         for (k, a), (k2, b) in zip(module.state_dict().items(), loaded.state_dict().items()):
             assert k == k2 and torch.equal(a, b), k
+
+
+def test_gradient_checkpointing_path_keeps_identity_and_gradients(tiny_stage2):
+    transformer, encoder, fusion, stabilizer = tiny_stage2
+    model = AnimateAnythingTransformer(transformer, encoder, fusion, stabilizer)
+    model.set_trainable()
+    transformer.enable_gradient_checkpointing()  # blocks are then called positionally
+    model.train()
+    hidden, text, timestep, flow = _inputs(transformer)
+    with torch.no_grad():
+        base = transformer(hidden, text, timestep).sample
+    out = model(hidden, text, timestep, flow=flow).sample
+    assert torch.equal(out.detach(), base)
+    out.square().mean().backward()  # recomputes the blocks: still attached
+    assert fusion.attn.to_out[0].weight.grad.abs().sum() > 0  # the fusion ran inside checkpointing
+    assert stabilizer.weight.grad.abs().sum() > 0
+    model.detach()
+    assert all(type(p).__name__ == "CogVideoXAttnProcessor2_0" for p in transformer.attn_processors.values())
+
+
+def test_one_training_step_moves_only_the_trained_parts(tiny_stage2):
+    transformer, encoder, fusion, stabilizer = tiny_stage2
+    model = AnimateAnythingTransformer(transformer, encoder, fusion, stabilizer, flow_noise_std=0.1)
+    model.set_trainable()
+    model.train()
+    frozen = {k: v.clone() for k, v in transformer.state_dict().items()}
+    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=1e-2)
+    hidden, text, timestep, flow = _inputs(transformer)
+    target = torch.randn(1, 3, 4, 4, 4, generator=torch.Generator().manual_seed(5))
+    for _ in range(2):  # step 1 leaves the zero outputs, step 2 moves everything behind them
+        loss = (model(hidden, text, timestep, flow=flow).sample - target).square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert all(torch.equal(frozen[k], v) for k, v in transformer.state_dict().items())
+    assert fusion.attn.to_out[0].weight.abs().sum() > 0  # no longer zero
+    model.eval()
+    with torch.no_grad():
+        assert not torch.equal(
+            model(hidden, text, timestep, flow=flow).sample, transformer(hidden, text, timestep).sample
+        )
+
+
+def test_cogvideox15_layout_pads_flow_like_the_video(tiny_stage2):
+    """CogVideoX 1.5 groups 2 latent frames per token (patch_size_t): identity still exact."""
+    from diffusers import CogVideoXTransformer3DModel
+
+    from backend.animateanything import configs
+
+    _, encoder, _, _ = tiny_stage2
+    cfg = dict(configs.TINY_COGVIDEOX_TRANSFORMER)
+    cfg.update(
+        patch_size_t=2, patch_bias=False, ofs_embed_dim=4, time_embed_dim=4, sample_height=8, sample_width=8,
+        use_learned_positional_embeddings=False,
+    )  # fmt: skip
+    transformer = CogVideoXTransformer3DModel(**cfg).eval()
+    fusion = FlowFusionBlock(**{**configs.TINY_FLOW_FUSION, "patch_size_t": 2}).eval()
+    stabilizer = FrequencyStabilizer(**configs.TINY_FREQUENCY_STABILIZER)
+    model = AnimateAnythingTransformer(transformer, encoder, fusion, stabilizer).eval()
+    # 9 frames -> 3 flow latent frames; the video latents are padded at the front to 4 (2 token frames).
+    hidden = torch.randn(1, 4, 8, 4, 4)
+    text = torch.randn(1, 16, 32)
+    flow = torch.randn(1, 9, 32, 32, 2)
+    t, ofs = torch.tensor([300]), torch.tensor([2.0])
+    with torch.no_grad():
+        base = transformer(hidden, text, t, ofs=ofs).sample
+        same = model(hidden, text, t, flow=flow, ofs=ofs).sample
+        torch.nn.init.normal_(fusion.attn.to_out[0].weight, std=0.3)
+        moved = model(hidden, text, t, flow=flow, ofs=ofs).sample
+    assert torch.equal(same, base)
+    assert not torch.allclose(moved, base)

@@ -16,7 +16,7 @@ from tests.backend.jobs import parse_events, run_backend, start_backend
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 # Big enough that rendering and writing take a few seconds on two busy cores.
-LONG_JOB = dict(width=480, height=320, num_frames=49, camera="dolly", step=0.04)
+LONG_JOB = dict(width=320, height=240, num_frames=49, camera="dolly", step=0.04)
 
 
 def _wait_for(proc, predicate, timeout=60.0):

@@ -316,9 +316,7 @@ def test_generate_is_greyed_out_when_the_settings_cannot_export(world, bpy_modul
     assert not bpy.ops.animate_anything.generate.poll()
 
 
-def test_with_a_window_generate_is_modal_and_the_timer_ends_it(
-    world, bpy_module, tmp_path, monkeypatch
-):
+def test_with_a_window_generate_is_modal_and_the_timer_ends_it(world, bpy_module, tmp_path, monkeypatch):
     """The UI branch: the bpy module is always in background mode, so the test lifts that one check;
     the operator then returns RUNNING_MODAL at once with the timer registered, and the timer
     function (called here by hand) runs the job to the end."""
@@ -334,3 +332,117 @@ def test_with_a_window_generate_is_modal_and_the_timer_ends_it(
     assert run.state == "done" and not bpy.app.timers.is_registered(run.timer)
     assert gen().modal_step(run, "TIMER", "NOTHING") == {"FINISHED"}
     assert world.sequence_editor.strips[0].frame_final_duration == 9
+
+
+def test_a_file_saved_during_a_run_opens_as_not_running(world, bpy_module, tmp_path):
+    bpy = bpy_module
+    settings = world.animate_anything
+    settings.job_running, settings.job_stage = True, "splat 3/9"
+    path = tmp_path / "saved_while_running.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    bpy.ops.wm.open_mainfile(filepath=str(path))
+    settings = bpy.context.scene.animate_anything
+    assert not settings.job_running and settings.job_stage == "interrupted"
+
+
+def test_a_scene_deleted_during_the_run_is_reported_not_crashed(world, bpy_module, tmp_path):
+    bpy = bpy_module
+    other = bpy.data.scenes.new("Other")
+    run = gen().run_job(bpy.context, make_job(tmp_path / "shot"))
+    bpy.context.window.scene = other
+    bpy.data.scenes.remove(world)
+    tick_to_end(run)
+    assert run.state == "failed" and "scene was removed" in run.message
+    assert other.sequence_editor is None and not gen().is_running()
+
+
+def test_the_bundled_wheels_travel_only_with_blenders_own_python(world, monkeypatch, tmp_path):
+    import sys
+
+    site = str(tmp_path / "extensions" / ".local" / "lib" / "python3.11" / "site-packages")
+    monkeypatch.setattr(sys, "path", [*sys.path, site])
+    assert gen().generator_paths(sys.executable)[-1] == site
+    assert gen().generator_paths(str(tmp_path / "other" / "python")) == []  # maybe another Python version
+    assert gen().generator_python() == sys.executable  # empty preference = Blender's own Python
+
+
+INSTALLED_GENERATE = """
+import json, os, sys
+import bpy, addon_utils
+zip_path, out_dir = sys.argv[1], sys.argv[2]
+bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
+pkg = "bl_ext.user_default.animate_anything"
+gen = sys.modules[pkg + ".operators.generate"]
+bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+scene = bpy.context.scene
+cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+scene.collection.objects.link(cam)
+scene.camera = cam
+cam.location, cam.rotation_euler = (0.0, -6.0, 0.0), (1.5708, 0.0, 0.0)
+bpy.ops.mesh.primitive_cube_add()
+scene.render.engine = "BLENDER_WORKBENCH"
+scene.render.resolution_x, scene.render.resolution_y = 64, 48
+scene.frame_start, scene.frame_end = 1, 9
+s = scene.animate_anything
+s.width, s.height, s.num_frames, s.drag_source, s.output_dir = 64, 48, 9, "NONE", out_dir
+result = bpy.ops.animate_anything.generate()
+run = gen.active_run()
+out = {
+    "result": sorted(result),
+    "message": s.last_message,
+    "job": s.last_job_dir,
+    "root": str(run.process.extension_root),
+    "paths": run.process.extra_paths,
+    "strips": [st.name for st in scene.sequence_editor.strips],
+}
+addon_utils.disable(pkg, default_set=True)
+print("RESULT " + json.dumps(out))
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+@pytest.mark.slow
+def test_generate_from_the_installed_zip(bpy_module, tmp_path):
+    """The extension as a user has it (built zip installed into a fresh HOME): Generate runs the
+    generator from the installed folder, with the extracted Pillow wheel on its path."""
+    import json
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    if not list((root / "wheels").glob("pillow-*manylinux*.whl")):
+        pytest.skip("wheels/ has no Pillow wheel: run scripts/fetch_wheels.py (scripts/setup.sh does)")
+    build = subprocess.run(
+        [
+            sys.executable,
+            str(root / "scripts" / "build_extension.py"),
+            "--no-fetch",
+            "--output-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert build.returncode == 0, build.stderr + build.stdout
+    (zip_path,) = tmp_path.glob("*linux_x64.zip")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", INSTALLED_GENERATE, str(zip_path), str(tmp_path / "jobs")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        cwd=tmp_path,
+    )
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = json.loads(lines[-1][len("RESULT ") :])
+    assert out["result"] == ["FINISHED"], out["message"]
+    assert out["message"].startswith("Imported 9 frames") and len(out["strips"]) == 1
+    assert out["root"].startswith(str(home)) and out["root"].endswith("animate_anything")
+    assert any(p.startswith(str(home)) and p.endswith("site-packages") for p in out["paths"]), out["paths"]
+    assert (Path(out["job"]) / "out" / "result.json").is_file()

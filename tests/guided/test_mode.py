@@ -175,3 +175,15 @@ def test_python_m_backend_run_missing_model_error_event(tmp_path):
     assert error["event"] == "error" and error["kind"] == "missing_model"
     assert str(tmp_path / "no-model-here") in error["message"]
     assert not (job / "out").exists()
+
+
+def test_missing_diffusers_is_a_missing_dependency(tiny_ckpt, tmp_path, cache_env, monkeypatch):
+    import sys
+
+    from backend.modes import guided
+
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # `import diffusers` now raises ModuleNotFoundError
+    with pytest.raises(JobFailure) as err:
+        guided.generate(context(guided_job(tmp_path / "job", tiny_ckpt), Recorder()))
+    assert err.value.kind == "missing_dependency" and "'diffusers'" in err.value.message
+    assert "requirements-generator.txt" in err.value.hint
