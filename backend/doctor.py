@@ -75,13 +75,14 @@ def torch_report() -> dict:
     """torch's version and devices; {"installed": False} without torch, {"error": ...} if it fails."""
     try:
         if importlib.util.find_spec("torch") is None:
-            return {"installed": False}
+            return {"installed": False, "devices": [_cpu()]}
     except (ImportError, ValueError):
-        return {"installed": False}
+        return {"installed": False, "devices": [_cpu()]}
     try:
         import torch
     except Exception as exc:  # noqa: BLE001 - a broken install is what the doctor reports
-        return {"installed": True, "error": f"import torch failed: {type(exc).__name__}: {exc}"}
+        failed = f"import torch failed: {type(exc).__name__}: {exc}"
+        return {"installed": True, "error": failed, "devices": [_cpu()]}
     info: dict = {
         "installed": True,
         "version": torch.__version__,
@@ -107,10 +108,12 @@ def torch_report() -> dict:
             info["devices"].append({"device": "mps", "name": "Apple GPU (Metal)"})
     except Exception as exc:  # noqa: BLE001
         info["error"] = f"querying devices failed: {type(exc).__name__}: {exc}"
-    info["devices"].append(
-        {"device": "cpu", "name": platform.processor() or platform.machine(), "threads": os.cpu_count()}
-    )
+    info["devices"].append(_cpu())
     return info
+
+
+def _cpu() -> dict:
+    return {"device": "cpu", "name": platform.processor() or platform.machine(), "threads": os.cpu_count()}
 
 
 def hf_cache_dir() -> Path:

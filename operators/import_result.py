@@ -18,7 +18,9 @@ created so far is removed again and what was changed is restored.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,11 +61,16 @@ class ResultFiles:
 
 
 def datablock_name(job_dir, suffix: str = "") -> str:
-    """``AA <job folder name><suffix>``, cut so that it fits Blender's 63-byte ID names."""
-    base = PREFIX + Path(job_dir).name
+    """``AA <job folder name><suffix>``. A name too long for Blender's 63-byte ID names keeps its
+    start and gets a short hash of the whole folder name, so that two jobs never share a name."""
+    name = Path(job_dir).name
+    base = PREFIX + name
     room = MAX_NAME - len(suffix.encode())
-    while len(base.encode()) > room:
-        base = base[:-1]
+    if len(base.encode()) > room:
+        tag = "~" + hashlib.sha1(name.encode()).hexdigest()[:6]
+        while len((base + tag).encode()) > room:
+            base = base[:-1]
+        base += tag
     return base + suffix
 
 
@@ -296,9 +303,23 @@ def _import(scene, files: ResultFiles, undo: _Undo, *, strip, background, plane,
     }
 
 
+def blend_path(path: Path) -> str:
+    """A path as Blender should store it: relative to the saved .blend (``//...``) when Blender's
+    "Default to Relative Paths" preference is on, else absolute."""
+    path = str(path)
+    prefs = getattr(bpy.context, "preferences", None)
+    relative = prefs is None or prefs.filepaths.use_relative_paths
+    if bpy.data.filepath and relative:
+        try:
+            return bpy.path.relpath(path)
+        except ValueError:  # another drive (Windows)
+            pass
+    return path
+
+
 def _image(files: ResultFiles, undo: _Undo):
     name = files.name
-    path = str(files.first_file)
+    path = blend_path(files.first_file)
     source = "MOVIE" if files.kind == "movie" else "SEQUENCE"
     image = bpy.data.images.get(name)
     if image is not None and image.library is None:
@@ -344,8 +365,10 @@ def _strip(scene, files: ResultFiles, undo: _Undo):
     temp = name + " (new)" if old is not None else name
     if files.kind == "movie":
         strip = strips.new_movie(temp, str(files.video), channel, start, fit_method="FIT")
+        strip.filepath = blend_path(files.video)
     else:
         strip = strips.new_image(temp, str(files.frames[0]), channel, start, fit_method="FIT")
+        strip.directory = blend_path(files.frames[0].parent) + os.sep
         for frame in files.frames[1:]:
             strip.elements.append(frame.name)
     undo.add(_remove_strip, scene, strip.name)

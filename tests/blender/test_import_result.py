@@ -298,3 +298,35 @@ def test_the_operator_uses_the_scene_import_settings(ext, job_copy, bpy_module):
     assert bpy.ops.animate_anything.import_result(directory=str(job_copy("frames"))) == {"FINISHED"}
     assert scene.sequence_editor is None or len(scene.sequence_editor.strips) == 0
     assert any(o.parent == cam for o in bpy.data.objects)
+
+
+def test_long_job_names_stay_distinct(ext, job_copy, bpy_module):
+    bpy = bpy_module
+    _, scene = ext
+    add_camera(bpy, scene)
+    stem = "A very long scene name that fills nearly all of Blender's ID name-"
+    job_a = job_copy("frames", stem + "20261124-101010")
+    a = importer().import_result(bpy.context, job_a, plane=True)
+    b = importer().import_result(bpy.context, job_copy("frames", stem + "20261124-101011"), plane=True)
+    assert a["image"] != b["image"] and a["strip"] != b["strip"] and a["plane"] != b["plane"]
+    assert all(len(n.encode()) <= 63 for n in (a["image"], b["image"], a["plane"], b["plane"]))
+    assert len(scene.sequence_editor.strips) == 2
+    again = importer().import_result(bpy.context, job_a, plane=True)
+    assert again["image"] == a["image"] and len(scene.sequence_editor.strips) == 2
+
+
+def test_paths_are_relative_to_a_saved_blend(ext, job_copy, bpy_module, tmp_path):
+    bpy = bpy_module
+    _, scene = ext
+    add_camera(bpy, scene)
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "project.blend"))
+    scene = bpy.context.scene
+    movie = importer().import_result(bpy.context, job_copy("movie", "shot_movie"))
+    frames = importer().import_result(bpy.context, job_copy("frames", "shot_frames"))
+    image = bpy.data.images[movie["image"]]
+    assert image.filepath == "//shot_movie/out/video.mp4" and image.frame_duration == NUM_FRAMES
+    strips = scene.sequence_editor.strips
+    assert strips[movie["strip"]].filepath == "//shot_movie/out/video.mp4"
+    assert strips[frames["strip"]].directory.rstrip("/\\") == "//shot_frames/out/frames"
+    assert bpy.data.images[frames["image"]].filepath == "//shot_frames/out/frames/0000.png"
+    assert strips[frames["strip"]].frame_final_duration == NUM_FRAMES

@@ -222,3 +222,25 @@ def test_checkpoint_limits_of_the_real_configs():
         v15.check(768, 1360, 57)
     with pytest.raises(ValueError, match="multiples of 16"):
         v15.check(768, 1352, 81)
+
+
+def test_dpm_scheduler_branch(tiny_pipe):
+    """CogVideoXDPMScheduler (the multistep variant some checkpoints ship) through the same loop:
+    strength 1.0 still equals the stock pipeline, and SDEdit runs from the prior."""
+    from diffusers import CogVideoXDPMScheduler, CogVideoXImageToVideoPipeline
+
+    from backend.guided.pipeline import GuidedCogVideoXPipeline
+
+    parts = {
+        **tiny_pipe.components,
+        "scheduler": CogVideoXDPMScheduler.from_config(tiny_pipe.scheduler.config),
+    }
+    ours, stock = GuidedCogVideoXPipeline(**parts), CogVideoXImageToVideoPipeline(**parts)
+    for p in (ours, stock):
+        p.set_progress_bar_config(disable=True)
+    a = run(ours, seed=5, keep_first_frame=False, output_type="latent")
+    b = run(stock, seed=5, output_type="latent")
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    video = shifted_video(reference_image(H, W), F)
+    out = run(ours, seed=5, video=video, strength=0.5)
+    assert out.shape == (1, F, H, W, 3) and np.isfinite(out).all()
