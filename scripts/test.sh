@@ -7,4 +7,4 @@ bash scripts/setup.sh --with-45
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/python scripts/run_pytest.py "$@"
-.venv45/bin/python scripts/run_pytest.py -m blender "$@"
+.venv45/bin/python scripts/run_pytest.py -m blender tests/blender "$@"

