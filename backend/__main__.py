@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+# The parent as early as possible: a client that dies during start-up is still noticed.
+_PARENT_AT_START = os.getppid()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         from .runner import run
 
-        return run(args.job, device=args.device, watch_parent=args.watch_parent)
+        return run(args.job, device=args.device, watch_parent=args.watch_parent, parent_pid=_PARENT_AT_START)
     from .doctor import main as doctor_main
 
     return doctor_main(as_json=args.json, model_dirs=args.models)

@@ -67,7 +67,10 @@ class CancelWatcher:
     """Installs signal handlers and a daemon thread that watches `cancel_file` and the parent.
 
     `emergency(reason)` is called from the watcher thread when the main thread has not stopped
-    within `grace` seconds of a request; the process then exits with code 3."""
+    within `grace` seconds of a request; the process then exits with code 3. `watch_parent`
+    (POSIX): cancel when the parent process changes (it ended and this one was re-parented) or
+    was already init (pid 1) when the process started; `parent_pid` is the parent recorded at
+    start-up (default: now)."""
 
     def __init__(
         self,
@@ -78,6 +81,7 @@ class CancelWatcher:
         poll: float = 0.1,
         grace: float = 1.5,
         watch_parent: bool = False,
+        parent_pid: int | None = None,
     ):
         self.state = state
         self.cancel_file = Path(cancel_file)
@@ -85,7 +89,7 @@ class CancelWatcher:
         self.poll = poll
         self.grace = grace
         self.watch_parent = watch_parent
-        self._parent = os.getppid()
+        self._parent = os.getppid() if parent_pid is None else parent_pid
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="cancel-watcher", daemon=True)
         self._old_handlers: dict[int, object] = {}
@@ -120,7 +124,7 @@ class CancelWatcher:
                 reason = None
                 if self.cancel_file.exists():
                     reason = "cancel file"
-                elif self.watch_parent and os.getppid() != self._parent:
+                elif self.watch_parent and (os.getppid() != self._parent or self._parent == 1):
                     reason = "the parent process ended"
                 if reason and self.state.request(reason) and self.state.armed:
                     try:

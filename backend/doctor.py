@@ -125,9 +125,18 @@ def hf_cache_dir() -> Path:
     return Path(home) / "hub"
 
 
+def animateanything_index() -> str:
+    """The file that marks an AnimateAnything checkpoint folder (stdlib-only module: no torch)."""
+    try:
+        from .animateanything.checkpoint import INDEX_FILE
+    except ImportError:
+        return "animateanything_index.json"
+    return INDEX_FILE
+
+
 def find_models(extra_dirs=()) -> list[dict]:
-    """Models in the HF cache (video models by name) and diffusers folders (model_index.json) in
-    `extra_dirs` and one level below them."""
+    """Models in the HF cache (video models by name), and in `extra_dirs` and one level below them
+    AnimateAnything checkpoints (their index file) and diffusers folders (model_index.json)."""
     found = []
     cache = hf_cache_dir()
     if cache.is_dir():
@@ -150,15 +159,16 @@ def find_models(extra_dirs=()) -> list[dict]:
         root = Path(root).expanduser()
         candidates = [root, *sorted(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []
         for d in candidates:
-            if (d / "model_index.json").is_file():
+            use = (
+                "animateanything"
+                if (d / animateanything_index()).is_file()
+                else "diffusers folder"
+                if (d / "model_index.json").is_file()
+                else None
+            )
+            if use:
                 found.append(
-                    {
-                        "name": d.name,
-                        "where": str(d),
-                        "complete": True,
-                        "use": "diffusers folder",
-                        "source": "folder",
-                    }
+                    {"name": d.name, "where": str(d), "complete": True, "use": use, "source": "folder"}
                 )
     return found
 
@@ -172,6 +182,7 @@ def collect(model_dirs=()) -> dict:
     preview_ok = have["numpy"] and have["PIL"]
     neural = all(have[m] for m in ("torch", "diffusers", "transformers", "safetensors"))
     video_models = [m for m in models if m["complete"] and "cogvideo" in m["name"].lower()]
+    aa_models = [m for m in models if m["use"] == "animateanything"]
     modes = {
         "preview": {
             "ready": preview_ok,
@@ -196,10 +207,17 @@ def collect(model_dirs=()) -> dict:
             ],
         },
         "animateanything": {
-            "ready": False,
+            "ready": preview_ok and neural and bool(aa_models),
             "notes": [
-                "needs trained AnimateAnything weights (none are published): "
-                "set their folder in the preferences"
+                *([] if neural else [f"needs torch, diffusers, transformers and safetensors: {SETUP_HINT}"]),
+                *(
+                    [f"checkpoint: {aa_models[0]['where']}"]
+                    if aa_models
+                    else [
+                        "needs trained AnimateAnything weights (none are published): "
+                        "pass their folder with --models, or set it in the preferences"
+                    ]
+                ),
             ],
         },
     }

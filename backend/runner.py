@@ -31,7 +31,14 @@ RESULT_SCHEMA_VERSION = 1
 PARTIAL_PREFIX = ".out-partial-"
 
 
-def run(job_dir: str | os.PathLike, *, device: str = "auto", watch_parent: bool = False, events=None) -> int:
+def run(
+    job_dir: str | os.PathLike,
+    *,
+    device: str = "auto",
+    watch_parent: bool = False,
+    parent_pid: int | None = None,
+    events=None,
+) -> int:
     """Run one job; returns the process exit code (0 done, 1 failed, 2 invalid job, 3 cancelled)."""
     job_dir = Path(job_dir).absolute()
     events = events if events is not None else Events.take_stdout()
@@ -50,7 +57,9 @@ def run(job_dir: str | os.PathLike, *, device: str = "auto", watch_parent: bool 
         )
         shutil.rmtree(partial, ignore_errors=True)
 
-    watcher = CancelWatcher(state, job_dir / "cancel", emergency=emergency, watch_parent=watch_parent)
+    watcher = CancelWatcher(
+        state, job_dir / "cancel", emergency=emergency, watch_parent=watch_parent, parent_pid=parent_pid
+    )
     watcher.start()
     code = EXIT_DONE
     try:
@@ -80,7 +89,9 @@ def _run(job_dir: Path, partial: Path, device: str, events: Events, state: Cance
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    # 2. Validate and read the job.
+    # 2. Validate and read the job (a cancel file already there cancels at once).
+    if (job_dir / "cancel").exists():
+        state.request("cancel file")
     state.check()
     ctx = load_context(job_dir, events=events, cancel=state, device=device)
     spec = ctx.spec
@@ -149,9 +160,12 @@ def write_outputs(partial: Path, result, ctx) -> dict:
     total = n * (1 + int(have_av) + int(flow is not None))
     done = [0]
 
-    def tick(_i=None):
+    def check_stop(_i=None):
         if stop.is_set():
             raise Cancelled("stopped")
+
+    def tick(_i=None):
+        check_stop()
         with lock:
             done[0] += 1
             step = done[0]
@@ -174,7 +188,7 @@ def write_outputs(partial: Path, result, ctx) -> dict:
         files["flow"] = f"out/{out.FLOW_NPZ}"
 
     def flow_video_task():
-        colors = out.flow_colors(flow)
+        colors = out.flow_colors(flow, on_frame=check_stop)
         if have_av:
             try:
                 out.encode_mp4(partial / out.FLOW_VIDEO, colors, spec.fps, on_frame=tick, fast=True)
@@ -188,8 +202,7 @@ def write_outputs(partial: Path, result, ctx) -> dict:
     (partial / out.FRAMES_DIR).mkdir()
 
     def png_task(i: int):
-        if stop.is_set():
-            raise Cancelled("stopped")
+        check_stop()
         out.save_png(partial / out.FRAMES_DIR / out.frame_name(i), frames[i])
         tick()
 
@@ -224,10 +237,11 @@ def _remove_stale_outputs(job_dir: Path) -> None:
         trash = job_dir / f".out-old-{os.getpid()}"
         os.replace(old, trash)  # result.json vanishes at once, the rest is removed after
         shutil.rmtree(trash, ignore_errors=True)
-    for p in job_dir.glob(PARTIAL_PREFIX + "*"):
-        pid = p.name[len(PARTIAL_PREFIX) :]
-        if pid.isdigit() and int(pid) != os.getpid() and os.name == "posix" and not _alive(int(pid)):
-            shutil.rmtree(p, ignore_errors=True)
+    for prefix in (PARTIAL_PREFIX, ".out-old-"):
+        for p in job_dir.glob(prefix + "*"):
+            pid = p.name[len(prefix) :]
+            if pid.isdigit() and int(pid) != os.getpid() and os.name == "posix" and not _alive(int(pid)):
+                shutil.rmtree(p, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:

@@ -58,9 +58,11 @@ sys.meta_path.insert(0, _Hide())
 """
 
 
-def run_generator(job: Path, extra_paths=()) -> tuple[float, dict, float]:
-    """Wall seconds, result.json timings, peak RSS MiB of the child."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def run_generator(job: Path, extra_paths=()) -> tuple[float, dict, float, float]:
+    """Wall seconds, result.json timings, peak RSS MiB and CPU seconds (user + system) of the child."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = usage.ru_maxrss
+    cpu_before = usage.ru_utime + usage.ru_stime
     t0 = time.perf_counter()
     r = subprocess.run(
         [sys.executable, "-m", "backend", "run", str(job)],
@@ -72,10 +74,10 @@ def run_generator(job: Path, extra_paths=()) -> tuple[float, dict, float]:
     wall = time.perf_counter() - t0
     if r.returncode != 0:
         raise SystemExit(f"the generator failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the max over all waited-for children: report it once it grows.
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # ru_maxrss of children is the max over all waited-for children.
     timings = json.loads((job / "out" / "result.json").read_text())["timings_s"]
-    return wall, timings, max(peak, before) / 1024.0
+    return wall, timings, max(usage.ru_maxrss, before) / 1024.0, usage.ru_utime + usage.ru_stime - cpu_before
 
 
 def remap_baseline(job: Path) -> float:
@@ -131,6 +133,7 @@ def main() -> int:
         )
         print(f"  end to end (process start to exit), best of {args.repeat}: {best[0]:.2f} s")
         print(f"    all runs: {', '.join(f'{r[0]:.2f}' for r in runs)} s")
+        print(f"    CPU time (user + system) of the best run: {best[3]:.2f} s")
         print(f"    stages of the best run: {best[1]}")
         print(f"  cv2.remap backward warp of the same frames: {remap * 1000:.1f} ms")
         print(f"  ratio end to end / remap: {best[0] / remap:.0f}x")

@@ -63,6 +63,33 @@ def _error(kind: str, message: str, hint: str = "") -> dict:
     return {"event": "error", "kind": kind, "message": message, "hint": hint, "origin": "client"}
 
 
+def child_environment(extension_root=None, extra_paths=(), env: dict | None = None) -> dict:
+    """The environment of a ``python -m backend ...`` child: `env` (default os.environ) with
+    PYTHONPATH = the extension root, then `extra_paths` (bundled wheels); unbuffered UTF-8 output;
+    no PYTHONHOME (Blender may set it for its own Python, never right for another one)."""
+    out = dict(os.environ if env is None else env)
+    root = Path(extension_root or EXTENSION_ROOT).resolve()
+    out["PYTHONPATH"] = os.pathsep.join([str(root), *(str(p) for p in extra_paths)])
+    out["PYTHONUNBUFFERED"] = "1"
+    out["PYTHONIOENCODING"] = "utf-8"
+    out.pop("PYTHONHOME", None)
+    return out
+
+
+def interpreter_problem(python: str) -> dict | None:
+    """A ``missing_interpreter`` error event when `python` is a path that does not exist or is not an
+    executable file; None otherwise (a bare command name is left to the system's PATH)."""
+    p = Path(python)
+    if os.sep in python or (os.altsep and os.altsep in python):
+        if not p.exists():
+            return _error("missing_interpreter", f"the generator's Python {python} does not exist", HINT)
+        if p.is_dir() or not os.access(p, os.X_OK):
+            return _error(
+                "missing_interpreter", f"the generator's Python {python} is not an executable file", HINT
+            )
+    return None
+
+
 class GeneratorProcess:
     """One run of ``python -m backend run JOB``.
 
@@ -122,13 +149,7 @@ class GeneratorProcess:
         return [self.python, "-m", "backend", "run", str(self.job_dir), *self.args]
 
     def environment(self) -> dict:
-        env = dict(self.base_env)
-        path = [str(self.extension_root), *self.extra_paths]
-        env["PYTHONPATH"] = os.pathsep.join(path)
-        env["PYTHONUNBUFFERED"] = "1"
-        env["PYTHONIOENCODING"] = "utf-8"
-        env.pop("PYTHONHOME", None)  # Blender may set it for its own Python; never for another one
-        return env
+        return child_environment(self.extension_root, self.extra_paths, self.base_env)
 
     # ------------------------------------------------------------------ start
     def start(self) -> GeneratorProcess:
@@ -183,21 +204,7 @@ class GeneratorProcess:
         return self
 
     def _check_python(self) -> dict | None:
-        p = Path(self.python)
-        if os.sep in self.python or (os.altsep and os.altsep in self.python):
-            if not p.exists():
-                return _error(
-                    "missing_interpreter",
-                    f"the generator's Python {self.python} does not exist",
-                    HINT,
-                )
-            if p.is_dir() or not os.access(p, os.X_OK):
-                return _error(
-                    "missing_interpreter",
-                    f"the generator's Python {self.python} is not an executable file",
-                    HINT,
-                )
-        return None
+        return interpreter_problem(self.python)
 
     def _read_stdout(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None

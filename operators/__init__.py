@@ -5,7 +5,7 @@ import importlib
 
 # Modules that hold operator classes, in registration order. Readers without classes
 # (scene_camera, scene_strokes, ...) are imported by the operators that use them.
-_MODULE_NAMES = ("export_job", "import_result", "encode_video", "generate", "environment")
+_MODULE_NAMES = ("export_job", "import_result", "encode_video", "generate", "environment", "check_generator")
 
 _loaded = []
 

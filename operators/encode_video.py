@@ -73,6 +73,20 @@ def encode_frames(frames: list[Path], mp4: Path, fps: float, width: int, height:
     return mp4
 
 
+def needs_encoding(job_dir) -> bool:
+    """Cheap test (a few file-system calls, no decoding) for the sidebar: the job finished with PNG
+    frames (out/result.json and out/frames/*.png) but has no out/video.mp4."""
+    if not job_dir:
+        return False
+    out = Path(bpy.path.abspath(str(job_dir))) / "out"
+    try:
+        if not (out / "result.json").is_file() or (out / "video.mp4").is_file():
+            return False
+        return next((out / "frames").glob("*.png"), None) is not None
+    except OSError:
+        return False
+
+
 def encode_job(job_dir) -> dict:
     """Encode a finished job's PNG frames (and flow frames) to MP4s in out/ and record them in
     out/result.json. Returns the outputs added, e.g. {"video": "out/video.mp4"}; {} when the job

@@ -18,6 +18,14 @@ Rendering: the scene's engine (Cycles, EEVEE or Workbench) renders the active ca
 first frame, at the scene's render size (resolution x percentage); a second render writes the
 Depth pass through the compositor to a 32-bit EXR (Cycles with 1 sample: depth needs no noise-free
 shading). Every setting touched is put back, even when a render fails.
+
+Grease pencil is in the colour render (as the scene renders it) but not in the depth: the depth
+render turns the view layer's grease pencil off (`use_grease_pencil`). Strokes are mostly drag
+instructions, and Blender's grease pencil pass, which merges stroke depth into the Z pass after the
+engine, both rounds the whole pass through a 24-bit depth buffer and, when a grease pencil
+datablock is in the render but no object draws it (typically the drag strokes' object hidden from
+render: the add-on's drag_object pointer still pulls its data into the render depsgraph), writes the
+Z pass converted twice (small negative numbers everywhere; seen headless on 4.5 and 5.0).
 """
 
 from __future__ import annotations
@@ -181,6 +189,7 @@ def render_reference(context, frame: int, width: int, height: int):
         render, "filepath", "use_file_extension", "use_sequencer", "use_compositing", "use_single_layer"
     )
     saved.save(render, "use_border", "use_crop_to_border", "use_multiview")
+    saved.save(view_layer, "use_grease_pencil")
     saved.save(ims, *compat.image_format_attrs(ims))
     if render.engine == "CYCLES":
         saved.save(scene.cycles, "samples", "use_adaptive_sampling", "use_denoising")
@@ -209,6 +218,12 @@ def render_reference(context, frame: int, width: int, height: int):
                     False,
                     False,
                 )
+            # Grease pencil stays out of the depth (see the module docstring): without this, a grease
+            # pencil datablock in the render depsgraph with no object drawing it (the drag strokes'
+            # object hidden from render, but still referenced by scene.animate_anything.drag_object)
+            # makes Blender's grease pencil pass convert the Z pass twice: all values negative.
+            if hasattr(view_layer, "use_grease_pencil"):
+                view_layer.use_grease_pencil = False
             compat.set_image_format(ims, "OPEN_EXR")
             ims.color_mode, ims.color_depth, ims.exr_codec = "RGB", "32", "ZIP"
             depth_path = Path(tmp) / "depth.exr"

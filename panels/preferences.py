@@ -82,8 +82,28 @@ class AnimateAnythingPreferences(bpy.types.AddonPreferences):
         col.prop(self, "allow_download")
         if hasattr(bpy.types, "ANIMATE_ANYTHING_OT_check_generator"):
             layout.operator("animate_anything.check_generator", icon="CHECKMARK")
+            draw_check_result(layout)
         if hasattr(bpy.types, "ANIMATE_ANYTHING_OT_create_environment"):
             layout.operator("animate_anything.create_environment", icon="CONSOLE")
+
+
+def draw_check_result(layout) -> None:
+    """The last Check Generator result (kept by operators/check_generator.py; nothing computed here)."""
+    from ..operators import check_generator
+
+    if check_generator.is_checking():
+        layout.label(text="Checking the generator's Python...", icon="SORTTIME")
+        return
+    result = check_generator.last_result()
+    if result is None:
+        return
+    box = layout.box()
+    col = box.column(align=True)
+    row = col.row()
+    row.alert = not result.ok
+    row.label(text=result.headline, icon="CHECKMARK" if result.ok else "ERROR")
+    for line in result.display:
+        col.label(text=line)
 
 
 classes = (AnimateAnythingPreferences,)

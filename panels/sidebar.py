@@ -1,11 +1,23 @@
 """The "Animate" sidebar tab of the 3D viewport and the Sequencer. Thin: draws scene settings and
-calls operators; computes nothing beyond the cheap checks that say why a button is grey."""
+calls operators; computes nothing beyond the cheap checks that say why a button is grey.
+
+Generate or Cancel follows whether a run is really in progress (`generate.is_running()`, the
+process this Blender follows), not the scene's saved `job_running` field, which a file saved
+mid-run or a crash can leave set. "Encode MP4" shows when the last job has PNG frames but no MP4
+(a generator without PyAV); that check touches the disk, so its answer is cached per job folder
+for `ENCODE_CHECK_SECONDS`.
+"""
 
 from __future__ import annotations
+
+import time
 
 import bpy
 
 CATEGORY = "Animate"
+ENCODE_CHECK_SECONDS = 2.0  # how long the "job needs encoding" answer is reused by draw()
+
+_encode_cache: dict[str, tuple[float, bool]] = {}
 
 
 def _operator_exists(idname: str) -> bool:
@@ -21,6 +33,30 @@ def _problems(context) -> list[str]:
     from ..operators.export_job import settings_problems
 
     return settings_problems(context)
+
+
+def _run_state():
+    """(running, run) for draw(): whether a generation is in progress in this Blender, and the run."""
+    from ..operators import generate
+
+    return generate.is_running(), generate.active_run()
+
+
+def job_needs_encoding(job_dir: str) -> bool:
+    """encode_video.needs_encoding(job_dir), asked at most every ENCODE_CHECK_SECONDS per folder."""
+    if not job_dir:
+        return False
+    now = time.monotonic()
+    cached = _encode_cache.get(job_dir)
+    if cached is not None and now - cached[0] < ENCODE_CHECK_SECONDS:
+        return cached[1]
+    from ..operators.encode_video import needs_encoding
+
+    answer = needs_encoding(job_dir)
+    if len(_encode_cache) > 16:
+        _encode_cache.clear()
+    _encode_cache[job_dir] = (now, answer)
+    return answer
 
 
 def draw_reasons(layout, reasons, limit: int = 3) -> None:
@@ -124,9 +160,14 @@ class _Output(_Base):
         reasons = _problems(context)
         col = layout.column(align=True)
         col.scale_y = 1.3
+        running = False
         if _operator_exists("animate_anything.generate"):
-            if s.job_running:
-                col.progress(factor=s.job_progress, text=s.job_stage or "Running")
+            running, run = _run_state()
+            if running:
+                if _same_scene(run, context.scene):
+                    col.progress(factor=s.job_progress, text=s.job_stage or "Running")
+                else:
+                    col.label(text=f"Generating in scene '{_scene_name(run)}'", icon="SORTTIME")
                 if _operator_exists("animate_anything.cancel"):
                     col.operator("animate_anything.cancel", icon="CANCEL")
             else:
@@ -134,11 +175,32 @@ class _Output(_Base):
         layout.operator("animate_anything.export_job", icon="EXPORT")
         if _operator_exists("animate_anything.import_result"):
             layout.operator("animate_anything.import_result", icon="IMPORT")
+        if (
+            not running
+            and _operator_exists("animate_anything.encode_video")
+            and job_needs_encoding(s.last_job_dir)
+        ):
+            text = "Encode MP4 (the result is PNG frames)"
+            layout.operator("animate_anything.encode_video", text=text, icon="FILE_MOVIE")
         if reasons:
             draw_reasons(layout, reasons)
         if s.last_message:
             box = layout.box()
             box.label(text=s.last_message, icon="INFO")
+
+
+def _same_scene(run, scene) -> bool:
+    try:
+        return run is not None and run.scene == scene
+    except ReferenceError:  # the run's scene was deleted
+        return False
+
+
+def _scene_name(run) -> str:
+    try:
+        return run.scene.name
+    except (ReferenceError, AttributeError):
+        return "?"
 
 
 def _make(base, space: str, suffix: str, order: int):

@@ -58,10 +58,7 @@ def main(argv=None) -> int:
         print(f"demo: scene built in {time.perf_counter() - t0:.1f} s; generating (preview mode)")
 
         t1 = time.perf_counter()
-        show_strokes(settings.drag_object, False)
         result = bpy.ops.animate_anything.generate()
-        show_strokes(settings.drag_object, True)  # drawn in the viewport of the saved file...
-        settings.drag_object.hide_render = True  # ...but not in the user's renders
         if result != {"FINISHED"}:
             print(f"demo: Generate ended with {result}: {settings.last_message}", file=sys.stderr)
             return 1
@@ -290,8 +287,8 @@ def _drag_strokes(bpy, scene, cam, target, radius, lift=(0.9, 0.8)):
     """Grease-pencil (v3) strokes on frame 1 that move `target` (a sphere of `radius`): a closed
     outline around it (a region: everything inside moves with the drag) and one open stroke from
     its centre up and to the right (the drag). Drawn in the plane facing the first frame's camera.
-    The strokes are instructions, not content: `show_strokes(obj, False)` keeps them out of the
-    reference render."""
+    The strokes are instructions, not content: the object is hidden from rendering, so they show in
+    the viewport but not in the reference render (nor in the user's renders)."""
     import numpy as np
 
     scene.frame_set(scene.frame_start)
@@ -312,6 +309,7 @@ def _drag_strokes(bpy, scene, cam, target, radius, lift=(0.9, 0.8)):
     bpy.data.materials.create_gpencil_data(mat)
     gpd.materials.append(mat)
     obj = bpy.data.objects.new("Drags", gpd)
+    obj.hide_render = True
     scene.collection.objects.link(obj)
     drawing = gpd.layers.new("Drags").frames.new(scene.frame_start).drawing
     drawing.add_strokes([len(outline), len(drag)])
@@ -322,14 +320,6 @@ def _drag_strokes(bpy, scene, cam, target, radius, lift=(0.9, 0.8)):
     cyclic = drawing.attributes.get("cyclic") or drawing.attributes.new("cyclic", "BOOLEAN", "CURVE")
     cyclic.data.foreach_set("value", [True, False])
     return obj
-
-
-def show_strokes(obj, show: bool) -> None:
-    """Draw the strokes (viewport and render) or not. The reference render hides them this way
-    rather than with hide_render: a grease pencil object excluded from rendering currently spoils
-    the depth pass of operators/reference.py (negative values), on 4.5 and 5.0."""
-    for mat in obj.data.materials:
-        mat.grease_pencil.show_stroke = show
 
 
 def look_through_camera(bpy) -> None:

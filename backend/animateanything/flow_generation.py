@@ -197,12 +197,14 @@ class FlowGenerationModel(ModelMixin, ConfigMixin):
         """An FGM started from an SD1.5 + AnimateDiff ``UNetMotionModel`` (``UNetMotionModel.from_unet2d``).
 
         ``conv_in`` gets zero weights for the condition channels (the UNet starts as the pretrained
-        one); the condition encoder and context are new.
+        one); the condition encoder and context are new. ``config`` overrides any argument, e.g.
+        ``motion_max_seq_length=64`` for 49 frames from AnimateDiff's 32: the motion modules'
+        positions are fixed sinusoids, so the longer table extends the pretrained one exactly.
         """
         c = unet.config
         heads = c.num_attention_heads if isinstance(c.num_attention_heads, int) else c.num_attention_heads[0]
         motion_heads = c.motion_num_attention_heads
-        model = cls(
+        kwargs = dict(
             latent_channels=c.out_channels,
             block_out_channels=tuple(c.block_out_channels),
             layers_per_block=c.layers_per_block,
@@ -212,13 +214,24 @@ class FlowGenerationModel(ModelMixin, ConfigMixin):
             sample_size=c.sample_size,
             motion_num_attention_heads=motion_heads if isinstance(motion_heads, int) else motion_heads[0],
             motion_max_seq_length=c.motion_max_seq_length,
-            **config,
         )
+        kwargs.update(config)
+        model = cls(**kwargs)
         state = dict(unet.state_dict())
+        own = model.unet.state_dict()
         w = state["conv_in.weight"]
-        extra = model.unet.conv_in.weight.shape[1] - w.shape[1]
+        extra = own["conv_in.weight"].shape[1] - w.shape[1]
         state["conv_in.weight"] = torch.cat([w, w.new_zeros(w.shape[0], extra, *w.shape[2:])], dim=1)
-        model.unet.load_state_dict(state, strict=True)
+        # Sinusoidal position tables of another length: keep the model's own (same formula).
+        resized = [k for k in state if k.endswith("pos_embed.pe") and state[k].shape != own[k].shape]
+        for k in resized:
+            del state[k]
+        missing, unexpected = model.unet.load_state_dict(state, strict=False)
+        if unexpected or set(missing) != set(resized):
+            raise ValueError(
+                f"the UNet does not fit FlowGenerationModel: unexpected {unexpected[:3]}, "
+                f"missing {sorted(set(missing) - set(resized))[:3]}"
+            )
         return model
 
     def encode_condition(self, condition: torch.Tensor) -> torch.Tensor:

@@ -22,14 +22,14 @@ Checkpoints (``save_pretrained``/``from_pretrained``), one folder::
 
 The unchanged CogVideoX components (transformer, vae, scheduler, text encoder, tokenizer) are
 referenced by ``base_model`` (a folder or hub id) rather than copied, whenever the pipeline knows
-where they came from. A folder with parts missing raises :class:`IncompleteCheckpointError` listing
-every missing part at once.
+where they came from; one whose fingerprint changed since loading is copied instead. A folder
+with parts missing raises :class:`IncompleteCheckpointError` listing every missing part at once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +41,15 @@ from diffusers import CogVideoXImageToVideoPipeline, DiffusionPipeline
 from PIL import Image
 
 from .camera_reference import CameraReferenceModel
+from .checkpoint import (
+    BASE,
+    FORMAT_VERSION,
+    INDEX_FILE,
+    STAGE1,
+    TRAINED,
+    IncompleteCheckpointError,
+    plan_checkpoint,
+)
 from .flow_encoder import FlowEncoder3D
 from .flow_fusion import FlowFusionBlock
 from .flow_generation import FlowGenerationModel, build_condition
@@ -48,11 +57,6 @@ from .flow_vae import FlowVAE
 from .frequency_attention import FrequencyStabilizer
 from .transformer import AnimateAnythingTransformer
 
-INDEX_FILE = "animateanything_index.json"
-FORMAT_VERSION = 1
-TRAINED = ("flow_encoder", "flow_fusion", "frequency_stabilizer")
-STAGE1 = ("flow_vae", "flow_generator", "camera_reference", "image_vae", "flow_scheduler")
-BASE = ("transformer", "vae", "scheduler", "text_encoder", "tokenizer")
 OWN_CLASSES = {
     "FlowEncoder3D": FlowEncoder3D,
     "FlowFusionBlock": FlowFusionBlock,
@@ -65,17 +69,6 @@ OWN_CLASSES = {
 DEFAULT_FLOW_LONG_SIDE = 384
 
 ProgressCallback = Callable[[str, int, int], None]
-
-
-class IncompleteCheckpointError(FileNotFoundError):
-    """A checkpoint folder lacks parts; ``missing`` lists them (one readable line each)."""
-
-    def __init__(self, folder, missing: list[str]):
-        self.folder = str(folder)
-        self.missing = list(missing)
-        super().__init__(
-            f"AnimateAnything checkpoint {folder} is incomplete; missing:\n  - " + "\n  - ".join(self.missing)
-        )
 
 
 @dataclass
@@ -142,6 +135,28 @@ class AnimateAnythingPipeline(DiffusionPipeline):
         self.base_model: str | None = None
         # The local folder the base components were loaded from (set by from_pretrained).
         self.base_path: str | None = None
+        # Fingerprints of the base components as loaded: a changed one is copied on save.
+        self._base_fingerprints: dict[str, str] = {}
+
+    def set_base_model(self, source: str, base_path: str | None = None) -> None:
+        """Declare that the current transformer/vae/scheduler/text parts are those of ``source`` (a
+        CogVideoX folder or hub id), unchanged: ``save_pretrained`` then references them and copies
+        only a part whose fingerprint has changed since this call."""
+        self.base_model = str(source)
+        self.base_path = str(base_path or source)
+        self._base_fingerprints = {
+            name: component_fingerprint(getattr(self, name))
+            for name in BASE
+            if getattr(self, name, None) is not None
+        }
+
+    def changed_base_components(self) -> list[str]:
+        """Base components whose fingerprint differs from the one recorded by :meth:`set_base_model`."""
+        return [
+            name
+            for name, fp in self._base_fingerprints.items()
+            if getattr(self, name, None) is None or component_fingerprint(getattr(self, name)) != fp
+        ]
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -181,6 +196,13 @@ class AnimateAnythingPipeline(DiffusionPipeline):
             raise ValueError(
                 "this pipeline has no learned stage 1 (missing: " + ", ".join(missing) + "); pass flow= "
                 "(a dense (F, H, W, 2) flow, e.g. blender_animate.flow.unified_flow)"
+            )
+        max_frames = self.flow_generator.config.motion_max_seq_length
+        if num_frames > max_frames:
+            raise ValueError(
+                f"the Flow Generation Model's temporal layers take at most {max_frames} frames, got "
+                f"{num_frames}; pass flow= instead, or use a checkpoint trained with a larger "
+                "motion_max_seq_length"
             )
         if (c2w is None) != (K is None):
             raise ValueError("pass both c2w and K, or neither (static camera)")
@@ -262,7 +284,10 @@ class AnimateAnythingPipeline(DiffusionPipeline):
                 callback("flow", i + 1, len(timesteps))
         # 5. Decode per frame, resize to the video size, frame 0 is exactly zero.
         frames = latents[0].transpose(0, 1)  # (F, C, h, w)
-        flow = torch.cat([self.flow_vae.decode_flow(frames[i : i + 1]) for i in range(num_frames)]).float()
+        chunk = 8  # frames per VAE call: bounds the decoder's activation memory
+        flow = torch.cat(
+            [self.flow_vae.decode_flow(frames[i : i + chunk]) for i in range(0, num_frames, chunk)]
+        )
         flow = resize_flow(flow, height, width)
         flow[0] = 0
         return flow.permute(0, 2, 3, 1).cpu()
@@ -361,6 +386,8 @@ class AnimateAnythingPipeline(DiffusionPipeline):
 
         ``copy_base``: None (default) references ``self.base_model`` when it is known and copies the
         base components otherwise; True always copies them; False requires ``self.base_model``.
+        A base component that changed since it was loaded (fingerprint, see :meth:`set_base_model`)
+        is copied into the folder, never referenced.
         """
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
@@ -369,12 +396,13 @@ class AnimateAnythingPipeline(DiffusionPipeline):
                 "copy_base=False needs pipe.base_model (the CogVideoX folder or hub id) to reference"
             )
         reference = bool(self.base_model) and not copy_base
+        changed = set(self.changed_base_components()) if reference else set()
         components = {}
         for name in TRAINED + STAGE1 + BASE:
             module = getattr(self, name, None)
             if module is None:
                 continue
-            source = "base" if (name in BASE and reference) else "folder"
+            source = "base" if (name in BASE and reference and name not in changed) else "folder"
             components[name] = {"class": type(module).__name__, "library": _library(module), "source": source}
             if source == "folder":
                 _save_component(module, out / name)
@@ -404,50 +432,18 @@ class AnimateAnythingPipeline(DiffusionPipeline):
         :class:`IncompleteCheckpointError`.
         """
         folder = Path(pretrained_model_name_or_path)
-        index_path = folder / INDEX_FILE
-        if not index_path.is_file():
-            raise IncompleteCheckpointError(
-                folder, [f"{INDEX_FILE} (not an AnimateAnything checkpoint folder)"]
-            )
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-        if index.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{index_path}: unsupported format_version {index.get('format_version')!r}")
-        comps = index.get("components", {})
-        wanted = list(TRAINED) + ["transformer", "vae", "scheduler"]
-        if load_text_encoder:
-            wanted += [n for n in ("text_encoder", "tokenizer") if n in comps]
-        if load_stage1:
-            wanted += [n for n in STAGE1 if n in comps]
-        missing = [
-            f"{n}: not listed in {INDEX_FILE}"
-            for n in TRAINED + ("transformer", "vae", "scheduler")
-            if n not in comps
-        ]
-        base_source = base_model or index.get("base_model")
-        base_path = None
-        if any(comps.get(n, {}).get("source") == "base" for n in wanted):
-            base_path, problem = _resolve_base(base_source, local_files_only)
-            if problem:
-                missing.append(problem)
-        locations = {}
-        for name in wanted:
-            if name not in comps:
-                continue
-            root = base_path if comps[name]["source"] == "base" else folder
-            if root is None:
-                continue
-            locations[name] = Path(root) / name
-            missing += _missing_in(
-                locations[name], name, comps[name]["class"], comps[name]["source"] == "base"
-            )
-        if missing:
-            raise IncompleteCheckpointError(folder, missing)
-
-        loaded = {name: _load_component(path, comps[name], torch_dtype) for name, path in locations.items()}
+        plan = plan_checkpoint(folder, base_model, load_stage1, load_text_encoder, local_files_only)
+        if plan.missing:
+            raise IncompleteCheckpointError(folder, plan.missing)
+        loaded = {
+            name: _load_component(path, plan.components[name], torch_dtype)
+            for name, path in plan.locations.items()
+        }
         pipe = cls(**{n: loaded.get(n) for n in TRAINED + STAGE1 + BASE})
-        if base_path is not None:
-            pipe.base_model = base_source
-        pipe.base_path = str(base_path) if base_path is not None else str(folder)
+        if plan.base_path is not None:
+            pipe.set_base_model(plan.base_model, str(plan.base_path))
+        else:
+            pipe.base_path = str(folder)
         return pipe
 
 
@@ -461,6 +457,27 @@ def resize_flow(flow: torch.Tensor, height: int, width: int) -> torch.Tensor:
         return flow
     out = F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False)
     return out * torch.tensor([width / w, height / h], dtype=out.dtype, device=out.device).reshape(1, 2, 1, 1)
+
+
+def component_fingerprint(component) -> str:
+    """sha256 of a component's state, strided: ~4096 values per tensor (any fine-tune or merged LoRA
+    changes them), plus names and shapes; for schedulers the config, for tokenizers the vocabulary size."""
+    h = hashlib.sha256()
+    if isinstance(component, torch.nn.Module):
+        for name, t in component.state_dict().items():
+            h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+            if t.device.type == "meta":
+                continue
+            flat = t.detach().reshape(-1)
+            step = max(1, flat.numel() // 4096)
+            h.update(flat[::step].float().cpu().numpy().tobytes())
+    elif hasattr(component, "config"):
+        h.update(json.dumps(dict(component.config), sort_keys=True, default=str).encode())
+    else:
+        h.update(
+            f"{type(component).__name__}{len(component) if hasattr(component, '__len__') else ''}".encode()
+        )
+    return h.hexdigest()
 
 
 def _library(module) -> str:
@@ -479,39 +496,6 @@ def _save_component(module, path: Path) -> None:
         module.save_config(path)
     else:
         raise TypeError(f"cannot save component {type(module).__name__}")
-
-
-def _resolve_base(source: str | None, local_files_only: bool) -> tuple[Path | None, str | None]:
-    if not source:
-        return (
-            None,
-            "base_model: the checkpoint references a CogVideoX base but names none (pass base_model=)",
-        )
-    local = Path(os.path.expanduser(source))
-    if local.is_dir():
-        return local.resolve(), None
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(source, local_files_only=local_files_only)), None
-    except Exception as exc:  # not a hub id, not cached, no network
-        where = "a folder or a cached hub id" if local_files_only else "a folder or a hub id"
-        return None, f"base_model {source!r}: not found as {where} ({type(exc).__name__})"
-
-
-def _missing_in(path: Path, name: str, class_name: str, in_base: bool) -> list[str]:
-    label = f"{name}/ (in the base model {path.parent})" if in_base else f"{name}/"
-    if not path.is_dir():
-        return [f"{label}: folder missing"]
-    if name in ("scheduler", "flow_scheduler"):
-        return [] if (path / "scheduler_config.json").is_file() else [f"{label}: scheduler_config.json"]
-    if name == "tokenizer":
-        return [] if (path / "tokenizer_config.json").is_file() else [f"{label}: tokenizer_config.json"]
-    problems = [] if (path / "config.json").is_file() else [f"{label}: config.json"]
-    stem = "model" if name == "text_encoder" else "diffusion_pytorch_model"
-    if not ((path / f"{stem}.safetensors").is_file() or (path / f"{stem}.safetensors.index.json").is_file()):
-        problems.append(f"{label}: {stem}.safetensors")
-    return problems
 
 
 def _load_component(path: Path, entry: dict, torch_dtype):

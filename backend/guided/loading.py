@@ -150,6 +150,36 @@ def missing_parts(path: Path, components=PIPELINE_COMPONENTS + TEXT_COMPONENTS) 
     return problems
 
 
+def _safetensors_files(folder: Path, stem: str) -> list[Path]:
+    index = folder / f"{stem}.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        return [folder / s for s in shards]
+    single = folder / f"{stem}.safetensors"
+    return [single] if single.is_file() else []
+
+
+def count_parameters(ckpt: Checkpoint, component: str) -> int | None:
+    """Number of stored tensor elements of a component, read from the safetensors headers only
+    (no weights loaded, no torch); None when the component has no safetensors weights."""
+    stem = "model" if component == "text_encoder" else "diffusion_pytorch_model"
+    files = _safetensors_files(ckpt.path / component, stem)
+    if not files:
+        return None
+    total = 0
+    for path in files:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size))
+        for name, entry in header.items():
+            if name != "__metadata__":
+                n = 1
+                for dim in entry["shape"]:
+                    n *= int(dim)
+                total += n
+    return total
+
+
 def require_parts(ckpt: Checkpoint, components) -> None:
     problems = missing_parts(ckpt.path, components)
     if problems:

@@ -126,13 +126,22 @@ class ModelSpec:
     guidance: bool = True
     encode_prior: bool = True  # SDEdit encodes the layout prior (strength < 1)
     text_encoder_needed: bool = True  # False when the prompt embeddings are cached
+    vae_channels: int = 128  # the VAE's full-resolution channels (block_out_channels[0])
 
     @classmethod
     def from_configs(
-        cls, transformer_config: dict, height: int, width: int, num_frames: int, **kw
+        cls,
+        transformer_config: dict,
+        height: int,
+        width: int,
+        num_frames: int,
+        vae_config: dict | None = None,
+        **kw,
     ) -> ModelSpec:
-        """Activation-relevant sizes from a transformer config.json (parameter counts stay the 5B ones
-        unless given)."""
+        """Activation-relevant sizes from the transformer's (and VAE's) config.json; parameter counts
+        stay the 5B ones unless given."""
+        if vae_config is not None:
+            kw.setdefault("vae_channels", int(vae_config.get("block_out_channels", [128])[0]))
         return cls(
             num_layers=int(transformer_config.get("num_layers", 42)),
             hidden=int(transformer_config.get("num_attention_heads", 48))
@@ -208,7 +217,8 @@ def vae_peak_bytes(spec: ModelSpec, b: int, tiling: bool) -> int:
         th, tw = VAE_TILE
         h, w = min(h, int(th * 1.25)), min(w, int(tw * 1.25))  # one tile plus its overlap
     frames_out = 3 * spec.num_frames * spec.height * spec.width * b  # the decoded video itself
-    return int((VAE_BYTES_PER_PIXEL_FP32 * h * w + VAE_FIXED_BYTES_FP32) * b / 4) + frames_out
+    per_pixel = VAE_BYTES_PER_PIXEL_FP32 * spec.vae_channels / 128  # activations scale with the width
+    return int((per_pixel * h * w + VAE_FIXED_BYTES_FP32) * b / 4) + frames_out
 
 
 def phase_peaks(spec: ModelSpec, dtype: str, offload: str, tiling: bool) -> dict:

@@ -70,6 +70,13 @@ def generate(ctx: JobContext) -> ModeResult:
             "Set the scene's output size and frame range to one the checkpoint can do (CogVideoX-5b-I2V: "
             "720x480, 49 frames; CogVideoX1.5-5B-I2V: e.g. 1360x768, 81 frames) and export the job again.",
         ) from exc
+    # Prompts: from the cache, else the text encoder must be there too.
+    guidance = spec.guidance_scale > 1.0
+    max_len = int(transformer_config.get("max_text_seq_length", 226))
+    prompts = [spec.prompt] + ([spec.negative_prompt] if guidance else [])
+    cached = all(loading.cached_prompt_path(ckpt, p, max_len, None).is_file() for p in prompts)
+    if not cached:
+        loading.require_parts(ckpt, loading.TEXT_COMPONENTS)
     strength = float(spec.strength)
     if strength < 1.0 and int(spec.steps * strength) < 1:
         raise JobFailure(
@@ -92,18 +99,22 @@ def generate(ctx: JobContext) -> ModeResult:
     requested = ctx.device if ctx.device not in ("", "auto") else spec.device
     device = memory.resolve_device(requested)
     bf16 = device != "cuda" or torch.cuda.is_bf16_supported()
-    guidance = spec.guidance_scale > 1.0
-    max_len = int(transformer_config.get("max_text_seq_length", 226))
-    prompts = [spec.prompt] + ([spec.negative_prompt] if guidance else [])
-    cached = all(loading.cached_prompt_path(ckpt, p, max_len, None).is_file() for p in prompts)
+    # Parameter counts from the safetensors headers: the plan fits the checkpoint actually used.
+    sizes = {
+        f"{name}_params": n
+        for name in ("transformer", "vae", "text_encoder")
+        if (n := loading.count_parameters(ckpt, name)) is not None
+    }
     model_spec = memory.ModelSpec.from_configs(
         transformer_config,
         H,
         W,
         F,
+        ckpt.config("vae"),
         guidance=guidance,
         encode_prior=strength < 1.0,
         text_encoder_needed=not cached,
+        **sizes,
     )
     plan = memory.plan_memory(
         memory.free_memory(device),

@@ -4,31 +4,35 @@
    blender_animate.flow.unified_flow.
 2. Optional reference video: its DIS flow (OpenCV), chained to frame 0, added to the flow.
 3. Per frame, on a few threads: softmax forward splatting of the reference image with depth
-   order (backend.preview.splat), then hole filling (backend.preview.fill: OpenCV Telea or the
-   numpy push-pull pyramid).
-Needs numpy and Pillow only; OpenCV is used where present.
+   order and footprints for magnified surfaces (backend.preview.splat), then depth-aware hole
+   filling from the background (backend.preview.fill).
+Needs numpy and Pillow only; scipy makes the splatting faster, OpenCV enables reference videos.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
 from blender_animate.flow import unified_flow
 
 from ..context import JobContext
+from ..errors import JobFailure
 from ..parallel import map_ordered
-from ..preview.fill import fill_holes, have_cv2
+from ..preview.fill import fill_holes, resolve_method
 from ..preview.splat import DEPTH_SHARPNESS, forward_splat
 from . import ModeResult
 
-# Hole filler: the depth-aware push-pull fills disocclusions from the background (Telea smears the
-# foreground into them) and is ~2x faster; override with ANIMATE_ANYTHING_FILL=telea|pushpull.
-DEFAULT_FILL = "pushpull"
+# Hole filler ("auto": the depth-aware "background" fill, which fills disocclusions from the
+# background where Telea smears the foreground into them, and is faster); override with
+# ANIMATE_ANYTHING_FILL=background|pushpull|telea.
+DEFAULT_FILL = "auto"
 
 
 def generate(ctx: JobContext) -> ModeResult:
-    import os
-
+    """The preview of the job in `ctx`: frames (F, H, W, 3) uint8 (frame 0 is the reference
+    itself), the flow used (F, H, W, 2) float32 pixels, and facts for result.json."""
     spec, cond = ctx.spec, ctx.cond
     F, H, W = spec.num_frames, spec.height, spec.width
 
@@ -66,9 +70,12 @@ def generate(ctx: JobContext) -> ModeResult:
         ctx.progress("reference_video", 1, 1, "reference video motion added")
 
     # 3. Splat and fill every frame.
-    method = os.environ.get("ANIMATE_ANYTHING_FILL", DEFAULT_FILL)
-    if method == "telea" and not have_cv2():
-        method = "pushpull"
+    try:
+        method = resolve_method(os.environ.get("ANIMATE_ANYTHING_FILL", DEFAULT_FILL), have_depth=True)
+    except ValueError as exc:
+        raise JobFailure(
+            "invalid_job", f"ANIMATE_ANYTHING_FILL: {exc}", "Unset it or pick a listed filler."
+        ) from exc
     image = ctx.reference
     frames = np.empty((F, H, W, 3), np.uint8)
     frames[0] = image
@@ -78,7 +85,7 @@ def generate(ctx: JobContext) -> ModeResult:
         if f == 0:
             return image, 0.0
         front = uf.depth[f] > 0  # behind the camera: dropped
-        s = forward_splat(image, flow[f], uf.depth[f], front, want_depth=True)
+        s = forward_splat(image, flow[f], uf.depth[f], front, want_depth=method == "background")
         return fill_holes(s.image, s.hole, depth=s.depth, method=method), float(s.hole.mean())
 
     for f, (frame, hole) in enumerate(map_ordered(render, F, ctx.workers, ctx.check_cancel)):

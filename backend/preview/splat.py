@@ -97,7 +97,7 @@ def _accumulate(idx: np.ndarray, weights: np.ndarray, values: np.ndarray, size: 
         A = sparse.csc_matrix(
             (
                 weights.reshape(-1),
-                idx.reshape(-1).astype(np.int32),
+                idx.reshape(-1).astype(np.int32, copy=False),
                 np.arange(0, 4 * M + 1, 4, dtype=np.int32),
             ),
             shape=(size, M),

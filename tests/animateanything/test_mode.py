@@ -32,7 +32,7 @@ def checkpoint(tmp_path_factory):
         tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, vae=pipe.vae, transformer=pipe.transformer,
         scheduler=pipe.scheduler,
     ).save_pretrained(root / "base", safe_serialization=True)  # fmt: skip
-    pipe.base_model = str(root / "base")
+    pipe.set_base_model(str(root / "base"))
     pipe.save_pretrained(root / "aa")
     return root / "aa", root / "base"
 
@@ -108,3 +108,44 @@ def test_missing_and_incomplete_checkpoints_are_missing_model_errors(tmp_path, m
     assert "flow_fusion/: diffusion_pytorch_model.safetensors" in error["message"]
     assert "nowhere" in error["message"]  # the base override that does not exist is listed too
     assert not (tmp_path / "job" / "out").exists()
+
+
+def test_cancel_during_stage2_stops_the_mode(tmp_path, monkeypatch, checkpoint):
+    """In process: a cancel requested at the first video step raises Cancelled out of generate()."""
+    from backend.cancel import CancelState
+    from backend.context import load_context
+    from backend.errors import Cancelled
+    from backend.modes import animateanything
+
+    aa, _ = checkpoint
+    monkeypatch.setenv("ANIMATE_ANYTHING_CACHE", str(tmp_path / "cache"))
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):  # the mode sets them; restore after the test
+        monkeypatch.setenv(name, "1")
+    state = CancelState()
+    seen = []
+
+    class Events:
+        def emit(self, event, **fields):
+            seen.append((event, fields.get("stage"), fields.get("step")))
+            if event == "progress" and fields.get("stage") == "video":
+                state.request("test")
+
+    ctx = load_context(_job(tmp_path, str(aa)), events=Events(), cancel=state, device="cpu")
+    with pytest.raises(Cancelled):
+        animateanything.generate(ctx)
+    assert ("progress", "flow", 2) in seen
+    assert [s for s in seen if s[1] == "video"] == [("progress", "video", 1)]  # stopped at the next check
+
+
+def test_wrong_size_for_a_fixed_size_checkpoint_is_an_invalid_job():
+    from types import SimpleNamespace
+
+    from backend.errors import JobFailure
+    from backend.modes.animateanything import _check_size
+
+    tcfg = SimpleNamespace(use_learned_positional_embeddings=True, sample_height=60, sample_width=90)
+    vcfg = SimpleNamespace(block_out_channels=(128, 256, 256, 512))  # 8x spatial
+    _check_size(tcfg, vcfg, 49, 480, 720)  # CogVideoX-5B-I2V's own size passes
+    with pytest.raises(JobFailure) as info:
+        _check_size(tcfg, vcfg, 49, 512, 768)
+    assert info.value.kind == "invalid_job" and "720x480" in info.value.hint

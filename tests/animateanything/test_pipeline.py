@@ -103,9 +103,9 @@ def test_stage1_only_and_camera_input(pipe):
     c2w = np.tile(np.eye(4), (F, 1, 1))
     c2w[:, 0, 3] = np.linspace(0, 0.2, F)
     K = np.array([[30.0, 0, 16], [0, 30.0, 16], [0, 0, 1]])
-    out = _run(pipe, c2w=c2w, K=K, output_type="flow")
+    out = _run(pipe, c2w=c2w, K=K, output_type="flow", flow_steps=1)
     assert out.frames is None and out.flow.shape == (F, H, W, 2)
-    static = _run(pipe, output_type="flow")
+    static = _run(pipe, output_type="flow", flow_steps=1)
     assert np.array_equal(out.flow, static.flow)  # camera motion attention starts at zero
     weights = [m.attn.to_out[0].weight for m in pipe.camera_reference.camera_attentions]
     saved = [w.detach().clone() for w in weights]
@@ -113,8 +113,8 @@ def test_stage1_only_and_camera_input(pipe):
         with torch.no_grad():
             for w in weights:
                 torch.nn.init.normal_(w, std=0.5)
-        moved = _run(pipe, c2w=c2w, K=K, output_type="flow")
-        static = _run(pipe, output_type="flow")
+        moved = _run(pipe, c2w=c2w, K=K, output_type="flow", flow_steps=1)
+        static = _run(pipe, output_type="flow", flow_steps=1)
     finally:
         with torch.no_grad():
             for w, s in zip(weights, saved):
@@ -148,6 +148,11 @@ def test_no_stage1_and_no_flow_is_a_clear_error():
         _run(pipe, num_frames=8, flow=_flow())
 
 
+def test_too_many_frames_for_the_flow_generator_is_a_clear_error(pipe):
+    with pytest.raises(ValueError, match="at most 16 frames"):  # tiny motion_max_seq_length
+        _run(pipe, num_frames=17)
+
+
 def test_save_references_the_base_and_round_trips(tmp_path, pipe):
     from diffusers import CogVideoXImageToVideoPipeline
 
@@ -156,10 +161,11 @@ def test_save_references_the_base_and_round_trips(tmp_path, pipe):
         tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, vae=pipe.vae, transformer=pipe.transformer,
         scheduler=pipe.scheduler,
     ).save_pretrained(base, safe_serialization=True)  # fmt: skip
-    pipe.base_model = str(base)
+    pipe.set_base_model(str(base))
     try:
         pipe.save_pretrained(tmp_path / "aa")
     finally:
+        pipe.set_base_model("")
         pipe.base_model = None
     saved = sorted(p.name for p in (tmp_path / "aa").iterdir())
     assert "transformer" not in saved and "vae" not in saved  # referenced, not copied
@@ -189,10 +195,11 @@ def test_save_copies_the_base_when_its_origin_is_unknown(tmp_path):
 
 def test_incomplete_folder_lists_everything_missing(tmp_path, pipe):
     base = tmp_path / "cogvideox"
-    pipe.base_model = str(base)
+    pipe.set_base_model(str(base))
     try:
         pipe.save_pretrained(tmp_path / "aa")
     finally:
+        pipe.set_base_model("")
         pipe.base_model = None
     (tmp_path / "aa" / "flow_encoder" / "diffusion_pytorch_model.safetensors").unlink()
     shutil.rmtree(tmp_path / "aa" / "camera_reference")
@@ -204,3 +211,45 @@ def test_incomplete_folder_lists_everything_missing(tmp_path, pipe):
     assert "base_model" in text and str(base) in text  # the referenced base does not exist
     with pytest.raises(IncompleteCheckpointError, match=INDEX_FILE):
         AnimateAnythingPipeline.from_pretrained(tmp_path)
+
+
+def test_a_changed_base_component_is_copied_not_referenced(tmp_path):
+    from diffusers import CogVideoXImageToVideoPipeline
+
+    pipe = build_tiny_pipeline(stage1=False)
+    CogVideoXImageToVideoPipeline(
+        tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, vae=pipe.vae, transformer=pipe.transformer,
+        scheduler=pipe.scheduler,
+    ).save_pretrained(tmp_path / "cogvideox", safe_serialization=True)  # fmt: skip
+    pipe.set_base_model(str(tmp_path / "cogvideox"))
+    pipe.save_pretrained(tmp_path / "aa")
+    loaded = AnimateAnythingPipeline.from_pretrained(tmp_path / "aa")
+    assert loaded.changed_base_components() == []
+    with torch.no_grad():  # e.g. a LoRA merged into the transformer: dense change of one matrix
+        loaded.transformer.transformer_blocks[0].attn1.to_q.weight.add_(0.01)
+    assert loaded.changed_base_components() == ["transformer"]
+    loaded.save_pretrained(tmp_path / "aa2")
+    index = json.loads((tmp_path / "aa2" / INDEX_FILE).read_text())
+    assert index["components"]["transformer"]["source"] == "folder"
+    assert index["components"]["vae"]["source"] == "base" and not (tmp_path / "aa2" / "vae").exists()
+    again = AnimateAnythingPipeline.from_pretrained(tmp_path / "aa2")
+    assert torch.equal(
+        again.transformer.transformer_blocks[0].attn1.to_q.weight,
+        loaded.transformer.transformer_blocks[0].attn1.to_q.weight,
+    )
+
+
+def test_checkpoint_check_needs_no_torch(tmp_path):
+    """The folder check (for the doctor and the Blender side) imports neither torch nor diffusers."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    code = (
+        "import sys; from backend.animateanything.checkpoint import plan_checkpoint; "
+        f"p = plan_checkpoint({str(tmp_path)!r}); "
+        "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules; print(p.missing[0])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert INDEX_FILE in out.stdout

@@ -83,6 +83,23 @@ def test_flow_vae_from_image_vae_keeps_the_pretrained_body():
     assert b["encoder.conv_in.weight"].shape[1] == 2 and b["decoder.conv_out.weight"].shape[0] == 2
 
 
+def test_camera_encoder_scales_and_temporal_mixing():
+    from backend.animateanything.camera_reference import CameraEncoder
+
+    enc = CameraEncoder(block_out_channels=(16, 32, 32), layers_per_block=1, temporal_attention_heads=2,
+                        norm_num_groups=8).eval()  # fmt: skip
+    plucker = torch.randn(2, F, 6, H, W)
+    with torch.no_grad():
+        feats = enc(plucker)
+        other = plucker.clone()
+        other[:, 3] += 1.0
+        feats2 = enc(other)
+    # PixelUnshuffle(8) -> 4x4, then 2x2, then 1x1; one row per (batch, frame).
+    assert [tuple(f.shape) for f in feats] == [(2 * F, 16, 4, 4), (2 * F, 32, 2, 2), (2 * F, 32, 1, 1)]
+    # Temporal attention: changing frame 3's camera changes frame 0's features too.
+    assert not torch.allclose(feats[0].reshape(2, F, -1)[:, 0], feats2[0].reshape(2, F, -1)[:, 0])
+
+
 def test_crm_features_per_layer_and_camera_dependence(tiny_stage1):
     _, crm, _ = tiny_stage1
     ref = torch.randn(B, 4, H // 8, W // 8)
@@ -165,6 +182,28 @@ def test_fgm_from_unet_motion_starts_as_the_pretrained_unet(tiny_stage1):
             sample, torch.tensor([10]), build_condition(flow, mask), None, encoder_hidden_states=context
         )
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)  # zero weights on the new input channels
+
+
+def test_fgm_from_unet_motion_extends_the_frame_limit(tiny_stage1):
+    from diffusers import UNetMotionModel
+
+    _, _, fgm = tiny_stage1
+    cfg = dict(fgm.unet.config)
+    cfg.update(in_channels=4, motion_max_seq_length=8)  # like AnimateDiff's 32, scaled down
+    base = UNetMotionModel.from_config(cfg).eval()
+    model = FlowGenerationModel.from_unet_motion(
+        base, condition_channels=4, num_context_tokens=1, condition_encoder_channels=(8, 8, 8, 8),
+        motion_max_seq_length=16,
+    ).eval()  # fmt: skip
+    assert model.unet.config.motion_max_seq_length == 16
+    sample = torch.randn(B, 4, F, H // 8, W // 8)
+    context = torch.randn(B, 1, 16)
+    with torch.no_grad():
+        want = base(sample, torch.tensor([10]), context.repeat_interleave(F, dim=0)).sample
+        got = model(
+            sample, torch.tensor([10]), build_condition(*_sparse()), None, encoder_hidden_states=context
+        )
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)  # the first 8 positions are the same
 
 
 def test_stage1_gradients_reach_camera_encoder_and_condition_encoder(tiny_stage1):

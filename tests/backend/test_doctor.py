@@ -28,6 +28,9 @@ def test_doctor_json_and_model_folders(tmp_path):
     mine = tmp_path / "models" / "my-cogvideox"
     mine.mkdir(parents=True)
     (mine / "model_index.json").write_text("{}")
+    trained = tmp_path / "models" / "aa-trained"
+    trained.mkdir()
+    (trained / "animateanything_index.json").write_text("{}")
 
     r = run_backend_env(
         "doctor", "--json", "--models", str(tmp_path / "models"), env={"HF_HUB_CACHE": str(cache)}
@@ -38,6 +41,8 @@ def test_doctor_json_and_model_folders(tmp_path):
     assert names["THUDM/CogVideoX-5b-I2V"]["complete"] is True
     assert "someone/unrelated-llm" not in names
     assert names["my-cogvideox"]["source"] == "folder"
+    assert names["aa-trained"]["use"] == "animateanything"
+    assert report["modes"]["animateanything"]["ready"] is True
     assert report["modes"]["preview"]["ready"] is True
     assert {p["module"] for p in report["packages"]} >= {"numpy", "PIL", "cv2", "av", "torch"}
     assert report["torch"]["installed"] is True and report["torch"]["devices"][-1]["device"] == "cpu"

@@ -94,3 +94,16 @@ def test_a_mode_without_flow_writes_no_flow_files(monkeypatch, make_job):
     assert outputs["flow"] is None and outputs["flow_video"] is None and outputs["video"] == "out/video.mp4"
     assert not (job / "out/flow.npz").exists()
     assert json.loads((job / "out/result.json").read_text())["info"] == {"note": "x"}
+
+
+def test_flow_beyond_float16_is_clipped_in_the_file(monkeypatch, make_job):
+    from blender_animate.flowviz import load_flow
+
+    job = make_job(num_frames=3)
+    frames = np.zeros((3, 48, 64, 3), np.uint8)
+    flow = np.zeros((3, 48, 64, 2), np.float32)
+    flow[2, 0, 0, 0] = 1e6  # a point far off-screen (an orbit past 90 degrees)
+    rc, events = _run_with_mode(monkeypatch, job, lambda ctx: ModeResult(frames, flow))
+    assert rc == 0, events
+    saved = load_flow(job / "out/flow.npz")
+    assert 59000 < saved[2, 0, 0, 0] <= 60000 and saved[1].max() == 0

@@ -107,3 +107,17 @@ def test_reference_video_motion_is_transferred(make_job, tmp_path):
     assert abs(float(np.median(centre[..., 0])) - 8.0) < 1.0
     assert abs(float(np.median(centre[..., 1]))) < 0.5
     assert json.loads((job / "out/result.json").read_text())["info"]["reference_video"]["frames_used"] == 5
+
+
+def test_flow_colours_match_the_core_up_to_quantisation():
+    from backend.outputs import flow_colors
+    from blender_animate.flowviz import flow_to_color
+
+    rng = np.random.default_rng(1)
+    flow = (rng.standard_normal((3, 16, 20, 2)) * 30).astype(np.float32)
+    flow[0] = 0
+    flow[2, 0, 0] = np.nan
+    ours = flow_colors(flow).astype(int)
+    core = flow_to_color(flow).astype(int)
+    assert np.abs(ours - core).max() <= 4  # 1/256 of the largest magnitude
+    assert (ours[2, 0, 0] == 0).all() and (ours[0] == core[0]).all()

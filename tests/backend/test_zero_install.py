@@ -47,7 +47,7 @@ def test_preview_with_numpy_and_pillow_only(make_job, hide_optional):
     assert np.asarray(Image.open(out / "flow_frames/0004.png")).std() > 0
     assert load_flow(out / "flow.npz").shape == (5, 48, 64, 2)
     result = json.loads((out / "result.json").read_text())
-    assert result["info"]["fill"] == "pushpull"
+    assert result["info"]["fill"] == "background"
 
 
 def test_reference_video_without_opencv_is_refused(make_job, hide_optional):

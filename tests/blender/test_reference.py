@@ -37,6 +37,7 @@ def _render_settings(bpy, scene):
     values = [r.filepath, r.use_file_extension, r.use_sequencer, r.use_compositing, r.use_single_layer]
     values += [r.use_border, r.use_multiview, r.resolution_percentage, ims.file_format, ims.color_mode]
     values += [ims.color_depth, ims.exr_codec, bpy.context.view_layer.use_pass_z, scene.cycles.samples]
+    values.append(bpy.context.view_layer.use_grease_pencil)
     values += [scene.cycles.use_denoising, scene.cycles.use_adaptive_sampling, len(bpy.data.node_groups)]
     values.append(sorted(i.name for i in bpy.data.images if i.type != "RENDER_RESULT"))
     if hasattr(scene, "compositing_node_group"):  # 5.0 (Scene.use_nodes is deprecated there)
@@ -139,6 +140,56 @@ def test_rendered_reference_and_depth(ext, aa, bpy_module, engine):
     cols = np.isfinite(depth[24]).sum()
     assert cols == pytest.approx(0.556 * 64, abs=3)
     assert _render_settings(bpy, scene) == before and scene.frame_current == 3
+
+
+def _strokes(bpy, compat, scene, distance):
+    """A grease pencil object with a closed stroke across the view's centre, `distance` in front of
+    the camera (at the origin, looking down -Z); its material draws strokes."""
+    gpd = compat.grease_pencil_data().new("Drags")
+    mat = bpy.data.materials.new("Stroke")
+    bpy.data.materials.create_gpencil_data(mat)
+    gpd.materials.append(mat)
+    obj = bpy.data.objects.new("Drags", gpd)
+    scene.collection.objects.link(obj)
+    drawing = gpd.layers.new("L").frames.new(1).drawing
+    drawing.add_strokes([4])
+    square = np.array([(-0.3, -0.3), (0.3, -0.3), (0.3, 0.3), (-0.3, 0.3)], np.float32)
+    points = np.column_stack([square, np.full(4, -distance, np.float32)])
+    drawing.attributes["position"].data.foreach_set("vector", points.ravel())
+    radii = drawing.attributes.get("radius") or drawing.attributes.new("radius", "FLOAT", "POINT")
+    radii.data.foreach_set("value", np.full(4, 0.1, np.float32))
+    return obj
+
+
+@pytest.mark.parametrize("strokes", ["object_hidden", "collection_hidden", "visible"])
+def test_depth_with_grease_pencil_strokes(ext, aa, bpy_module, strokes):
+    """Regression: the drag strokes' object hidden from render (on the object or its collection)
+    while scene.animate_anything.drag_object points at it gave a depth pass of small negative numbers
+    (Blender's grease pencil pass converted the Z pass twice), and the generator saw only far pixels.
+    The depth reads the plane's distance; strokes drawn in front of it stay out of the depth."""
+    bpy = bpy_module
+    _, scene = ext
+    reference = aa("operators.reference")
+    compat = aa("operators.compat")
+    _plane_scene(bpy, scene, "CYCLES", distance=5.0)
+    scene.cycles.samples = 1
+    gp = _strokes(bpy, compat, scene, distance=3.0)
+    if strokes == "object_hidden":
+        gp.hide_render = True
+    elif strokes == "collection_hidden":
+        coll = bpy.data.collections.new("Strokes")
+        scene.collection.children.link(coll)
+        scene.collection.objects.unlink(gp)
+        coll.objects.link(gp)
+        coll.hide_render = True
+    scene.animate_anything.drag_source = "GREASE_PENCIL"
+    scene.animate_anything.drag_object = gp  # the pointer pulls the strokes into the render depsgraph
+    before = _render_settings(bpy, scene)
+    rgb, depth, _, _ = reference.render_reference(bpy.context, 1, 64, 48)
+    np.testing.assert_allclose(depth[18:30, 26:38], 5.0, rtol=1e-4)
+    assert np.isinf(depth[0, 0]) and np.isinf(depth[-1, -1])
+    assert np.all(np.isinf(depth) | (depth > 4.9))
+    assert _render_settings(bpy, scene) == before
 
 
 def test_a_failed_render_restores_every_setting(ext, aa, bpy_module, monkeypatch):

@@ -148,3 +148,17 @@ def test_prompt_cache_key_depends_on_model_prompt_and_length(tiny_ckpt, tmp_path
     }
     assert len(keys) == 4
     assert prompt_key(a, "cat", 16) == prompt_key(Checkpoint("other name", tiny_ckpt), "cat", 16)
+
+
+def test_parameter_count_from_safetensors_headers(tiny_ckpt, tiny_pipe):
+    from backend.guided.loading import Checkpoint, count_parameters
+
+    ckpt = Checkpoint("tiny", tiny_ckpt)
+    for name in ("transformer", "vae", "text_encoder"):
+        model = getattr(tiny_pipe, name)
+        expected = sum(t.numel() for t in model.state_dict().values())
+        # transformers ties T5's embed_tokens to `shared`: stored once, listed twice in state_dict
+        if name == "text_encoder":
+            expected -= model.encoder.embed_tokens.weight.numel()
+        assert count_parameters(ckpt, name) == expected, name
+    assert count_parameters(Checkpoint("none", tiny_ckpt.parent), "vae") is None

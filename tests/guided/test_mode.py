@@ -76,6 +76,8 @@ def test_generate_in_process(tiny_ckpt, tmp_path, cache_env):
     denoise = [(e["step"], e["total"]) for e in rec.events if e.get("stage") == "denoise"]
     assert denoise == [(1, 2), (2, 2)]  # int(3 steps x 0.67) = 2 steps, one event each
     assert result.info["prompt_embeddings"] == "encoded" and result.info["memory_plan"]["device"] == "cpu"
+    plan = result.info["memory_plan"]
+    assert plan["fits"] and plan["peak_gib"] < 0.5  # sized from this tiny checkpoint, not the 5B defaults
     json.dumps(result.info)
     # A second run with the same prompt skips T5, and the same seed gives the same video.
     again = guided.generate(context(guided_job(tmp_path / "job2", tiny_ckpt), Recorder()))
@@ -187,3 +189,18 @@ def test_missing_diffusers_is_a_missing_dependency(tiny_ckpt, tmp_path, cache_en
         guided.generate(context(guided_job(tmp_path / "job", tiny_ckpt), Recorder()))
     assert err.value.kind == "missing_dependency" and "'diffusers'" in err.value.message
     assert "requirements-generator.txt" in err.value.hint
+
+
+def test_missing_text_encoder_without_cached_prompt_fails_before_the_preview(tiny_ckpt, tmp_path, cache_env):
+    import shutil
+
+    from backend.modes import guided
+
+    no_t5 = tmp_path / "no-t5"
+    shutil.copytree(tiny_ckpt, no_t5)
+    shutil.rmtree(no_t5 / "text_encoder")
+    rec = Recorder()
+    with pytest.raises(JobFailure) as err:
+        guided.generate(context(guided_job(tmp_path / "job", no_t5, prompt="a blue dog"), rec))
+    assert err.value.kind == "missing_model" and "text_encoder/ (folder missing)" in err.value.message
+    assert not any(e.get("stage") == "flow" for e in rec.events)

@@ -1,0 +1,122 @@
+"""The sidebar's Output panel: Generate or Cancel from the real run state, Encode MP4 for a job that
+has PNG frames only (a cached disk check)."""
+
+from __future__ import annotations
+
+import json
+import types
+
+import pytest
+
+from tests.blender.conftest import submodule
+
+pytestmark = pytest.mark.blender
+
+
+class _Layout:
+    """Records operator(), label() and progress() calls; hands itself out for rows and columns."""
+
+    def __init__(self):
+        object.__setattr__(self, "calls", [])
+
+    def __getattr__(self, name):
+        if name in ("row", "column", "box"):
+            return lambda *a, **k: self
+        return lambda *a, **k: self.calls.append((name, a[0] if a else None, k.get("text")))
+
+    def __setattr__(self, name, value):  # use_property_split, scale_y, alert, ...
+        pass
+
+    def operators(self):
+        return [a for kind, a, _ in self.calls if kind == "operator"]
+
+
+def draw_output(bpy):
+    layout = _Layout()
+    panel = bpy.types.ANIMATE_ANYTHING_PT_output_view3d
+    panel.draw(types.SimpleNamespace(layout=layout), bpy.context)
+    return layout
+
+
+@pytest.fixture
+def sidebar(ext):
+    module = submodule("panels.sidebar")
+    module._encode_cache.clear()
+    yield module
+    module._encode_cache.clear()
+
+
+def test_cancel_follows_the_real_run_not_the_saved_flag(sidebar, bpy_module, monkeypatch):
+    bpy = bpy_module
+    scene = bpy.context.scene
+    generate = submodule("operators.generate")
+    settings = scene.animate_anything
+    # A file saved mid-run: the flag says running, but nothing runs in this Blender.
+    settings.job_running = True
+    ops = draw_output(bpy).operators()
+    assert "animate_anything.generate" in ops and "animate_anything.cancel" not in ops
+    # A run in progress (in this scene): progress and Cancel, no Generate.
+    run = types.SimpleNamespace(scene=scene)
+    monkeypatch.setattr(generate, "is_running", lambda: True)
+    monkeypatch.setattr(generate, "active_run", lambda: run)
+    settings.job_stage, settings.job_progress = "splat 3/9", 0.3
+    layout = draw_output(bpy)
+    ops = layout.operators()
+    assert "animate_anything.cancel" in ops and "animate_anything.generate" not in ops
+    assert ("progress", None, "splat 3/9") in layout.calls
+    # A run of another scene: said so, and Cancel still stops it.
+    other = bpy.data.scenes.new("Other")
+    try:
+        run.scene = other
+        layout = draw_output(bpy)
+        assert "animate_anything.cancel" in layout.operators()
+        assert ("label", None, "Generating in scene 'Other'") in layout.calls
+    finally:
+        bpy.data.scenes.remove(other)
+    # A run whose scene was deleted meanwhile does not break the panel.
+    assert ("label", None, "Generating in scene '?'") in draw_output(bpy).calls
+
+
+def _job(tmp_path, *, frames: bool, video: bool):
+    out = tmp_path / "job" / "out"
+    (out / "frames").mkdir(parents=True)
+    (out / "result.json").write_text(json.dumps({"outputs": {"frames": "out/frames"}}))
+    if frames:
+        (out / "frames" / "0000.png").write_bytes(b"png")
+    if video:
+        (out / "video.mp4").write_bytes(b"mp4")
+    return tmp_path / "job"
+
+
+def test_encode_mp4_shows_for_a_job_with_png_frames_only(sidebar, bpy_module, tmp_path, monkeypatch):
+    bpy = bpy_module
+    settings = bpy.context.scene.animate_anything
+    assert "animate_anything.encode_video" not in draw_output(bpy).operators()  # no job yet
+    job = _job(tmp_path, frames=True, video=False)
+    settings.last_job_dir = str(job)
+    assert "animate_anything.encode_video" in draw_output(bpy).operators()
+    # The disk is asked once per ENCODE_CHECK_SECONDS, however often the panel redraws.
+    encode_video = submodule("operators.encode_video")
+    asked = []
+    real = encode_video.needs_encoding
+    monkeypatch.setattr(encode_video, "needs_encoding", lambda d: asked.append(d) or real(d))
+    (job / "out" / "video.mp4").write_bytes(b"mp4")  # encoded meanwhile
+    for _ in range(5):
+        assert "animate_anything.encode_video" in draw_output(bpy).operators()
+    assert asked == []
+    monkeypatch.setattr(sidebar, "ENCODE_CHECK_SECONDS", 0.0)
+    assert "animate_anything.encode_video" not in draw_output(bpy).operators()
+    assert asked == [str(job)]
+    # Not for an unfinished job (no result.json).
+    settings.last_job_dir = str(tmp_path / "job2")
+    (tmp_path / "job2" / "out" / "frames").mkdir(parents=True)
+    (tmp_path / "job2" / "out" / "frames" / "0000.png").write_bytes(b"png")
+    assert "animate_anything.encode_video" not in draw_output(bpy).operators()
+
+
+def test_needs_encoding(ext, tmp_path):
+    needs_encoding = submodule("operators.encode_video").needs_encoding
+    assert needs_encoding(_job(tmp_path / "a", frames=True, video=False))
+    assert not needs_encoding(_job(tmp_path / "b", frames=True, video=True))
+    assert not needs_encoding(_job(tmp_path / "c", frames=False, video=False))
+    assert not needs_encoding(tmp_path / "nowhere") and not needs_encoding("")
