@@ -30,7 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.command == "run":
+        from .allocator import keep_freed_memory
         from .runner import run
+
+        keep_freed_memory()
 
         return run(args.job, device=args.device, watch_parent=args.watch_parent, parent_pid=_PARENT_AT_START)
     from .doctor import main as doctor_main

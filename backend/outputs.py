@@ -161,15 +161,16 @@ def flow_colors(flow: np.ndarray, on_frame=None) -> np.ndarray:
     scale = np.float32(R / m)
     for f in range(len(flow)):
         q = flow[f] * scale  # (H, W, 2), contiguous
-        bad = ~np.isfinite(q).all(axis=-1)
-        if bad.any():
+        bad = None
+        if not np.isfinite(q.sum()):  # rare: find the non-finite pixels
+            bad = ~np.isfinite(q).all(axis=-1)
             q[bad] = 0.0
         np.rint(q, out=q)
         np.clip(q, -R, R, out=q)
         qi = q.astype(np.int32)
         idx = (qi[..., 1] + R) * n + (qi[..., 0] + R)
         out[f] = np.take(lut32, idx).view(np.uint8).reshape(idx.shape + (4,))[..., :3]
-        if bad.any():
+        if bad is not None:
             out[f][bad] = 0
         if on_frame is not None:
             on_frame(f)
@@ -188,7 +189,7 @@ def flow_colors(flow: np.ndarray, on_frame=None) -> np.ndarray:
         iu = np.clip(np.rint(u * scale), -R, R).astype(np.intp) + R
         iv = np.clip(np.rint(v * scale), -R, R).astype(np.intp) + R
         out[f] = lut[iv, iu]
-        if bad.any():
+        if bad is not None:
             out[f][bad] = 0
         if on_frame is not None:
             on_frame(f)

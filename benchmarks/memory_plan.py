@@ -92,15 +92,12 @@ def print_plans(spec: memory.ModelSpec, title: str) -> None:
     print("| card | free | dtype | offload | VAE tiling | slicing | est. peak | fits |")
     print("|---|---:|---|---|---|---|---:|---|")
     for gb in CARDS_GB:
-        for cached in (False, True):
-            s = memory.ModelSpec(**{**spec.__dict__, "text_encoder_needed": not cached})
-            plan = memory.plan_memory(card_free_bytes(gb), s, device="cuda")
-            tag = f"{gb} GB" + (" (prompt cached)" if cached else "")
-            print(
-                f"| {tag} | {fmt(plan.free_bytes)} | {plan.dtype} | {plan.offload} | "
-                f"{'on' if plan.vae_tiling else 'off'} | {'on' if plan.vae_slicing else 'off'} | "
-                f"{fmt(plan.peak_bytes)} | {'yes' if plan.fits else 'NO'} |"
-            )
+        plan = memory.plan_memory(card_free_bytes(gb), spec, device="cuda")
+        print(
+            f"| {gb} GB | {fmt(plan.free_bytes)} | {plan.dtype} | {plan.offload} | "
+            f"{'on' if plan.vae_tiling else 'off'} | {'on' if plan.vae_slicing else 'off'} | "
+            f"{fmt(plan.peak_bytes)} | {'yes' if plan.fits else 'NO'} |"
+        )
     print()
 
 

@@ -93,8 +93,9 @@ T5_V1_1_XXL_CONFIG = {
     "relative_attention_num_buckets": 32,
 }
 # Live activations of one transformer block, in units of (batch x tokens x hidden x bytes):
-# input, two norms, q/k/v, attention output, the 4x feed-forward hidden (and its gelu).
-ACT_TRANSFORMER = 12
+# input, two norms, q/k/v, attention output, the 4x feed-forward hidden and its gelu (~12), plus the
+# float32 copies of q and k that diffusers' RoPE makes (~4 more at bf16).
+ACT_TRANSFORMER = 16
 # VAE activation peak per output pixel at 4 bytes/element, measured on the CPU with the real VAE
 # config: decode of 3 latent frames (its largest frame batch) at 96x64 -> 530 MB, 192x128 -> 1746 MB
 # above the weights: ~66 KB per pixel + ~124 MB; encode about half of that (34 KB per pixel).

@@ -91,23 +91,27 @@ def test_checkpoint_without_stage1_falls_back_to_the_analytic_flow(tmp_path, mon
 
 
 def test_missing_and_incomplete_checkpoints_are_missing_model_errors(tmp_path, monkeypatch, checkpoint):
+    """In process (the subprocess path is the test above): the failures a user can act on."""
+    from backend.context import load_context
+    from backend.errors import JobFailure
+    from backend.modes import animateanything
+
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):  # the mode sets them; restore after the test
+        monkeypatch.setenv(name, "1")
     aa, _ = checkpoint
-    proc, events = _run(_job(tmp_path, ""), tmp_path, monkeypatch)
-    assert proc.returncode == 1
-    assert events[-1]["event"] == "error" and events[-1]["kind"] == "missing_model"
-    assert "published no weights" in events[-1]["hint"]
+    with pytest.raises(JobFailure) as info:
+        animateanything.generate(load_context(_job(tmp_path / "a", ""), device="cpu"))
+    assert info.value.kind == "missing_model" and "published no weights" in info.value.hint
 
     broken = tmp_path / "aa-broken"
     shutil.copytree(aa, broken)
     (broken / "flow_fusion" / "diffusion_pytorch_model.safetensors").unlink()
-    shutil.rmtree(tmp_path / "job")
-    proc, events = _run(_job(tmp_path, str(broken), model=str(tmp_path / "nowhere")), tmp_path, monkeypatch)
-    assert proc.returncode == 1
-    error = events[-1]
-    assert error["kind"] == "missing_model"
-    assert "flow_fusion/: diffusion_pytorch_model.safetensors" in error["message"]
-    assert "nowhere" in error["message"]  # the base override that does not exist is listed too
-    assert not (tmp_path / "job" / "out").exists()
+    job = _job(tmp_path / "b", str(broken), model=str(tmp_path / "nowhere"))
+    with pytest.raises(JobFailure) as info:
+        animateanything.generate(load_context(job, device="cpu"))
+    assert info.value.kind == "missing_model"
+    assert "flow_fusion/: diffusion_pytorch_model.safetensors" in info.value.message
+    assert "nowhere" in info.value.message  # the base override that does not exist is listed too
 
 
 def test_cancel_during_stage2_stops_the_mode(tmp_path, monkeypatch, checkpoint):
