@@ -96,6 +96,8 @@ def encode_mp4(path: Path, frames: np.ndarray, fps: float, *, on_frame=None, fas
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
             if codec == "libx264":
                 stream.options = dict(X264_FAST_OPTIONS if fast else X264_OPTIONS)
+            else:  # other H.264 encoders (OpenH264) take a bit rate, not a quality
+                stream.bit_rate = int(min(20e6, max(2e6, 2.0 * w * h * float(fps))))
             for i in range(n):
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i]), format="rgb24")
                 for packet in stream.encode(frame):

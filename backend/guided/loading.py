@@ -94,7 +94,8 @@ def resolve_checkpoint(model: str, *, allow_download: bool = False) -> Checkpoin
     except LocalEntryNotFoundError as exc:
         raise JobFailure(
             "missing_model",
-            f"{source} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and downloads are off",
+            f"{source} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}), there is no folder "
+            f"{local.absolute()} either, and downloads are off",
             f"Allow downloads in the add-on preferences (about 20 GB for {DEFAULT_MODEL}), or download it "
             "with `huggingface-cli download` and set the folder in the preferences.",
         ) from exc

@@ -136,3 +136,39 @@ def test_watch_parent_stops_a_run_whose_parent_died(make_job):
         time.sleep(0.1)
     assert _gone(pid), "the generator kept running after its parent ended"
     assert not (job / "out" / "result.json").exists()
+
+
+STUCK = """
+import ctypes, sys, types
+import backend.modes
+def generate(ctx):
+    ctx.progress("model", 0, 1, "entering a long native call")
+    ctypes.CDLL(None).sleep(30)  # not interruptible by Python: only the watcher can end this
+backend.modes.load_mode = lambda name: types.SimpleNamespace(generate=generate)
+from backend.__main__ import main
+sys.exit(main(["run", sys.argv[1]]))
+"""
+
+
+def test_a_run_stuck_in_native_code_still_stops(make_job):
+    """The cancel file cannot interrupt a C call; the watcher reports and exits 3 after ~1.5 s."""
+    import subprocess
+
+    from tests.backend.jobs import ROOT, backend_env
+
+    job = make_job(num_frames=3)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STUCK, str(job)],
+        cwd=ROOT,
+        env=backend_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(proc, lambda e: e["event"] == "progress" and e["stage"] == "model")
+    (job / "cancel").write_text("")
+    elapsed, events, err = _finish(proc, timeout=10)
+    assert proc.returncode == 3, err
+    assert 1.0 < elapsed < 3.0
+    assert events[-1]["event"] == "error" and events[-1]["kind"] == "cancelled"
+    _assert_nothing_finished(job)

@@ -82,3 +82,14 @@ def test_a_job_directory_that_does_not_exist(tmp_path):
     assert r.returncode == 2
     (event,) = parse_events(r.stdout)
     assert event["kind"] == "invalid_job" and "nowhere" in event["message"]
+
+
+def test_an_unreadable_reference_video(make_job):
+    pytest.importorskip("cv2")
+    job = make_job(num_frames=3, reference_video="motion.mp4")
+    (job / "motion.mp4").write_bytes(b"not a video at all" * 100)
+    r = run_backend("run", job)
+    assert r.returncode == 2, r.stderr
+    error = parse_events(r.stdout)[-1]
+    assert error["kind"] == "invalid_job" and "motion.mp4" in error["message"]
+    assert not (job / "out").exists()
