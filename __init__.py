@@ -5,18 +5,43 @@ imported inside register() so that the core (blender_animate/) and the generator
 imported and tested without Blender.
 """
 
-_modules = []
+import importlib
+
+# Modules holding classes, in registration order: settings before the panels and operators using
+# them. Each exposes `classes` (registered in order) and may define register()/unregister() hooks.
+# Readers without classes (operators.scene_camera, ...) are imported by the operators that use them.
+_MODULE_NAMES = (
+    "panels.props",
+    "panels.preferences",
+    "panels.sidebar",
+    "operators.export_job",
+    "operators.import_result",
+    "operators.encode_video",
+    "operators.generate",
+    "operators.environment",
+    "operators.check_generator",
+)
+
+_loaded = []
 
 
 def register():
-    from . import operators, panels
+    import bpy
 
-    _modules[:] = [panels, operators]
-    for module in _modules:
-        module.register()
+    _loaded[:] = [importlib.import_module(f".{name}", __package__) for name in _MODULE_NAMES]
+    for module in _loaded:
+        for cls in getattr(module, "classes", ()):
+            bpy.utils.register_class(cls)
+        if hasattr(module, "register"):
+            module.register()
 
 
 def unregister():
-    for module in reversed(_modules):
-        module.unregister()
-    _modules.clear()
+    import bpy
+
+    for module in reversed(_loaded):
+        if hasattr(module, "unregister"):
+            module.unregister()
+        for cls in reversed(getattr(module, "classes", ())):
+            bpy.utils.unregister_class(cls)
+    _loaded.clear()

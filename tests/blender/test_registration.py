@@ -39,9 +39,7 @@ def test_register_unregister_twice(extension, bpy_module, aa):
     assert state.pop("no_panel") is False and all(state.values()), state
     prefs = bpy.context.preferences.addons[extension.__name__].preferences
     assert prefs.device == "auto" and prefs.python_path == ""
-    classes = [
-        c for part in ("operators", "panels") for m in aa(part)._loaded for c in getattr(m, "classes", ())
-    ]
+    classes = [c for m in extension._loaded for c in getattr(m, "classes", ())]
     assert len(classes) >= 11 and all(c.is_registered for c in classes)
     for _ in range(2):
         extension.unregister()
@@ -50,9 +48,7 @@ def test_register_unregister_twice(extension, bpy_module, aa):
         assert not state["scene_settings"] and not state["export_operator"] and not state["settings_type"]
         assert state["no_panel"]
         extension.register()
-        classes = [
-            c for part in ("operators", "panels") for m in aa(part)._loaded for c in getattr(m, "classes", ())
-        ]
+        classes = [c for m in extension._loaded for c in getattr(m, "classes", ())]
         assert all(c.is_registered for c in classes)
         state = _registered(bpy)
         assert state.pop("no_panel") is False and all(state.values()), state
@@ -100,9 +96,8 @@ INSTALL_SCRIPT = textwrap.dedent(
         out["pillow"] = None
     def extension_classes():
         found = []
-        for part in ("operators", "panels"):
-            for module in sys.modules[pkg + "." + part]._loaded:
-                found += list(getattr(module, "classes", ()))
+        for module in sys.modules[pkg]._loaded:
+            found += list(getattr(module, "classes", ()))
         return found
 
     rounds = []
