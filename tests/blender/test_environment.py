@@ -4,6 +4,9 @@ default). The subprocess part is tested without Blender in tests/guided/test_env
 
 from __future__ import annotations
 
+import sys
+import time
+
 import pytest
 
 pytestmark = pytest.mark.blender
@@ -20,3 +23,26 @@ def test_create_environment_refuses_offline(extension, bpy_module, aa, tmp_path)
         bpy.ops.animate_anything.create_environment(directory=str(tmp_path / "env"))
     assert not (tmp_path / "env").exists()
     assert str(env.default_environment_dir()).endswith(env.ENV_FOLDER)
+
+
+def test_timer_follows_the_build_and_sets_the_generator_python(extension, bpy_module, aa, tmp_path):
+    """The UI path (a bpy.app.timers function; timers never fire in the bpy module, so the test
+    calls it): it polls until the build ends, then points the preferences at the new Python."""
+    bpy = bpy_module
+    env = aa("operators.environment")
+    prefs = bpy.context.preferences.addons[extension.__name__].preferences
+    fake_python = tmp_path / "env" / "bin" / "python"
+    build = env.EnvironmentBuild([[sys.executable, "-c", "print('step one')"]], tmp_path / "env.log").start()
+    tick = env._timer(build, fake_python)
+    old = prefs.python_path
+    try:
+        for _ in range(400):
+            interval = tick()
+            if interval is None:
+                break
+            assert interval == env.POLL_INTERVAL
+            time.sleep(0.02)
+        assert build.state == "done" and interval is None
+        assert prefs.python_path == str(fake_python)
+    finally:
+        prefs.python_path = old
