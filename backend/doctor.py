@@ -41,7 +41,11 @@ KNOWN_MODELS = {
     "zai-org/CogVideoX-5b-I2V": "guided (CogVideoX 1.0, 720x480, 49 frames)",
     "zai-org/CogVideoX1.5-5B-I2V": "guided (CogVideoX 1.5, 81 frames)",
 }
-SETUP_HINT = "python -m venv gen && gen/bin/pip install -r requirements.txt (in the extension folder)"
+SETUP_HINT = (
+    "create the generator environment (Preferences > Add-ons > Animate Anything > Create Environment), "
+    "or: python -m venv gen && gen/bin/pip install -r backend/requirements-generator.txt "
+    "(in the extension folder)"
+)
 
 
 def package_report() -> list[dict]:
@@ -134,6 +138,13 @@ def animateanything_index() -> str:
     return INDEX_FILE
 
 
+def _checkpoint_problems(folder: str) -> list[str]:
+    """What an AnimateAnything checkpoint folder lacks, one line each (files only, no torch)."""
+    from .animateanything.checkpoint import plan_checkpoint
+
+    return [f"missing: {line}" for line in plan_checkpoint(folder).missing]
+
+
 def find_models(extra_dirs=()) -> list[dict]:
     """Models in the HF cache (video models by name), and in `extra_dirs` and one level below them
     AnimateAnything checkpoints (their index file) and diffusers folders (model_index.json)."""
@@ -183,6 +194,7 @@ def collect(model_dirs=()) -> dict:
     neural = all(have[m] for m in ("torch", "diffusers", "transformers", "safetensors"))
     video_models = [m for m in models if m["complete"] and "cogvideo" in m["name"].lower()]
     aa_models = [m for m in models if m["use"] == "animateanything"]
+    aa_problems = _checkpoint_problems(aa_models[0]["where"]) if aa_models else []
     modes = {
         "preview": {
             "ready": preview_ok,
@@ -207,11 +219,11 @@ def collect(model_dirs=()) -> dict:
             ],
         },
         "animateanything": {
-            "ready": preview_ok and neural and bool(aa_models),
+            "ready": preview_ok and neural and bool(aa_models) and not aa_problems,
             "notes": [
                 *([] if neural else [f"needs torch, diffusers, transformers and safetensors: {SETUP_HINT}"]),
                 *(
-                    [f"checkpoint: {aa_models[0]['where']}"]
+                    [f"checkpoint: {aa_models[0]['where']}", *aa_problems]
                     if aa_models
                     else [
                         "needs trained AnimateAnything weights (none are published): "
@@ -221,6 +233,10 @@ def collect(model_dirs=()) -> dict:
             ],
         },
     }
+    if neural:
+        from .guided.memory import doctor_report
+
+        modes["guided"]["memory"] = doctor_report()
     return {
         "python": {
             "version": platform.python_version(),
@@ -263,6 +279,9 @@ def format_text(report: dict) -> str:
     for name, mode in report["modes"].items():
         lines.append(f"  {name}: {'ready' if mode['ready'] else 'not ready'}")
         lines += [f"    - {n}" for n in mode["notes"]]
+        memory = mode.get("memory", {})
+        lines += [f"    - memory: {memory['plan_summary']}"] if memory.get("plan_summary") else []
+        lines += [f"    - {p}" for p in memory.get("problems", [])]
     return "\n".join(lines)
 
 

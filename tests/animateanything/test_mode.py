@@ -153,3 +153,10 @@ def test_wrong_size_for_a_fixed_size_checkpoint_is_an_invalid_job():
     with pytest.raises(JobFailure) as info:
         _check_size(tcfg, vcfg, 49, 512, 768)
     assert info.value.kind == "invalid_job" and "720x480" in info.value.hint
+
+
+def test_doctor_finds_a_complete_checkpoint(checkpoint):
+    """`python -m backend doctor --models DIR` calls a saved checkpoint ready."""
+    aa, _ = checkpoint
+    report = json.loads(run_backend("doctor", "--json", "--models", str(aa)).stdout)
+    assert report["modes"]["animateanything"]["ready"] is True, report["modes"]["animateanything"]

@@ -42,7 +42,11 @@ def test_doctor_json_and_model_folders(tmp_path):
     assert "someone/unrelated-llm" not in names
     assert names["my-cogvideox"]["source"] == "folder"
     assert names["aa-trained"]["use"] == "animateanything"
-    assert report["modes"]["animateanything"]["ready"] is True
+    # An index file alone is not a checkpoint: the doctor lists what the folder lacks.
+    aa = report["modes"]["animateanything"]
+    assert aa["ready"] is False and any(n.startswith("missing: ") for n in aa["notes"]), aa
+    # With torch present, the guided mode reports the memory plan it would use here.
+    assert "plan_summary" in report["modes"]["guided"]["memory"]
     assert report["modes"]["preview"]["ready"] is True
     assert {p["module"] for p in report["packages"]} >= {"numpy", "PIL", "cv2", "av", "torch"}
     assert report["torch"]["installed"] is True and report["torch"]["devices"][-1]["device"] == "cpu"
