@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import os
 import shutil
@@ -42,6 +43,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.output).resolve()
     t0 = time.perf_counter()
+    # Blender's user folder (preferences, the wheels it syncs when an extension is enabled) is
+    # shared with any Blender of the same version on this machine: give the demo its own.
+    user_dir = Path(tempfile.mkdtemp(prefix="aa_demo_user_"))
+    os.environ["BLENDER_USER_RESOURCES"] = str(user_dir)
 
     import bpy
 
@@ -80,6 +85,7 @@ def main(argv=None) -> int:
     finally:
         disable_extension(bpy)
         shutil.rmtree(repo_dir, ignore_errors=True)
+        shutil.rmtree(user_dir, ignore_errors=True)
     print(f"demo: done in {time.perf_counter() - t0:.1f} s. Files in {out}:")
     for path in files:
         print(f"  {path}")
@@ -115,6 +121,11 @@ def _raise(exc):
     raise exc
 
 
+def _compat():
+    """The loaded extension's operators/compat.py: the one place that knows Blender-version differences."""
+    return importlib.import_module(f"bl_ext.{REPO}.{EXT_ID}.operators.compat")
+
+
 # ----------------------------------------------------------------------------- the scene
 def build_scene(bpy, args):
     bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
@@ -135,10 +146,12 @@ def build_scene(bpy, args):
     _sky(world)
 
     floor = _mesh_object(bpy, scene, "Floor", "plane", size=30.0)
-    floor.data.materials.append(_checker_material(bpy))
+    checker = ("ShaderNodeTexChecker", 12.0, (0.8, 0.75, 0.6, 1), (0.15, 0.2, 0.3, 1))
+    floor.data.materials.append(_pattern_material(bpy, "Checker", *checker))
     cube = _mesh_object(bpy, scene, "Cube", "cube", size=1.6, location=(-1.8, 0.6, 0.8))
     cube.rotation_euler.z = math.radians(25)
-    cube.data.materials.append(_brick_material(bpy))
+    brick = ("ShaderNodeTexBrick", 4.0, (0.6, 0.15, 0.08, 1), (0.45, 0.1, 0.05, 1))
+    cube.data.materials.append(_pattern_material(bpy, "Brick", *brick))
     sphere = _mesh_object(bpy, scene, "Sphere", "sphere", size=1.0, location=(0.9, -0.2, 1.0))
     sphere.data.materials.append(_marble_material(bpy))
     cone = _mesh_object(bpy, scene, "Cone", "cone", size=1.0, location=(2.6, 2.2, 1.0))
@@ -197,29 +210,18 @@ def _mesh_object(bpy, scene, name, kind, size, location=(0.0, 0.0, 0.0)):
 
 def _material(bpy, name):
     mat = bpy.data.materials.new(name)
-    if mat.node_tree is None:  # 4.5 makes the node tree on request; 5.0 always has one
-        mat.use_nodes = True
-    nt = mat.node_tree
+    nt = _compat().node_tree(mat)
     bsdf = next(n for n in nt.nodes if n.bl_idname == "ShaderNodeBsdfPrincipled")
     return mat, nt, bsdf
 
 
-def _checker_material(bpy):
-    mat, nt, bsdf = _material(bpy, "Checker")
-    tex = nt.nodes.new("ShaderNodeTexChecker")
-    tex.inputs["Scale"].default_value = 12.0
-    tex.inputs["Color1"].default_value = (0.8, 0.75, 0.6, 1)
-    tex.inputs["Color2"].default_value = (0.15, 0.2, 0.3, 1)
-    nt.links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
-    return mat
-
-
-def _brick_material(bpy):
-    mat, nt, bsdf = _material(bpy, "Brick")
-    tex = nt.nodes.new("ShaderNodeTexBrick")
-    tex.inputs["Scale"].default_value = 4.0
-    tex.inputs["Color1"].default_value = (0.6, 0.15, 0.08, 1)
-    tex.inputs["Color2"].default_value = (0.45, 0.1, 0.05, 1)
+def _pattern_material(bpy, name, node_type, scale, color1, color2):
+    """A two-colour procedural texture (checker, brick: `node_type`) as the base colour."""
+    mat, nt, bsdf = _material(bpy, name)
+    tex = nt.nodes.new(node_type)
+    tex.inputs["Scale"].default_value = scale
+    tex.inputs["Color1"].default_value = color1
+    tex.inputs["Color2"].default_value = color2
     nt.links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
     return mat
 
@@ -259,9 +261,7 @@ def _generated_texture_material(bpy):
 
 
 def _sky(world):
-    if world.node_tree is None:
-        world.use_nodes = True
-    bg = next(n for n in world.node_tree.nodes if n.bl_idname == "ShaderNodeBackground")
+    bg = next(n for n in _compat().node_tree(world).nodes if n.bl_idname == "ShaderNodeBackground")
     bg.inputs["Color"].default_value = (0.45, 0.6, 0.85, 1)
     bg.inputs["Strength"].default_value = 0.8
 
@@ -303,8 +303,7 @@ def _drag_strokes(bpy, scene, cam, target, radius, lift=(0.9, 0.8)):
     t = np.linspace(0.0, 1.0, 16)[:, None]
     drag = centre + t * (lift[0] * right + lift[1] * up) + 0.1 * np.sin(t * math.pi) * right
 
-    data = bpy.data.grease_pencils_v3 if hasattr(bpy.data, "grease_pencils_v3") else bpy.data.grease_pencils
-    gpd = data.new("Drags")
+    gpd = _compat().grease_pencil_data().new("Drags")
     mat = bpy.data.materials.new("Drag stroke")
     bpy.data.materials.create_gpencil_data(mat)
     gpd.materials.append(mat)

@@ -9,13 +9,17 @@
 - `scene` (function scope): a factory reset (empty file) before the test; yields the scene.
 - `ext`: `extension` + a fresh `scene`, the usual pair a test needs.
 - `aa`: `aa("operators.export_job")` imports a module of the loaded extension.
+- `build_extension_zip(dir)` / `run_installed(script, zip, tmp_path)`: the extension as a user installs
+  it (the built zip, installed by a fresh Python process into a temporary HOME).
 
 Do not keep non-ID bpy references (scene.render, mesh.vertices[0]) across tests: a reset frees them.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -114,3 +118,46 @@ def aa(extension):
     """`aa("operators.scene_camera")`: a module of the loaded extension (pytest runs with
     --import-mode=importlib, so test files cannot import this conftest; they use this fixture)."""
     return submodule
+
+
+def build_extension_zip(output_dir: Path) -> Path:
+    """Build the extension into `output_dir` with scripts/build_extension.py (no downloads) and
+    return this platform's zip. Skips the test when wheels/ has no Pillow wheel."""
+    if not list((ROOT / "wheels").glob("pillow-*manylinux*.whl")):
+        pytest.skip("wheels/ has no Pillow wheel: run scripts/fetch_wheels.py (scripts/setup.sh does)")
+    build = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "build_extension.py"),
+            "--no-fetch",
+            "--output-dir",
+            str(output_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert build.returncode == 0, build.stderr + build.stdout
+    (zip_path,) = output_dir.glob("*linux_x64.zip")
+    return zip_path
+
+
+def run_installed(script: str, *args: str, tmp_path: Path) -> tuple[dict, Path]:
+    """Run `script` (python -c, with `args`) in a fresh process whose HOME is `tmp_path/home`; the
+    script prints one line ``RESULT <json>``. Returns (that object, the HOME folder)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+    env.pop("PYTHONPATH", None)
+    env.pop("BLENDER_USER_RESOURCES", None)  # a user's install lives under HOME
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        cwd=tmp_path,
+    )
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(lines[-1][len("RESULT ") :]), home
