@@ -49,6 +49,11 @@ class JobContext:
         return self.spec.num_frames
 
     @property
+    def requested_device(self) -> str:
+        """The `--device` argument, or job.json's device when that is "auto" (or empty)."""
+        return self.device if self.device not in ("", "auto") else self.spec.device
+
+    @property
     def workers(self) -> int:
         """Threads a mode may use for per-frame CPU work (ANIMATE_ANYTHING_THREADS overrides)."""
         env = os.environ.get("ANIMATE_ANYTHING_THREADS", "")

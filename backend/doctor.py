@@ -16,6 +16,9 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+# stdlib only (no torch): the doctor checks AnimateAnything folders from their files
+from .animateanything.checkpoint import INDEX_FILE, plan_checkpoint
+
 # module, distribution names (first found wins), what it is for, needed by
 PACKAGES = [
     ("numpy", ("numpy",), "arrays", "all modes"),
@@ -129,19 +132,8 @@ def hf_cache_dir() -> Path:
     return Path(home) / "hub"
 
 
-def animateanything_index() -> str:
-    """The file that marks an AnimateAnything checkpoint folder (stdlib-only module: no torch)."""
-    try:
-        from .animateanything.checkpoint import INDEX_FILE
-    except ImportError:
-        return "animateanything_index.json"
-    return INDEX_FILE
-
-
 def _checkpoint_problems(folder: str) -> list[str]:
     """What an AnimateAnything checkpoint folder lacks, one line each (files only, no torch)."""
-    from .animateanything.checkpoint import plan_checkpoint
-
     return [f"missing: {line}" for line in plan_checkpoint(folder).missing]
 
 
@@ -172,7 +164,7 @@ def find_models(extra_dirs=()) -> list[dict]:
         for d in candidates:
             use = (
                 "animateanything"
-                if (d / animateanything_index()).is_file()
+                if (d / INDEX_FILE).is_file()
                 else "diffusers folder"
                 if (d / "model_index.json").is_file()
                 else None

@@ -177,22 +177,3 @@ def flow_colors(flow: np.ndarray, on_frame=None) -> np.ndarray:
         if on_frame is not None:
             on_frame(f)
     return out
-    R = LUT_RADIUS
-    axis = np.linspace(-m, m, 2 * R + 1, dtype=np.float32)
-    grid = np.stack(np.meshgrid(axis, axis, indexing="xy"), axis=-1)  # [iv, iu] -> (u, v)
-    # A grid point can lie up to one step beyond the largest magnitude: keep it unsaturated.
-    lut = flow_to_color(grid, max_magnitude=m * (1 + 1.5 / R))
-    scale = np.float32(R / m)
-    for f in range(len(flow)):
-        u, v = flow[f, ..., 0], flow[f, ..., 1]
-        bad = ~(np.isfinite(u) & np.isfinite(v))
-        if bad.any():
-            u, v = np.where(bad, 0, u), np.where(bad, 0, v)
-        iu = np.clip(np.rint(u * scale), -R, R).astype(np.intp) + R
-        iv = np.clip(np.rint(v * scale), -R, R).astype(np.intp) + R
-        out[f] = lut[iv, iu]
-        if bad is not None:
-            out[f][bad] = 0
-        if on_frame is not None:
-            on_frame(f)
-    return out

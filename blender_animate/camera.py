@@ -227,6 +227,16 @@ def _check_poses(c2w) -> np.ndarray:
     return c2w
 
 
+def _check_cameras(c2w, K) -> tuple[np.ndarray, np.ndarray]:
+    """Checked (c2w (F, 4, 4), K (F, 3, 3)) float64, K contiguous; a (3, 3) K serves every frame."""
+    c2w = _check_poses(c2w)
+    K = np.asarray(K, np.float64)
+    if K.shape == (3, 3):
+        K = np.broadcast_to(K, (c2w.shape[0], 3, 3))
+    _check_intrinsics(K, c2w.shape[0])
+    return c2w, np.ascontiguousarray(K)
+
+
 def _check_intrinsics(K, num_frames: int) -> np.ndarray:
     K = np.asarray(K, np.float64)
     if K.shape != (num_frames, 3, 3):

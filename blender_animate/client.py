@@ -36,6 +36,7 @@ from pathlib import Path
 LOG_NAME = "generator.log"
 CANCEL_FILE = "cancel"  # same name as blender_animate.job.CANCEL_FILE (kept stdlib-only here)
 TERMINAL_EVENTS = ("done", "error")
+_SIGKILL = getattr(signal, "SIGKILL", signal.SIGTERM)  # Windows has no SIGKILL
 # Packages the preview generator cannot run without (module name -> what the user installs).
 REQUIRED_MODULES = {"numpy": "numpy", "PIL": "Pillow"}
 
@@ -57,6 +58,28 @@ def extension_site_packages(paths=None) -> list[str]:
             if parts.index("extensions") < parts.index(".local") and p not in out:
                 out.append(p)
     return out
+
+
+def new_process_group() -> dict:
+    """Popen keyword arguments that start the child in its own process group (a new session on
+    POSIX), so that `signal_group` ends it together with anything it started."""
+    if os.name == "posix":
+        return {"start_new_session": True}
+    return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)}
+
+
+def signal_group(proc: subprocess.Popen, sig=_SIGKILL) -> None:
+    """Send `sig` to the process group `proc` leads (started with `new_process_group`); on Windows,
+    terminate (SIGTERM) or kill the process itself. A process already gone is not an error."""
+    try:
+        if os.name == "posix":
+            os.killpg(proc.pid, sig)
+        elif sig == signal.SIGTERM:
+            proc.terminate()
+        else:
+            proc.kill()
+    except (ProcessLookupError, PermissionError, OSError):
+        pass
 
 
 def _error(kind: str, message: str, hint: str = "") -> dict:
@@ -99,6 +122,7 @@ class GeneratorProcess:
         extension_root: folder holding ``backend/`` and ``blender_animate/``; default this package's parent.
         extra_paths: folders appended to PYTHONPATH after the extension root (bundled wheels).
         args: extra arguments after ``run JOB`` (e.g. ``["--device", "cpu"]``).
+        env: the base environment (default os.environ); see `child_environment`.
         term_after, kill_after: seconds after ``cancel()`` before SIGTERM, then SIGKILL.
     """
 
@@ -161,7 +185,7 @@ class GeneratorProcess:
                 _error("invalid_job", f"the job folder {self.job_dir} does not exist", "Export the job again")
             )
             return self
-        problem = self._check_python()
+        problem = interpreter_problem(self.python)
         if problem:
             self._pending.append(problem)
             return self
@@ -172,13 +196,6 @@ class GeneratorProcess:
             message = f"cannot write in the job folder {self.job_dir}: {exc}"
             self._pending.append(_error("invalid_job", message, "Pick an Output folder you can write to"))
             return self
-        kwargs = {}
-        if os.name == "posix":
-            kwargs["start_new_session"] = True
-        else:
-            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(
-                subprocess, "CREATE_NO_WINDOW", 0
-            )
         try:
             self.proc = subprocess.Popen(
                 self.command(),
@@ -187,7 +204,7 @@ class GeneratorProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=self._log,
-                **kwargs,
+                **new_process_group(),
             )
         except OSError as exc:
             self._close_log()
@@ -202,9 +219,6 @@ class GeneratorProcess:
         self._reader = threading.Thread(target=self._read_stdout, name="animate-anything-events", daemon=True)
         self._reader.start()
         return self
-
-    def _check_python(self) -> dict | None:
-        return interpreter_problem(self.python)
 
     def _read_stdout(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -247,7 +261,7 @@ class GeneratorProcess:
             return self._deliver(events, exited=True)
         if code is not None and time.monotonic() - self._exited_at > 2.0:
             # The process is gone but something it started still holds stdout open: end the group.
-            self._signal_group(signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
+            self._signal_group(_SIGKILL)
         return self._deliver(events)
 
     def _deliver(self, events: list[dict], exited: bool = False) -> list[dict]:
@@ -277,7 +291,7 @@ class GeneratorProcess:
         try:
             self.proc.wait(timeout=self.kill_after)
         except subprocess.TimeoutExpired:
-            self._signal_group(signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
+            self._signal_group(_SIGKILL)
             self.proc.wait()
 
     @property
@@ -318,7 +332,7 @@ class GeneratorProcess:
         """End the whole process group now (Blender quitting, the add-on being disabled)."""
         if self.proc is not None and self.proc.poll() is None:
             self.cancel_requested_at = self.cancel_requested_at or time.monotonic()
-            self._signal_group(signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
+            self._signal_group(_SIGKILL)
             try:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -329,24 +343,15 @@ class GeneratorProcess:
             return
         elapsed = time.monotonic() - self.cancel_requested_at
         if elapsed >= self.kill_after and "KILL" not in self._signals_sent:
-            self._signal_group(signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
+            self._signal_group(_SIGKILL)
             self._signals_sent.append("KILL")
         elif elapsed >= self.term_after and "TERM" not in self._signals_sent:
             self._signal_group(signal.SIGTERM)
             self._signals_sent.append("TERM")
 
     def _signal_group(self, sig) -> None:
-        if self.proc is None:
-            return
-        try:
-            if os.name == "posix":
-                os.killpg(self.proc.pid, sig)
-            elif sig == signal.SIGTERM:
-                self.proc.terminate()
-            else:
-                self.proc.kill()
-        except (ProcessLookupError, PermissionError, OSError):
-            pass
+        if self.proc is not None:
+            signal_group(self.proc, sig)
 
     def _close_log(self) -> None:
         if self._log is not None:
@@ -401,7 +406,7 @@ class GeneratorProcess:
     def __del__(self):  # never leave an orphan behind when the object is dropped
         try:
             if self.proc is not None and self.proc.poll() is None:
-                self._signal_group(signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
+                self._signal_group(_SIGKILL)
             self._close_log()
         except Exception:
             pass

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .camera import _check_intrinsics, _check_poses, invert_rigid
+from .camera import _check_cameras, invert_rigid
+from .tracks import DEFAULT_RADIUS
 
 __all__ = [
     "DEFAULT_FALLBACK_DEPTH",
@@ -160,16 +161,6 @@ def gaussian_sparse_flow(
 # --- camera flow from depth ----------------------------------------------------------------------------
 
 
-def _cameras(K, c2w):
-    c2w = _check_poses(c2w)
-    F = c2w.shape[0]
-    K = np.asarray(K, np.float64)
-    if K.shape == (3, 3):
-        K = np.broadcast_to(K, (F, 3, 3))
-    _check_intrinsics(K, F)
-    return np.ascontiguousarray(K), c2w
-
-
 def _inverse_depth(depth):
     """1 / depth as float32, 0 where the depth is not finite and positive (a point at infinity)."""
     d = np.asarray(depth, np.float32)
@@ -251,7 +242,7 @@ def camera_flow(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray):
     depth = np.asarray(depth)
     if depth.ndim != 2:
         raise ValueError(f"depth must have shape (H, W), got {depth.shape}")
-    K, c2w = _cameras(K, c2w)
+    c2w, K = _check_cameras(c2w, K)
     return _project_frames(_inverse_depth(depth), K, c2w)
 
 
@@ -406,7 +397,7 @@ def unified_flow(
     Returns UnifiedFlow(flow (F, H, W, 2) float32, depth (F, H, W) float32, valid (F, H, W) bool,
     warnings) as documented on UnifiedFlow."""
     warnings: list[str] = []
-    K, c2w = _cameras(K, c2w)
+    c2w, K = _check_cameras(c2w, K)
     F = c2w.shape[0]
     if depth is None:
         if height is None or width is None:
@@ -435,7 +426,7 @@ def unified_flow(
     if tracks is not None and np.asarray(tracks).shape[0] > 0:
         tracks, _ = _check_tracks(tracks, visible, F)
         if radius is None:
-            radius = np.full(tracks.shape[0], 8.0, np.float32)
+            radius = np.full(tracks.shape[0], DEFAULT_RADIUS, np.float32)
         radius = np.asarray(radius, np.float32)
         if radius.shape not in ((), (tracks.shape[0],)) or not (np.isfinite(radius) & (radius > 0)).all():
             raise ValueError(f"radius must be one number > 0 per track ({tracks.shape[0]}), got {radius}")

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .tracks import DEFAULT_RADIUS
+
 SCHEMA_VERSION = 1
 MODES = ("preview", "guided", "animateanything")
 DEVICES = ("auto", "cuda", "cpu", "mps")
@@ -173,7 +175,7 @@ class Conditions:
         if track_visible is None:
             track_visible = np.ones(tracks.shape[:2], bool)
         if track_radius is None:
-            track_radius = np.full((P,), 8.0, np.float32)
+            track_radius = np.full((P,), DEFAULT_RADIUS, np.float32)
         if region_masks is None:
             region_masks = np.zeros((0, height, width), bool)
         return cls(

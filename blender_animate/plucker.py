@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .camera import CameraError, _check_intrinsics, _check_poses, relative_to_first
+from .camera import CameraError, _check_cameras, relative_to_first
 
 __all__ = ["plucker_embedding", "ray_directions"]
 
@@ -63,12 +63,8 @@ def plucker_embedding(
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float16):
         raise CameraError(f"dtype must be float32 or float16, got {dtype}")
-    c2w = _check_poses(c2w)
+    c2w, K = _check_cameras(c2w, K)
     F = c2w.shape[0]
-    K = np.asarray(K, np.float64)
-    if K.shape == (3, 3):
-        K = np.broadcast_to(K, (F, 3, 3))
-    _check_intrinsics(K, F)
     if int(height) <= 0 or int(width) <= 0:
         raise CameraError(f"height and width must be positive, got {height}x{width}")
     if relative:

@@ -16,7 +16,7 @@ import numpy as np
 
 __all__ = ["DEFAULT_RADIUS", "pchip_interpolate", "resample_stroke", "build_tracks", "polygon_mask"]
 
-DEFAULT_RADIUS = 8.0  # pixels; the same default as job.Conditions.create
+DEFAULT_RADIUS = 8.0  # pixels; also the default of job.Conditions.create and flow.unified_flow
 
 
 def pchip_interpolate(x: np.ndarray, y: np.ndarray, xq: np.ndarray) -> np.ndarray:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import tempfile
 import textwrap
@@ -30,8 +29,15 @@ from pathlib import Path
 
 import bpy
 
-from ..blender_animate.client import EXTENSION_ROOT, HINT, child_environment, interpreter_problem
-from . import generate
+from ..blender_animate.client import (
+    EXTENSION_ROOT,
+    HINT,
+    child_environment,
+    interpreter_problem,
+    new_process_group,
+    signal_group,
+)
+from . import export_job, generate
 
 CHECK_TIMEOUT = 60.0  # seconds before a check that has not answered is stopped
 POLL_INTERVAL = 0.2
@@ -118,7 +124,8 @@ def summarize(report: dict, python: str, model_settings: dict | None = None) -> 
     if neural:
         lines.append(
             f"Missing for the guided modes: {names(neural)} "
-            "(pip install -r requirements.txt from the extension folder, in this Python's environment)"
+            "(pip install -r backend/requirements-generator.txt from the extension folder, in this "
+            "Python's environment)"
         )
     if optional:
         lines.append(
@@ -156,7 +163,7 @@ def summarize(report: dict, python: str, model_settings: dict | None = None) -> 
         if mode.get("ready") or name == "preview":
             continue  # the preview's notes are the optional packages above
         # Packages and GPUs are said above; the rest (models, weights) is what to do for this mode.
-        notes = [n for n in mode.get("notes", []) if "requirements.txt" not in n and "no GPU" not in n]
+        notes = [n for n in mode.get("notes", []) if "requirements" not in n and "no GPU" not in n]
         lines.append(f"{_mode_name(name)}: not ready" + (": " + "; ".join(notes) if notes else ""))
 
     if "preview" in ready:
@@ -209,14 +216,11 @@ def doctor_command(python: str, model_dirs=()) -> list[str]:
 
 def model_settings(context=None) -> dict:
     """{label: value} of the model locations set in the preferences (paths made absolute)."""
-    from . import export_job
-
-    prefs = export_job.preferences(context or bpy.context)
+    prefs = export_job.preferences(context)
     out = {}
     fields = (("cogvideox_model", "CogVideoX Model"), ("animateanything_model", "AnimateAnything Weights"))
     for attr, label in fields:
-        value = getattr(prefs, attr, "") if prefs is not None else ""
-        value = value.strip()
+        value = getattr(prefs, attr, "").strip()
         if value:
             out[label] = bpy.path.abspath(value) if value.startswith("//") else value
     return out
@@ -248,14 +252,6 @@ class DoctorCheck:
             return self
         self._out = tempfile.TemporaryFile()  # noqa: SIM115 (closed in _finish)
         self._err = tempfile.TemporaryFile()  # noqa: SIM115
-        kwargs = (
-            {"start_new_session": True}
-            if os.name == "posix"
-            else {
-                "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP
-                | getattr(subprocess, "CREATE_NO_WINDOW", 0)
-            }
-        )
         self.started_at = time.monotonic()
         try:
             self.proc = subprocess.Popen(
@@ -265,7 +261,7 @@ class DoctorCheck:
                 stdin=subprocess.DEVNULL,
                 stdout=self._out,
                 stderr=self._err,
-                **kwargs,
+                **new_process_group(),
             )
         except OSError as exc:
             self._close()
@@ -324,13 +320,7 @@ class DoctorCheck:
         return summarize(report, self.python, self.models)
 
     def _kill(self) -> None:
-        try:
-            if os.name == "posix":
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            else:
-                self.proc.kill()
-        except (ProcessLookupError, PermissionError, OSError):
-            pass
+        signal_group(self.proc)
         try:
             self.proc.wait(timeout=2.0)
         except subprocess.TimeoutExpired:
@@ -375,19 +365,11 @@ def _store(check: DoctorCheck, result: CheckResult) -> None:
         _running = None
     if _last is None or _last.finished_at <= result.finished_at:
         _last = result
-    _redraw_preferences()
-
-
-def _redraw_preferences() -> None:
-    wm = getattr(bpy.context, "window_manager", None)
-    for window in getattr(wm, "windows", ()):
-        for area in window.screen.areas:
-            if area.type == "PREFERENCES":
-                area.tag_redraw()
+    generate.redraw_areas({"PREFERENCES"})
 
 
 # ----------------------------------------------------------------------------- the operator
-class ANIMATE_ANYTHING_OT_check_generator(bpy.types.Operator):
+class ANIMATE_ANYTHING_OT_check_generator(generate.ModalTimer, bpy.types.Operator):
     """Check what the generator's Python can run: missing packages, GPUs, models found"""
 
     bl_idname = "animate_anything.check_generator"
@@ -395,7 +377,6 @@ class ANIMATE_ANYTHING_OT_check_generator(bpy.types.Operator):
     bl_options = {"INTERNAL"}
 
     _check = None
-    _timer = None
 
     @classmethod
     def poll(cls, context):
@@ -413,10 +394,8 @@ class ANIMATE_ANYTHING_OT_check_generator(bpy.types.Operator):
                 time.sleep(0.05)
             return self._report(result)
         self._check = check
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(POLL_INTERVAL, window=context.window)
-        wm.modal_handler_add(self)
-        _redraw_preferences()
+        self.start_modal(context, POLL_INTERVAL)
+        generate.redraw_areas({"PREFERENCES"})
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
@@ -427,19 +406,14 @@ class ANIMATE_ANYTHING_OT_check_generator(bpy.types.Operator):
         result = poll_check(self._check)
         if result is None:
             return {"PASS_THROUGH"}
-        self._remove_timer(context)
+        self.remove_timer(context)
         return self._report(result)
 
     def cancel(self, context):  # Blender ends the modal handler (file load, quit)
         if self._check is not None and self._check.result is None:
             self._check.cancel()
             _store(self._check, self._check.result)
-        self._remove_timer(context)
-
-    def _remove_timer(self, context):
-        if self._timer is not None:
-            context.window_manager.event_timer_remove(self._timer)
-            self._timer = None
+        self.remove_timer(context)
 
     def _report(self, result: CheckResult):
         if result.lines:

@@ -11,6 +11,7 @@ bpy 4.5.15 and 5.0.1 wheels:
 | F-curves             | channelbag of the action slot         | same (Action.fcurves shows the first slot) |
 | compositor           | scene.compositing_node_group          | scene.use_nodes + scene.node_tree          |
 | image format         | media_type + file_format              | file_format only                           |
+| material/world nodes | node_tree always there                | node_tree made by use_nodes = True         |
 | EEVEE engine id      | BLENDER_EEVEE                         | BLENDER_EEVEE_NEXT                         |
 """
 
@@ -79,6 +80,20 @@ def set_image_format(image_settings, file_format: str) -> None:
     if hasattr(image_settings, "media_type"):
         image_settings.media_type = "IMAGE"
     image_settings.file_format = file_format
+
+
+def set_video_format(image_settings) -> None:
+    """Set ImageFormatSettings to write a movie through FFmpeg (container and codec: render.ffmpeg)."""
+    if hasattr(image_settings, "media_type"):  # media type first: setting it resets file_format
+        image_settings.media_type = "VIDEO"
+    image_settings.file_format = "FFMPEG"
+
+
+def node_tree(id_block):
+    """The shader node tree of a material or world, made on request where it has none yet."""
+    if id_block.node_tree is None:
+        id_block.use_nodes = True
+    return id_block.node_tree
 
 
 def image_format_attrs(image_settings) -> tuple[str, ...]:

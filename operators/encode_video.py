@@ -19,6 +19,8 @@ from pathlib import Path
 
 import bpy
 
+from ..blender_animate.job import atomic_write
+from . import compat
 from . import import_result as importer
 
 
@@ -51,10 +53,7 @@ def encode_frames(frames: list[Path], mp4: Path, fps: float, width: int, height:
         scene.view_settings.view_transform = "Standard"
         scene.view_settings.look = "None"
         scene.view_settings.exposure, scene.view_settings.gamma = 0.0, 1.0
-        ims = r.image_settings
-        if hasattr(ims, "media_type"):  # 5.0: media type first, then the format
-            ims.media_type = "VIDEO"
-        ims.file_format = "FFMPEG"
+        compat.set_video_format(r.image_settings)
         r.ffmpeg.format = "MPEG4"
         r.ffmpeg.codec = "H264"
         r.ffmpeg.constant_rate_factor = "HIGH"
@@ -94,8 +93,7 @@ def encode_job(job_dir) -> dict:
     Blender has no FFmpeg."""
     files = importer.find_result(job_dir)
     out = files.job_dir / "out"
-    result_path = out / "result.json"
-    result = json.loads(result_path.read_text("utf-8"))
+    result = files.result
     outputs = result.setdefault("outputs", {})
     if not getattr(bpy.app.ffmpeg, "supported", False):
         raise EncodeError("this Blender was built without FFmpeg: it cannot write MP4 files")
@@ -113,9 +111,7 @@ def encode_job(job_dir) -> dict:
     if added:
         outputs.update(added)
         result["encoded_by"] = f"Blender {bpy.app.version_string} FFmpeg"
-        tmp = result_path.with_name(".result.json.part")
-        tmp.write_text(json.dumps(result, indent=2), encoding="utf-8")
-        os.replace(tmp, result_path)
+        atomic_write(out / "result.json", lambda fh: fh.write(json.dumps(result, indent=2).encode("utf-8")))
     return added
 
 

@@ -8,8 +8,8 @@
 (`DIR/Scripts/python.exe` on Windows, where PyPI's torch has no CUDA, so PyTorch's CUDA index is
 added). `python` is the interpreter Blender runs; DIR defaults to `generator-env` in the
 extension's user folder (kept across extension updates). The processes run in the background:
-a `bpy.app.timers` function polls them, shows the step and the last line of pip's output in the
-status bar and the preferences, and writes everything to `DIR.log`; on success the preferences'
+a `bpy.app.timers` function polls them and shows the step and the last line of pip's output in the
+status bar and a progress cursor; everything is written to `DIR.log`. On success the preferences'
 Generator Python is set to the new interpreter. Needs Blender's online access (Preferences >
 System > Network). In background mode (`blender -b`) it runs synchronously.
 
@@ -198,28 +198,20 @@ def active_build() -> EnvironmentBuild | None:
 if bpy is not None:
     from bpy.props import StringProperty
 
-    def _addon_package() -> str:
-        return __package__.rpartition(".")[0]
+    # Relative imports only here: without bpy this file is loaded on its own, outside its package.
+    from ..panels.preferences import ADDON_PACKAGE, get_preferences
+    from .generate import status_text
 
     def default_environment_dir() -> Path:
-        return Path(bpy.utils.extension_path_user(_addon_package(), path="", create=True)) / ENV_FOLDER
-
-    def _preferences(context):
-        addon = context.preferences.addons.get(_addon_package())
-        return getattr(addon, "preferences", None)
-
-    def _status(text) -> None:
-        wm = getattr(bpy.context, "workspace", None)
-        if wm is not None and hasattr(wm, "status_text_set"):
-            wm.status_text_set(text)
+        return Path(bpy.utils.extension_path_user(ADDON_PACKAGE, path="", create=True)) / ENV_FOLDER
 
     def _finish_in_blender(build: EnvironmentBuild, python_path: Path) -> None:
         wm = bpy.context.window_manager
         if hasattr(wm, "progress_end"):
             wm.progress_end()
-        _status(None)
+        status_text(None)
         if build.state == "done":
-            prefs = _preferences(bpy.context)
+            prefs = get_preferences(bpy.context)
             if prefs is not None:
                 prefs.python_path = str(python_path)
 
@@ -235,7 +227,7 @@ if bpy is not None:
             if not finished:
                 if hasattr(wm, "progress_update"):
                     wm.progress_update(int(100 * build.progress))
-                _status(
+                status_text(
                     f"Animate Anything environment, step {build.step + 1}/{build.total}: {build.last_line}"
                 )
                 return POLL_INTERVAL

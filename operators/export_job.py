@@ -29,9 +29,8 @@ import numpy as np
 from bpy.props import StringProperty
 
 from ..blender_animate import job as jobfile
+from ..panels.preferences import get_preferences as preferences  # the add-on preferences, or None
 from . import reference, scene_camera, scene_strokes
-
-ADDON_PACKAGE = __package__.rpartition(".")[0]  # "bl_ext.<repo>.animate_anything"
 
 
 class ExportError(ValueError):
@@ -66,11 +65,6 @@ def output_folder(scene) -> Path:
     if folder.startswith("//") and not bpy.data.filepath:
         return Path(bpy.app.tempdir or tempfile.gettempdir()) / "animate_anything"
     return Path(bpy.path.abspath(folder))
-
-
-def preferences(context):
-    addon = context.preferences.addons.get(ADDON_PACKAGE)
-    return getattr(addon, "preferences", None)
 
 
 def settings_problems(context) -> list[str]:
@@ -130,12 +124,13 @@ def make_spec(context, settings, *, reference_source: str, reference_path: str =
         guidance_scale=float(settings.guidance_scale),
         strength=float(settings.strength),
         noise_warp=bool(settings.noise_warp),
-        model=getattr(prefs, "cogvideox_model", "") if prefs else "",
-        animateanything_model=getattr(prefs, "animateanything_model", "") if prefs else "",
-        allow_download=bool(getattr(prefs, "allow_download", False)) if prefs else False,
-        device=getattr(prefs, "device", "auto") if prefs else "auto",
-        dtype=getattr(prefs, "dtype", "auto") if prefs else "auto",
-        offload=getattr(prefs, "offload", "auto") if prefs else "auto",
+        # getattr's default also stands in when the preferences are missing (prefs is None).
+        model=getattr(prefs, "cogvideox_model", ""),
+        animateanything_model=getattr(prefs, "animateanything_model", ""),
+        allow_download=bool(getattr(prefs, "allow_download", False)),
+        device=getattr(prefs, "device", "auto"),
+        dtype=getattr(prefs, "dtype", "auto"),
+        offload=getattr(prefs, "offload", "auto"),
         reference_source=reference_source,
         reference_path=reference_path,
         reference_video=video,

@@ -44,17 +44,19 @@ def is_running() -> bool:
 # ----------------------------------------------------------------------------- settings
 def generator_python(context=None) -> str:
     """The interpreter that runs the generator: the preferences' python_path, else Blender's own."""
-    prefs = exporter.preferences(context or bpy.context)
-    path = getattr(prefs, "python_path", "") if prefs is not None else ""
+    path = getattr(exporter.preferences(context), "python_path", "")
     return bpy.path.abspath(path) if path.strip() else sys.executable
+
+
+def is_blenders_python(python: str) -> bool:
+    """Whether `python` is the interpreter Blender runs (the one that needs nothing installed)."""
+    return Path(python).resolve() == Path(sys.executable).resolve()
 
 
 def generator_paths(python: str) -> list[str]:
     """Extra PYTHONPATH entries: the bundled wheels, only for Blender's own Python (a different
     interpreter may be another Python version, which the bundled wheels would break)."""
-    if Path(python).resolve() == Path(sys.executable).resolve():
-        return extension_site_packages(sys.path)
-    return []
+    return extension_site_packages(sys.path) if is_blenders_python(python) else []
 
 
 # ----------------------------------------------------------------------------- one run
@@ -161,7 +163,7 @@ class GenerateRun:
         if kind == "cancelled":
             self._end("cancelled", "Generation cancelled: nothing was imported, the scene is unchanged", "")
             return
-        own_python = Path(self.process.python).resolve() == Path(sys.executable).resolve()
+        own_python = is_blenders_python(self.process.python)
         if kind == "missing_dependency" and not own_python and "Blender's own" not in hint:
             hint += (
                 " Or clear Generator Python in the add-on preferences: Blender's own Python runs the "
@@ -212,17 +214,17 @@ class GenerateRun:
                 wm.progress_begin(0, 1000)
                 self._progress_open = True
             wm.progress_update(int(self.fraction * 1000))
-            _status_text(f"Animate Anything: {self.stage}   (Esc or Cancel to stop)")
+            status_text(f"Animate Anything: {self.stage}   (Esc or Cancel to stop)")
         else:
             self._close_progress()
-        _redraw()
+        redraw_areas({"VIEW_3D", "SEQUENCE_EDITOR", "PROPERTIES", "IMAGE_EDITOR"})
 
     def _close_progress(self) -> None:
         wm = bpy.context.window_manager
         if self._progress_open and wm is not None:
             wm.progress_end()
         self._progress_open = False
-        _status_text(None)
+        status_text(None)
 
     def _end(self, state: str, message: str, hint: str) -> None:
         self.state, self.message, self.hint = state, message, hint
@@ -272,7 +274,9 @@ def _undo_push(message: str) -> None:
         pass
 
 
-def _status_text(text) -> None:
+def status_text(text: str | None) -> None:
+    """Show `text` in the status bar of every window (None: give the bar back to Blender). Works
+    from timers, which have no window in their context."""
     wm = bpy.context.window_manager
     for window in getattr(wm, "windows", ()):
         try:
@@ -281,12 +285,12 @@ def _status_text(text) -> None:
             pass
 
 
-def _redraw() -> None:
+def redraw_areas(area_types: set[str]) -> None:
+    """Tag the areas of these types (e.g. {"PREFERENCES"}) in every window for redrawing."""
     wm = bpy.context.window_manager
     for window in getattr(wm, "windows", ()):
-        screen = window.screen
-        for area in getattr(screen, "areas", ()):
-            if area.type in {"VIEW_3D", "SEQUENCE_EDITOR", "PROPERTIES", "IMAGE_EDITOR"}:
+        for area in getattr(window.screen, "areas", ()):
+            if area.type in area_types:
                 area.tag_redraw()
 
 
@@ -337,7 +341,24 @@ def modal_step(run: GenerateRun, event_type: str, event_value: str) -> set[str]:
 
 
 # ----------------------------------------------------------------------------- operators
-class ANIMATE_ANYTHING_OT_generate(bpy.types.Operator):
+class ModalTimer:
+    """Mixin of a modal operator woken by a window-manager timer, so that modal() sees a background
+    job end without waiting for user input (generate, check_generator)."""
+
+    _timer = None
+
+    def start_modal(self, context, interval: float) -> None:
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(interval, window=context.window)
+        wm.modal_handler_add(self)
+
+    def remove_timer(self, context) -> None:
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+
+
+class ANIMATE_ANYTHING_OT_generate(ModalTimer, bpy.types.Operator):
     """Export the job, run the generator and import the video it makes (Esc cancels)"""
 
     bl_idname = "animate_anything.generate"
@@ -380,33 +401,25 @@ class ANIMATE_ANYTHING_OT_generate(bpy.types.Operator):
             return {"FINISHED"} if run.state == "done" else {"CANCELLED"}
         run.start_timer()
         run.report_warnings(self.report)
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.25, window=context.window)
-        wm.modal_handler_add(self)
+        self.start_modal(context, 0.25)
         self.report({"INFO"}, f"Generating into {run.job_dir} (Esc to cancel)")
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
         run = _active
         if run is None:
-            return self._stop(context, {"CANCELLED"})
+            self.remove_timer(context)
+            return {"CANCELLED"}
         result = modal_step(run, event.type, event.value)
         if result & {"FINISHED", "CANCELLED"}:
             run.report_to(self.report)
-            return self._stop(context, result)
+            self.remove_timer(context)
         return result
 
     def cancel(self, context):  # Blender ends the modal handler (file load, quit)
         if _active is not None:
             _active.cancel()
-        self._stop(context, set())
-
-    def _stop(self, context, result):
-        timer = getattr(self, "_timer", None)
-        if timer is not None:
-            context.window_manager.event_timer_remove(timer)
-            self._timer = None
-        return result
+        self.remove_timer(context)
 
 
 class ANIMATE_ANYTHING_OT_cancel(bpy.types.Operator):

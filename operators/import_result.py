@@ -27,6 +27,8 @@ from pathlib import Path
 
 import bpy
 
+from . import compat
+
 PREFIX = "AA "
 MAX_NAME = 60  # Blender 4.5 ID names hold 63 bytes
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -40,7 +42,8 @@ class ResultError(Exception):
 # ----------------------------------------------------------------------------- files (no bpy)
 @dataclass
 class ResultFiles:
-    """A checked ``out/`` folder. kind: "movie" (video is set) or "sequence" (frames are set)."""
+    """A checked ``out/`` folder. kind: "movie" (video is set) or "sequence" (frames are set);
+    result: ``out/result.json`` as read."""
 
     job_dir: Path
     kind: str
@@ -50,6 +53,7 @@ class ResultFiles:
     fps: float
     video: Path | None = None
     frames: list[Path] = field(default_factory=list)
+    result: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -111,9 +115,9 @@ def find_result(job_dir) -> ResultFiles:
     frames_dir = _output_path(job_dir, outputs.get("frames")) or out / "frames"
     if video is not None:
         _check_mp4(video)
-        return ResultFiles(job_dir, "movie", num_frames, width, height, fps, video=video)
+        return ResultFiles(job_dir, "movie", num_frames, width, height, fps, video=video, result=result)
     frames = _check_frames(frames_dir, num_frames, width, height)
-    return ResultFiles(job_dir, "sequence", num_frames, width, height, fps, frames=frames)
+    return ResultFiles(job_dir, "sequence", num_frames, width, height, fps, frames=frames, result=result)
 
 
 def _read_json(path: Path) -> dict:
@@ -270,20 +274,18 @@ def _import(scene, files: ResultFiles, undo: _Undo, *, strip, background, plane,
     image = _image(files, undo)
     strip_name, channel = _strip(scene, files, undo) if strip else (None, None)
     start = scene.frame_start
-    used_bg = False
     cam = scene.camera
-    if background:
-        if cam is not None and cam.type == "CAMERA":
-            _camera_background(cam, image, files, start, undo)
-            used_bg = True
-        else:
-            warnings.append("the scene has no active camera: the result was not set as a camera background")
+    has_camera = cam is not None and cam.type == "CAMERA"
+    used_bg = background and has_camera
+    if used_bg:
+        _camera_background(cam, image, files, start, undo)
+    elif background:
+        warnings.append("the scene has no active camera: the result was not set as a camera background")
     plane_name = None
-    if plane:
-        if cam is not None and cam.type == "CAMERA":
-            plane_name = _plane(scene, cam, image, files, plane_distance, undo).name
-        else:
-            warnings.append("the scene has no active camera: no camera-facing plane was added")
+    if plane and has_camera:
+        plane_name = _plane(scene, cam, image, files, plane_distance, undo).name
+    elif plane:
+        warnings.append("the scene has no active camera: no camera-facing plane was added")
     if files.num_frames > scene.frame_end - scene.frame_start + 1:
         warnings.append(
             f"the result has {files.num_frames} frames but the scene range is {scene.frame_start}-"
@@ -507,9 +509,8 @@ def _new_material(name: str, undo: _Undo):
 
 def _video_material(mat, image, files: ResultFiles, start: int) -> None:
     """Image Texture -> Emission -> Material Output, so the plane shows the video unlit."""
-    if mat.node_tree is None:  # 4.5: materials get a node tree on request (5.0 always has one)
-        mat.use_nodes = True
-    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    tree = compat.node_tree(mat)
+    nodes, links = tree.nodes, tree.links
     nodes.clear()
     tex = nodes.new("ShaderNodeTexImage")
     tex.name = tex.label = "Animate Anything video"

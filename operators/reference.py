@@ -38,8 +38,6 @@ import numpy as np
 
 from . import compat
 
-DEPTH_ENGINES = ("CYCLES", "BLENDER_WORKBENCH", "BLENDER_EEVEE", "BLENDER_EEVEE_NEXT")
-
 
 class ReferenceImageError(ValueError):
     """The reference image cannot be made; the message says what to change."""
@@ -177,7 +175,7 @@ def render_reference(context, frame: int, width: int, height: int):
     if scene.camera is None:
         raise ReferenceImageError("the scene has no active camera to render the reference from: add one")
     render = scene.render
-    if render.engine not in DEPTH_ENGINES:
+    if render.engine not in ("CYCLES", "BLENDER_WORKBENCH", compat.eevee_engine_id()):
         raise ReferenceImageError(
             f"the render engine {render.engine} has no depth pass: set it to Cycles, EEVEE or Workbench, "
             "or pick a reference image"
@@ -212,18 +210,14 @@ def render_reference(context, frame: int, width: int, height: int):
             rgb = _read_png(color_path)
             # 2. Planar depth through the compositor into a 32-bit EXR.
             render.use_compositing = True
-            if render.engine == "CYCLES":
-                scene.cycles.samples, scene.cycles.use_adaptive_sampling, scene.cycles.use_denoising = (
-                    1,
-                    False,
-                    False,
-                )
+            if render.engine == "CYCLES":  # depth needs no noise-free shading
+                cycles = scene.cycles
+                cycles.samples, cycles.use_adaptive_sampling, cycles.use_denoising = 1, False, False
             # Grease pencil stays out of the depth (see the module docstring): without this, a grease
             # pencil datablock in the render depsgraph with no object drawing it (the drag strokes'
             # object hidden from render, but still referenced by scene.animate_anything.drag_object)
             # makes Blender's grease pencil pass convert the Z pass twice: all values negative.
-            if hasattr(view_layer, "use_grease_pencil"):
-                view_layer.use_grease_pencil = False
+            view_layer.use_grease_pencil = False
             compat.set_image_format(ims, "OPEN_EXR")
             ims.color_mode, ims.color_depth, ims.exr_codec = "RGB", "32", "ZIP"
             depth_path = Path(tmp) / "depth.exr"

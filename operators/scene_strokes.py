@@ -196,7 +196,7 @@ def read_annotations(scene, frame_start: int, frame_end: int):
         ]
     strokes, warnings = [], []
     for layer in ann.layers:
-        if layer.annotation_hide or getattr(layer, "is_ruler", False):
+        if layer.annotation_hide or layer.is_ruler:
             continue
         count_before = len(strokes)
         seen: set[bytes] = set()

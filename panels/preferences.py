@@ -6,7 +6,8 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
-# The extension's package, e.g. "bl_ext.user_default.animate_anything" (this module is its .panels).
+# The extension's package, e.g. "bl_ext.user_default.animate_anything" (this module is its .panels):
+# the add-on's key in context.preferences.addons and the bl_idname of its preferences.
 ADDON_PACKAGE = __package__.rpartition(".")[0]
 
 DEVICES = (
@@ -80,11 +81,9 @@ class AnimateAnythingPreferences(bpy.types.AddonPreferences):
         col.prop(self, "dtype")
         col.prop(self, "offload")
         col.prop(self, "allow_download")
-        if hasattr(bpy.types, "ANIMATE_ANYTHING_OT_check_generator"):
-            layout.operator("animate_anything.check_generator", icon="CHECKMARK")
-            draw_check_result(layout)
-        if hasattr(bpy.types, "ANIMATE_ANYTHING_OT_create_environment"):
-            layout.operator("animate_anything.create_environment", icon="CONSOLE")
+        layout.operator("animate_anything.check_generator", icon="CHECKMARK")
+        draw_check_result(layout)
+        layout.operator("animate_anything.create_environment", icon="CONSOLE")
 
 
 def draw_check_result(layout) -> None:

@@ -16,6 +16,8 @@ from bpy.props import (
     StringProperty,
 )
 
+from ..operators.compat import GP_OBJECT_TYPE
+
 # Identifiers shared with operators/export_job.py (values written into job.json are lower case).
 REFERENCE_SOURCES = (
     ("RENDER", "Render", "Render the first frame from the active camera, with its depth pass"),
@@ -38,12 +40,12 @@ MODES = (
 
 
 def _is_grease_pencil(_self, ob) -> bool:
-    return ob.type == "GREASEPENCIL"
+    return ob.type == GP_OBJECT_TYPE
 
 
 def _layer_names(self, _context, edit_text):
     ob = self.drag_object
-    if ob is None or ob.type != "GREASEPENCIL":
+    if ob is None or ob.type != GP_OBJECT_TYPE:
         return []
     return [layer.name for layer in ob.data.layers if edit_text.lower() in layer.name.lower()]
 

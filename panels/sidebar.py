@@ -14,32 +14,12 @@ import time
 
 import bpy
 
+from ..operators import encode_video, export_job, generate
+
 CATEGORY = "Animate"
 ENCODE_CHECK_SECONDS = 2.0  # how long the "job needs encoding" answer is reused by draw()
 
 _encode_cache: dict[str, tuple[float, bool]] = {}
-
-
-def _operator_exists(idname: str) -> bool:
-    module, _, name = idname.partition(".")
-    try:
-        getattr(getattr(bpy.ops, module), name).get_rna_type()
-    except (AttributeError, KeyError):
-        return False
-    return True
-
-
-def _problems(context) -> list[str]:
-    from ..operators.export_job import settings_problems
-
-    return settings_problems(context)
-
-
-def _run_state():
-    """(running, run) for draw(): whether a generation is in progress in this Blender, and the run."""
-    from ..operators import generate
-
-    return generate.is_running(), generate.active_run()
 
 
 def job_needs_encoding(job_dir: str) -> bool:
@@ -50,9 +30,7 @@ def job_needs_encoding(job_dir: str) -> bool:
     cached = _encode_cache.get(job_dir)
     if cached is not None and now - cached[0] < ENCODE_CHECK_SECONDS:
         return cached[1]
-    from ..operators.encode_video import needs_encoding
-
-    answer = needs_encoding(job_dir)
+    answer = encode_video.needs_encoding(job_dir)
     if len(_encode_cache) > 16:
         _encode_cache.clear()
     _encode_cache[job_dir] = (now, answer)
@@ -157,31 +135,24 @@ class _Output(_Base):
         col.prop(s, "import_background")
         col.prop(s, "import_plane")
 
-        reasons = _problems(context)
         col = layout.column(align=True)
         col.scale_y = 1.3
-        running = False
-        if _operator_exists("animate_anything.generate"):
-            running, run = _run_state()
-            if running:
-                if _same_scene(run, context.scene):
-                    col.progress(factor=s.job_progress, text=s.job_stage or "Running")
-                else:
-                    col.label(text=f"Generating in scene '{_scene_name(run)}'", icon="SORTTIME")
-                if _operator_exists("animate_anything.cancel"):
-                    col.operator("animate_anything.cancel", icon="CANCEL")
+        running = generate.is_running()
+        if running:
+            run = generate.active_run()
+            if _same_scene(run, context.scene):
+                col.progress(factor=s.job_progress, text=s.job_stage or "Running")
             else:
-                col.operator("animate_anything.generate", icon="RENDER_ANIMATION")
+                col.label(text=f"Generating in scene '{_scene_name(run)}'", icon="SORTTIME")
+            col.operator("animate_anything.cancel", icon="CANCEL")
+        else:
+            col.operator("animate_anything.generate", icon="RENDER_ANIMATION")
         layout.operator("animate_anything.export_job", icon="EXPORT")
-        if _operator_exists("animate_anything.import_result"):
-            layout.operator("animate_anything.import_result", icon="IMPORT")
-        if (
-            not running
-            and _operator_exists("animate_anything.encode_video")
-            and job_needs_encoding(s.last_job_dir)
-        ):
+        layout.operator("animate_anything.import_result", icon="IMPORT")
+        if not running and job_needs_encoding(s.last_job_dir):
             text = "Encode MP4 (the result is PNG frames)"
             layout.operator("animate_anything.encode_video", text=text, icon="FILE_MOVIE")
+        reasons = export_job.settings_problems(context)
         if reasons:
             draw_reasons(layout, reasons)
         if s.last_message:

@@ -83,8 +83,9 @@ def fetch(path: Path) -> None:
 
 
 def main() -> int:
+    wheels = manifest_wheels()
     failed = []
-    for path in manifest_wheels():
+    for path in wheels:
         if check(path):
             continue
         print(f"fetch_wheels: downloading {path.name}")
@@ -95,7 +96,7 @@ def main() -> int:
     if failed:
         print(f"fetch_wheels: SHA-256 mismatch for {failed}; the files were removed", file=sys.stderr)
         return 1
-    print(f"fetch_wheels: {len(manifest_wheels())} wheels present in wheels/")
+    print(f"fetch_wheels: {len(wheels)} wheels present in wheels/")
     return 0
 
 

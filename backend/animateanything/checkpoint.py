@@ -1,4 +1,4 @@
-"""The AnimateAnything checkpoint folder: its layout, and what is missing from one (stdlib only).
+"""The AnimateAnything checkpoint folder: its layout, and what is missing from one (no torch).
 
 Layout (written by ``AnimateAnythingPipeline.save_pretrained``)::
 
@@ -7,8 +7,8 @@ Layout (written by ``AnimateAnythingPipeline.save_pretrained``)::
     <name>/                      one subfolder per component with source "folder" (safetensors)
 
 Components with source "base" live in the referenced CogVideoX folder (diffusers layout). This
-module imports nothing heavy, so ``python -m backend doctor`` and the Blender side can check a folder
-without torch.
+module imports nothing heavy (the safetensors checks are the guided mode's, backend/guided/loading.py),
+so ``python -m backend doctor`` (the preferences' Check button) can check a folder without torch.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..guided.loading import weights_problem, weights_stem
 
 INDEX_FILE = "animateanything_index.json"
 FORMAT_VERSION = 1
@@ -55,7 +57,8 @@ def resolve_base(source: str | None, local_files_only: bool) -> tuple[Path | Non
         return None, f"base_model {source!r}: not found as {where} ({type(exc).__name__})"
 
 
-def missing_in_folder(path: Path, name: str, class_name: str, in_base: bool) -> list[str]:
+def missing_in_folder(path: Path, name: str, in_base: bool) -> list[str]:
+    """What the folder of component `name` lacks (its config and safetensors weights), one line each."""
     label = f"{name}/ (in the base model {path.parent})" if in_base else f"{name}/"
     if not path.is_dir():
         return [f"{label}: folder missing"]
@@ -64,9 +67,9 @@ def missing_in_folder(path: Path, name: str, class_name: str, in_base: bool) -> 
     if name == "tokenizer":
         return [] if (path / "tokenizer_config.json").is_file() else [f"{label}: tokenizer_config.json"]
     problems = [] if (path / "config.json").is_file() else [f"{label}: config.json"]
-    stem = "model" if name == "text_encoder" else "diffusion_pytorch_model"
-    if not ((path / f"{stem}.safetensors").is_file() or (path / f"{stem}.safetensors.index.json").is_file()):
-        problems.append(f"{label}: {stem}.safetensors")
+    wrong = weights_problem(path, weights_stem(name))
+    if wrong:
+        problems.append(f"{label}: {wrong}")
     return problems
 
 
@@ -129,5 +132,5 @@ def plan_checkpoint(
         if root is None:
             continue
         plan.locations[name] = Path(root) / name
-        plan.missing += missing_in_folder(plan.locations[name], name, comps[name].get("class", ""), in_base)
+        plan.missing += missing_in_folder(plan.locations[name], name, in_base)
     return plan

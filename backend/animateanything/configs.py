@@ -7,37 +7,11 @@ size constraint is commented. All are plain dicts for ``Model(**config)``.
 
 from __future__ import annotations
 
+from ..guided.memory import COGVIDEOX_5B_I2V_CONFIG
+
 # --------------------------------------------------------------------------- real sizes
-# CogVideoX-5b-I2V transformer (its config.json; 5.57 B parameters).
-REAL_COGVIDEOX_TRANSFORMER = dict(
-    num_attention_heads=48,
-    attention_head_dim=64,
-    in_channels=32,
-    out_channels=16,
-    flip_sin_to_cos=True,
-    freq_shift=0,
-    time_embed_dim=512,
-    ofs_embed_dim=None,
-    text_embed_dim=4096,
-    num_layers=42,
-    dropout=0.0,
-    attention_bias=True,
-    sample_width=90,
-    sample_height=60,
-    sample_frames=49,
-    patch_size=2,
-    patch_size_t=None,
-    temporal_compression_ratio=4,
-    max_text_seq_length=226,
-    activation_fn="gelu-approximate",
-    timestep_activation_fn="silu",
-    norm_elementwise_affine=True,
-    norm_eps=1e-5,
-    spatial_interpolation_scale=1.875,
-    temporal_interpolation_scale=1.0,
-    use_rotary_positional_embeddings=True,
-    use_learned_positional_embeddings=True,
-)
+# CogVideoX-5b-I2V transformer (its config.json; 5.57 B parameters): the guided mode's copy.
+REAL_COGVIDEOX_TRANSFORMER = dict(COGVIDEOX_5B_I2V_CONFIG)
 
 REAL_FLOW_ENCODER = dict(
     in_channels=2, out_channels=16, block_out_channels=(64, 128, 256, 512), layers_per_block=1,

@@ -175,9 +175,7 @@ class AnimateAnythingPipeline(DiffusionPipeline):
         fw = max(factor, int(round(width * scale / factor)) * factor)
         return fh, fw
 
-    def check_inputs(
-        self, image, height, width, num_frames, flow, c2w, K, tracks, track_visible, output_type
-    ):
+    def check_inputs(self, height, width, num_frames, flow, c2w, K, tracks, track_visible, output_type):
         if height % 8 or width % 8:
             raise ValueError(f"height and width must be multiples of 8, got {height}x{width}")
         ratio = self.vae.config.temporal_compression_ratio if self.vae is not None else 4
@@ -335,7 +333,7 @@ class AnimateAnythingPipeline(DiffusionPipeline):
         if torch.is_tensor(flow):
             flow = flow.detach().cpu().numpy()
         # 1. Check inputs
-        self.check_inputs(image, height, width, num_frames, flow, c2w, K, tracks, track_visible, output_type)
+        self.check_inputs(height, width, num_frames, flow, c2w, K, tracks, track_visible, output_type)
         image = image.convert("RGB").resize((width, height), Image.BICUBIC)
 
         # 2. Stage 1: unified flow

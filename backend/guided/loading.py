@@ -7,7 +7,7 @@ the job allows it (`allow_download`); a hub id is otherwise looked up in the loc
 Missing or incomplete checkpoints raise `JobFailure("missing_model")` naming the missing parts and
 the folder that was searched.
 
-Prompt embeddings (T5-XXL: ~9.5 GB of bf16 weights for a (1, 226, 4096) output) are cached as
+Prompt embeddings (T5-XXL: ~9.8 GB (9.1 GiB) of bf16 weights for a (1, 226, 4096) output) are cached as
 safetensors files keyed by a hash of the checkpoint folder, the prompt and the sequence length, so
 a prompt seen before never loads the text encoder again.
 """
@@ -102,9 +102,14 @@ def resolve_checkpoint(model: str, *, allow_download: bool = False) -> Checkpoin
     return Checkpoint(source, Path(path))
 
 
-def _weights_missing(folder: Path, stem: str) -> str | None:
+def weights_stem(component: str) -> str:
+    """The weights file name stem of a component: transformers' `model`, diffusers' otherwise."""
+    return "model" if component == "text_encoder" else "diffusion_pytorch_model"
+
+
+def weights_problem(folder: Path, stem: str) -> str | None:
     """None when `folder` holds safetensors weights named `stem` (single file or complete shards),
-    else what is wrong."""
+    else what is wrong (also used for AnimateAnything checkpoints: backend/animateanything/checkpoint.py)."""
     single = folder / f"{stem}.safetensors"
     index = folder / f"{stem}.safetensors.index.json"
     if single.is_file():
@@ -121,7 +126,7 @@ def _weights_missing(folder: Path, stem: str) -> str | None:
     pickles = [p.name for p in folder.glob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
     if pickles:
         return f"only non-safetensors weights ({', '.join(sorted(pickles))}); safetensors are required"
-    return f"no {single.name} or {index.name}"
+    return f"{single.name} (or {index.name})"
 
 
 def missing_parts(path: Path, components=PIPELINE_COMPONENTS + TEXT_COMPONENTS) -> list[str]:
@@ -144,8 +149,7 @@ def missing_parts(path: Path, components=PIPELINE_COMPONENTS + TEXT_COMPONENTS) 
             continue
         if not (folder / "config.json").is_file():
             problems.append(f"{comp}/config.json")
-        stem = "model" if comp == "text_encoder" else "diffusion_pytorch_model"
-        wrong = _weights_missing(folder, stem)
+        wrong = weights_problem(folder, weights_stem(comp))
         if wrong:
             problems.append(f"{comp}/ weights: {wrong}")
     return problems
@@ -163,8 +167,7 @@ def _safetensors_files(folder: Path, stem: str) -> list[Path]:
 def count_parameters(ckpt: Checkpoint, component: str) -> int | None:
     """Number of stored tensor elements of a component, read from the safetensors headers only
     (no weights loaded, no torch); None when the component has no safetensors weights."""
-    stem = "model" if component == "text_encoder" else "diffusion_pytorch_model"
-    files = _safetensors_files(ckpt.path / component, stem)
+    files = _safetensors_files(ckpt.path / component, weights_stem(component))
     if not files:
         return None
     total = 0

@@ -1,13 +1,13 @@
 """Choosing dtype, offloading and VAE tiling/slicing from the free GPU memory.
 
-`plan_memory(free_bytes, config)` is a pure function: it estimates the peak memory of each phase
+`plan_memory(free_bytes, spec)` is a pure function: it estimates the peak memory of each phase
 of a guided run (T5 prompt encoding, the denoising loop, the VAE encode of the layout prior and the
 final VAE decode) for each candidate setting, from parameter counts and activation sizes, and
 picks the fastest setting that fits with a safety margin. Settings the user fixed (dtype, offload,
 tiling) are kept; only "auto" ones are chosen.
 
 Estimates (bytes; b = bytes per element of the dtype):
-- weights: parameters x b (CogVideoX-5b-I2V: transformer 5.57 G, VAE 215.6 M, T5-XXL 4.76 G).
+- weights: parameters x b (CogVideoX-5b-I2V: transformer 5.57 G, VAE 215.6 M, T5-XXL 4.89 G).
 - denoising: tokens N = latent_frames/patch_t x (h/2) x (w/2) + 226 text tokens, batch 2 with
   classifier-free guidance, hidden D = heads x head_dim; live activations of one block ~
   ACT_TRANSFORMER x 2 x N x D x b (memory-efficient attention: no N x N matrix).

@@ -56,7 +56,7 @@ def generate(ctx: JobContext) -> ModeResult:
 
     from ..animateanything.pipeline import AnimateAnythingPipeline, IncompleteCheckpointError
 
-    device = resolve_device(ctx.device if ctx.device not in ("", "auto") else spec.device)
+    device = resolve_device(ctx.requested_device)
     bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
     dtype = pick_dtype(device, spec.dtype, bf16)
 
@@ -171,7 +171,9 @@ def _analytic_flow(ctx: JobContext) -> np.ndarray:
 
 
 def _place(pipe, device: str, spec) -> None:
-    """Device placement: model offload when asked (or on a GPU in "auto"), else everything on the device."""
+    """Device placement: everything on the device on the CPU or with offload "none"; sequential
+    offload for "sequential"; model offload otherwise ("auto", "model", "group"). VAE tiling when
+    "on", or in "auto" off the CPU."""
     if device == "cpu" or spec.offload == "none":
         pipe.to(device)
     elif spec.offload == "sequential":

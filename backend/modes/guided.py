@@ -96,8 +96,7 @@ def generate(ctx: JobContext) -> ModeResult:
     ctx.check_cancel()
 
     # 3. Memory plan.
-    requested = ctx.device if ctx.device not in ("", "auto") else spec.device
-    device = memory.resolve_device(requested)
+    device = memory.resolve_device(ctx.requested_device)
     bf16 = device != "cuda" or torch.cuda.is_bf16_supported()
     # Parameter counts from the safetensors headers: the plan fits the checkpoint actually used.
     sizes = {

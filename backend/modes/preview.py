@@ -1,7 +1,8 @@
 """Mode `preview`: the reference image moved along the unified flow (no model, CPU, seconds).
 
 1. Unified flow of frame 0's pixels (camera from depth or the fallback plane, drags, regions):
-   blender_animate.flow.unified_flow.
+   blender_animate.flow.unified_flow, with region masks first cut to the depth of the drags inside
+   them (backend.preview.regions: the background inside an outline does not move).
 2. Optional reference video: its DIS flow (OpenCV), chained to frame 0, added to the flow.
 3. Per frame, on a few threads: softmax forward splatting of the reference image with depth
    order and footprints for magnified surfaces (backend.preview.splat), then depth-aware hole
@@ -15,12 +16,13 @@ import os
 
 import numpy as np
 
-from blender_animate.flow import unified_flow
+from blender_animate.flow import REGION_FEATHER, unified_flow
 
 from ..context import JobContext
 from ..errors import JobFailure
 from ..parallel import map_ordered
 from ..preview.fill import fill_holes, resolve_method
+from ..preview.regions import depth_gated_regions
 from ..preview.splat import DEPTH_SHARPNESS, forward_splat
 from . import ModeResult
 
@@ -38,7 +40,13 @@ def generate(ctx: JobContext) -> ModeResult:
 
     # 1. Unified flow.
     ctx.progress("flow", 0, 1, "computing the camera and drag flow")
-    masks = cond.region_masks if cond.region_masks.shape[0] else None
+    masks, feather, rim = None, REGION_FEATHER, None
+    if cond.region_masks.shape[0]:
+        # Background enclosed by a drag's outline stays put; the cut follows depth edges, so it
+        # needs no feather, and the object's rim is left to the filler (backend.preview.regions).
+        gr = depth_gated_regions(cond.region_masks, ctx.depth, cond.tracks)
+        masks, rim = gr.masks, gr.rim
+        feather = 0 if gr.hard_edge else REGION_FEATHER
     uf = unified_flow(
         ctx.depth,
         cond.K,
@@ -50,11 +58,14 @@ def generate(ctx: JobContext) -> ModeResult:
         fallback_depth=spec.fallback_depth,
         height=H,
         width=W,
+        region_feather=feather,
     )
     for message in uf.warnings:
         ctx.warn(message)
     flow = uf.flow
     info: dict = {"depth": "depth.npy" if ctx.depth is not None else "fallback plane"}
+    if masks is not None:
+        info["region_pixels_left_behind"] = gr.removed
     ctx.progress("flow", 1, 1, "flow ready")
 
     # 2. Reference video motion.
@@ -85,6 +96,8 @@ def generate(ctx: JobContext) -> ModeResult:
         if f == 0:
             return image, 0.0
         front = uf.depth[f] > 0  # behind the camera: dropped
+        if rim is not None:
+            front &= ~rim
         s = forward_splat(image, flow[f], uf.depth[f], front, want_depth=method == "background")
         return fill_holes(s.image, s.hole, depth=s.depth, method=method), float(s.hole.mean())
 

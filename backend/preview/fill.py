@@ -2,9 +2,11 @@
 
 Three fillers, one contract: `fill_holes(image (H, W, C) float32 or uint8 in [0, 255], hole (H, W)
 bool, depth=None, method=...) -> (H, W, C) uint8`, known pixels unchanged (up to rounding).
-- "background" (numpy, needs the depth of the known pixels): `background_fill`, the nearest known
-  pixel in four directions, weighted so that far ones win, then smoothed among the hole pixels.
-  A disocclusion shows background, not a smear of the object that uncovered it.
+- "background" (numpy, needs the depth of the known pixels): `background_fill`, the occluder
+  beside each hole (the nearer side, found by scanning four directions) and the near content
+  around it are kept out, then a push-pull pyramid over the remaining (background) pixels fills
+  the hole smoothly. A disocclusion shows background, not a smear of the object that uncovered
+  it; borders revealed by the camera continue the background next to them, without streaks.
 - "pushpull" (numpy): a pyramid "pull" averages the known pixels 2x2 level by level until a
   level has no hole; "push" walks back down, replacing every hole pixel by the bilinearly
   upsampled coarser level. O(H*W), any hole size, smooth (blurry) fill; no loop over pixels.
@@ -17,10 +19,17 @@ from __future__ import annotations
 
 import numpy as np
 
-# Depth-aware fill: candidates weigh (z / z_far) ** FAR_POWER, so revealed background is filled from
-# the background (2.5x farther counts 1500x more).
+# Depth-aware fill ("background"): a hole's neighbour more than FG_RATIO nearer than the farthest
+# finite neighbour of the same hole pixel is the occluder; the known pixels within EXCLUDE_REACH
+# pixels of it that are no farther than it (x FG_TOLERANCE) are kept out of the fill. FAR_POWER is
+# the reference power of fill_holes' far_preference (8: the threshold is FG_RATIO).
 FAR_POWER = 8.0
-SMOOTH_RADIUS = 16
+FG_RATIO = 1.25
+FG_TOLERANCE = 1.05
+EXCLUDE_REACH = 64
+# Two sides of a hole lie on one surface (neither occludes the other) when each side's surface,
+# continued across the gap, meets the other within this fraction of the larger inverse depth.
+SAME_SURFACE_TOLERANCE = 0.2
 METHODS = ("auto", "background", "pushpull", "telea")
 
 
@@ -87,65 +96,119 @@ def background_fill(
     depth: np.ndarray,
     *,
     power: float = FAR_POWER,
-    smooth: int = SMOOTH_RADIUS,
+    reach: int = EXCLUDE_REACH,
 ):
-    """Depth-aware directional fill: (H, W, C) float32, hole pixels filled, known ones unchanged.
+    """Depth-aware fill from the background side only: (H, W, C) float32, hole pixels filled,
+    known ones unchanged.
 
-    For every hole pixel the nearest known pixel is found in each of the four directions (left,
-    right, up, down: running maxima of column/row indices, no per-pixel loop) and the four
-    candidates are averaged with weights (z / z_far) ** power / distance, z_far the farthest of
-    that pixel's candidates (+inf counts as farthest). A disocclusion has the
-    foreground on one side and the background on the others; the background, being farther,
-    wins by orders of magnitude (2.5x farther: 1500x with power 8), while inside one surface
-    the candidates have similar depths and are simply interpolated. Hole pixels with no
-    candidate at all are left to push-pull. The four-direction extrapolation streaks, so the fill
-    is then low-passed among hole pixels only (over ~`smooth` pixels; 0: off), which pulls no
-    foreground back in."""
+    1. Which side is background. For every hole pixel the nearest known pixel is found in each of
+       the four directions (left, right, up, down: running maxima of column/row indices, no
+       per-pixel loop) and each candidate's depth is compared with the farthest FINITE candidate of
+       that hole pixel. A candidate more than FG_RATIO nearer is the occluder that uncovered the
+       hole (a foreground seed). Content at infinity (sky, "no depth") and invalid depths are never
+       seeds and never make a finite candidate a seed: the sky behind a floor does not turn the
+       floor into foreground, so a hole at the horizon continues both.
+    2. Which pixels are foreground. Seeds are grown over the known pixels within `reach` pixels
+       that are no farther than the seed (x FG_TOLERANCE): the whole near object around a
+       disocclusion, not just its rim, so that no coarse level below mixes it in.
+    3. Fill. A push-pull pyramid (`push_pull`) over the remaining known pixels: every hole pixel
+       gets a smooth (multi-scale) continuation of the background around it, borders revealed by
+       the camera included, with no scan-line streaks.
+    `power` (kept for the fill_holes interface) scales the seed threshold: FG_RATIO ** (8 / power)."""
     H, W = hole.shape
-    img = image.astype(np.float32).reshape(H * W, -1)
-    z_flat = np.asarray(depth, np.float32).reshape(-1)
-    # 1. The nearest known pixel in each direction: (target, source, distance) per direction.
-    found = []
+    z = np.asarray(depth, np.float32)
+    known = ~hole
+    ok_z = known & np.isfinite(z) & (z > 0)  # finite, valid depths of known pixels
+    with np.errstate(divide="ignore"):
+        iz = np.where(ok_z, np.float32(1.0) / np.where(ok_z, z, np.float32(1.0)), np.float32(0.0))
+    ratio = np.float32(FG_RATIO ** (FAR_POWER / max(power, 1e-6)))
+    seed = np.zeros((H, W), bool)  # occluders beside a hole
+    back = np.zeros((H, W), bool)  # confirmed background beside a hole
     for axis in (1, 0):  # rows with holes, scanned left and right; then columns, up and down
         lines = np.flatnonzero(hole.any(axis=axis))
         if lines.size == 0:
             continue
         sub = hole[lines] if axis == 1 else hole[:, lines].T  # (lines, positions)
-        for _side, src in _nearest_known(~sub):
-            r, c = np.nonzero(sub & (src >= 0))
-            line, s_pos = lines[r], src[r, c]
+        izl = iz[lines] if axis == 1 else iz[:, lines].T
+        (_, lo), (_, hi) = _nearest_known(~sub)
+        r, c = np.nonzero(sub & (lo >= 0) & (hi >= 0))  # hole pixels with a known pixel on both sides
+        if r.size == 0:
+            continue
+        pl, pr = lo[r, c], hi[r, c]
+        il, ir = izl[r, pl], izl[r, pr]
+        # Each side's surface continued across the gap (inverse depth is linear along a line
+        # of the image on a plane), from its 2nd and 5th pixel away from the hole (the 1st may
+        # be an anti-aliased mix); no usable slope: a constant.
+        pred_r = _continue(izl, r, pl, pr, -1)
+        pred_l = _continue(izl, r, pr, pl, +1)
+        big = np.maximum(il, ir) * np.float32(SAME_SURFACE_TOLERANCE)
+        same = (np.abs(pred_r - ir) <= big) & (np.abs(pred_l - il) <= big)
+        finite = (il > 0) & (ir > 0)  # sky and invalid depth never make or are seeds
+        near_l = finite & ~same & (il > ir * ratio)
+        near_r = finite & ~same & (ir > il * ratio)
+        both = finite & same
+        for mark, sel, pos in (
+            (seed, near_l, pl),
+            (seed, near_r, pr),
+            (back, near_l | both, pr),
+            (back, near_r | both, pl),
+        ):
             if axis == 1:
-                found.append((line * W + c, line * W + s_pos, np.abs(c - s_pos)))
+                mark[lines[r[sel]], pos[sel]] = True
             else:
-                found.append((c * W + line, s_pos * W + line, np.abs(c - s_pos)))
-    # 2. Depth relative to the farthest candidate of the same hole pixel (+inf = farthest; invalid
-    # depths count as near), so the preference holds whatever the scene's depth range.
-    z_cand = []
-    zfar = np.full(H * W, -np.inf, np.float32)
-    for target, source, _ in found:
-        z = z_flat[source]
-        z = np.where(np.isnan(z) | (z <= 0), np.float32(0.0), z)
-        z_cand.append(z)
-        zfar[target] = np.maximum(zfar[target], z)
-    num = np.zeros_like(img)
-    den = np.zeros(H * W, np.float32)
-    for (target, source, dist), z in zip(found, z_cand):
-        zf = zfar[target]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = np.where(np.isposinf(z), np.float32(1.0), np.where(zf > 0, z / zf, np.float32(1.0)))
-        w = np.maximum(np.power(ratio, np.float32(power)), np.float32(1e-30)) / np.maximum(dist, 1)
-        num[target] += w[:, None] * img[source]
-        den[target] += w
+                mark[pos[sel], lines[r[sel]]] = True
+    weight = known.astype(np.float32)
+    if seed.any():
+        # The occluder's own depth: the nearest valid depth around each seed (its rim pixel may
+        # hold a mix of object and background depth), spread over `reach` pixels.
+        znear = -_dilate_max(np.where(ok_z, -z, -np.inf).astype(np.float32), 2)
+        zseed = _dilate_max(np.where(seed, znear, np.float32(0.0)), reach)
+        fg = ok_z & (z <= zseed * np.float32(FG_TOLERANCE))
+        # The background rim of each hole stays in (e.g. a floor nearer than the occluder, but on
+        # the far side of the hole), so that the fill continues what borders the hole there.
+        weight[fg & ~(back & ~seed)] = 0.0
+    if not (weight > 0).any():
+        weight = known.astype(np.float32)
+    img = image.astype(np.float32)
+    filled = push_pull(img, weight)
     out = img.copy()
-    got = den > 0
-    out[got] = num[got] / den[got, None]
-    out = out.reshape(image.shape)
-    rest = hole & ~got.reshape(H, W)
-    if rest.any():
-        filled = push_pull(out, (~rest).astype(np.float32))
-        out[rest] = filled[rest]
-    if smooth > 0:
-        out[hole] = _smooth_among(out, hole, smooth)
+    out[hole] = filled[hole]
+    return out
+
+
+def _continue(iz: np.ndarray, r: np.ndarray, p: np.ndarray, q: np.ndarray, step: int) -> np.ndarray:
+    """Inverse depth at position q of line r predicted from the surface at p: a straight line
+    through the pixels p + step and p + 4 * step (`step` points away from the hole), or iz[r, p]
+    where those are not both in the line and valid (iz > 0). iz: (lines, n); r, p, q: (m,)."""
+    n = iz.shape[1]
+    a, b = p + step, p + 4 * step
+    inside = (b >= 0) & (b < n)
+    a_, b_ = np.clip(a, 0, n - 1), np.clip(b, 0, n - 1)
+    za, zb = iz[r, a_], iz[r, b_]
+    ok = inside & (za > 0) & (zb > 0)
+    slope = np.where(ok, (za - zb) / np.float32(3.0), np.float32(0.0))  # per pixel toward q
+    return np.where(ok, za + slope * np.abs(q - a).astype(np.float32), iz[r, p])
+
+
+def _dilate_max(a: np.ndarray, radius: int) -> np.ndarray:
+    """Maximum of the (2r+1) x (2r+1) square around every pixel of `a` (H, W), r the smallest
+    2 ** k - 1 >= radius (separable, shifts doubling: O(H * W * log r))."""
+    out = a.copy()
+    s = 1
+    while s <= max(radius, 1):
+        for axis in (0, 1):
+            n = out.shape[axis]
+            if s >= n:
+                continue
+            shifted = out.copy()
+            if axis == 0:
+                np.maximum(shifted[s:], out[:-s], out=shifted[s:])
+                np.maximum(shifted[:-s], out[s:], out=shifted[:-s])
+            else:
+                np.maximum(shifted[:, s:], out[:, :-s], out=shifted[:, s:])
+                np.maximum(shifted[:, :-s], out[:, s:], out=shifted[:, :-s])
+            out = shifted
+        s *= 2
     return out
 
 
@@ -158,34 +221,6 @@ def _nearest_known(known: np.ndarray):
     yield "left", np.maximum.accumulate(np.where(known, cols, -1), axis=1)
     rev = np.maximum.accumulate(np.where(known[:, ::-1], cols, -1), axis=1)[:, ::-1]
     yield "right", np.where(rev >= 0, w - 1 - rev, -1).astype(np.int32)
-
-
-def _smooth_among(image: np.ndarray, mask: np.ndarray, radius: int) -> np.ndarray:
-    """Normalised low-pass of `image` (H, W, C) over the `mask` pixels only, evaluated at them:
-    returns (n, C) for the n mask pixels in C order. Sums over 2**k x 2**k cells (2**k ~ radius)
-    of the mask pixels (np.bincount: O(n)), sampled bilinearly at each mask pixel, divided."""
-    H, W = mask.shape
-    f = 2 ** max(1, int(np.log2(max(radius, 2))))
-    h, w = -(-H // f), -(-W // f)
-    ys, xs = np.nonzero(mask)
-    vals = image[ys, xs]  # (n, C)
-    cell = (ys // f) * w + xs // f
-    C = vals.shape[1]
-    coarse = np.empty((h * w, C + 1), np.float64)
-    for c in range(C):
-        coarse[:, c] = np.bincount(cell, vals[:, c], minlength=h * w)
-    coarse[:, C] = np.bincount(cell, minlength=h * w)
-    coarse = coarse.reshape(h, w, C + 1)
-    v = np.clip((ys + 0.5) / f - 0.5, 0, h - 1)
-    u = np.clip((xs + 0.5) / f - 0.5, 0, w - 1)
-    y0 = np.minimum(v.astype(np.int64), max(h - 2, 0))
-    x0 = np.minimum(u.astype(np.int64), max(w - 2, 0))
-    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
-    ay, ax = (v - y0)[:, None], (u - x0)[:, None]
-    top = coarse[y0, x0] * (1 - ax) + coarse[y0, x1] * ax
-    bottom = coarse[y1, x0] * (1 - ax) + coarse[y1, x1] * ax
-    s = top * (1 - ay) + bottom * ay
-    return (s[:, :-1] / np.maximum(s[:, -1:], 1e-6)).astype(np.float32)
 
 
 def push_pull(image: np.ndarray, weight: np.ndarray, *, max_levels: int = 16) -> np.ndarray:

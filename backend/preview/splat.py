@@ -38,8 +38,9 @@ FOOTPRINT_MAX_GAP = 16.0
 @dataclass
 class Splat:
     """image: (H, W, C) float32 in the input's value range (0 in holes). coverage: (H, W) float32
-    summed bilinear weight. depth: (H, W) float32 weighted target depth (inf in holes), or None
-    when no depth was given. hole: (H, W) bool, coverage < min_coverage."""
+    summed bilinear weight. depth: (H, W) float32 weighted target depth (inf in holes and where
+    the sources are at infinity, e.g. sky), or None when no depth was given. hole: (H, W) bool,
+    coverage < min_coverage."""
 
     image: np.ndarray
     coverage: np.ndarray
@@ -275,5 +276,7 @@ def forward_splat(
     zout = None
     if K == C + 3:
         zout = (sums[..., C + 1] * inv).astype(np.float32)
-        zout[hole] = np.inf
+        # Mostly sources at infinity (sky): the stand-in `far` dominates the mean. Report inf, so
+        # that the filler can tell "no depth, farthest" from a finite surface.
+        zout[hole | (zout >= np.float32(0.5 * far))] = np.inf
     return Splat(out, coverage.astype(np.float32), zout, hole)

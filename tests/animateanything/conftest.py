@@ -70,24 +70,6 @@ def tiny_stage1():
     return vae, crm, fgm
 
 
-WORDS = "a the cat dog runs walks on moon red blue camera moves left right slowly fast".split()
-
-
-def tiny_tokenizer():
-    """A WordLevel T5-like tokenizer built offline (pad 0, eos 1, unk 2)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
-    vocab.update({w: i + 3 for i, w in enumerate(WORDS)})
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
-    )
-
-
 def build_tiny_pipeline(seed: int = 0, stage1: bool = True, text: bool = True):
     """An AnimateAnythingPipeline of tiny random real models (32x32 pixels, 9 frames)."""
     from diffusers import (
@@ -97,7 +79,6 @@ def build_tiny_pipeline(seed: int = 0, stage1: bool = True, text: bool = True):
         CogVideoXTransformer3DModel,
         DDIMScheduler,
     )
-    from transformers import T5Config, T5EncoderModel
 
     from backend.animateanything import configs
     from backend.animateanything.camera_reference import CameraReferenceModel
@@ -107,6 +88,7 @@ def build_tiny_pipeline(seed: int = 0, stage1: bool = True, text: bool = True):
     from backend.animateanything.flow_vae import FlowVAE
     from backend.animateanything.frequency_attention import FrequencyStabilizer
     from backend.animateanything.pipeline import AnimateAnythingPipeline
+    from tests.tiny_text import tiny_text_encoder, tiny_tokenizer
 
     torch.manual_seed(seed)
     parts = dict(
@@ -116,7 +98,7 @@ def build_tiny_pipeline(seed: int = 0, stage1: bool = True, text: bool = True):
             prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing"
         ),
         tokenizer=tiny_tokenizer() if text else None,
-        text_encoder=T5EncoderModel(T5Config(**configs.TINY_T5)).eval() if text else None,
+        text_encoder=tiny_text_encoder().eval() if text else None,
         flow_encoder=FlowEncoder3D(**configs.TINY_FLOW_ENCODER),
         flow_fusion=FlowFusionBlock(**configs.TINY_FLOW_FUSION),
         frequency_stabilizer=FrequencyStabilizer(**configs.TINY_FREQUENCY_STABILIZER),
@@ -134,3 +116,15 @@ def build_tiny_pipeline(seed: int = 0, stage1: bool = True, text: bool = True):
         if isinstance(module, torch.nn.Module):
             module.eval()
     return pipe
+
+
+def save_base(pipe, folder):
+    """Save the CogVideoX parts of an AnimateAnythingPipeline as a stock diffusers
+    CogVideoXImageToVideoPipeline folder (safetensors): a base checkpoint to reference."""
+    from diffusers import CogVideoXImageToVideoPipeline
+
+    CogVideoXImageToVideoPipeline(
+        tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, vae=pipe.vae, transformer=pipe.transformer,
+        scheduler=pipe.scheduler,
+    ).save_pretrained(folder, safe_serialization=True)  # fmt: skip
+    return folder

@@ -14,7 +14,7 @@ pytest.importorskip("transformers")
 
 from tests.backend.jobs import parse_events, run_backend, write_job  # noqa: E402
 
-from .conftest import build_tiny_pipeline  # noqa: E402
+from .conftest import build_tiny_pipeline, save_base  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
@@ -24,14 +24,9 @@ F, H, W = 9, 32, 32  # the tiny transformer's only size (learned position embedd
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """(AnimateAnything folder, base CogVideoX folder): tiny, safetensors, the base referenced."""
-    from diffusers import CogVideoXImageToVideoPipeline
-
     root = tmp_path_factory.mktemp("aa-ckpt")
     pipe = build_tiny_pipeline(seed=3)
-    CogVideoXImageToVideoPipeline(
-        tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, vae=pipe.vae, transformer=pipe.transformer,
-        scheduler=pipe.scheduler,
-    ).save_pretrained(root / "base", safe_serialization=True)  # fmt: skip
+    save_base(pipe, root / "base")
     pipe.set_base_model(str(root / "base"))
     pipe.save_pretrained(root / "aa")
     return root / "aa", root / "base"

@@ -19,7 +19,7 @@ from backend.animateanything.pipeline import (  # noqa: E402
     IncompleteCheckpointError,
 )
 
-from .conftest import build_tiny_pipeline  # noqa: E402
+from .conftest import build_tiny_pipeline, save_base  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -154,13 +154,8 @@ def test_too_many_frames_for_the_flow_generator_is_a_clear_error(pipe):
 
 
 def test_save_references_the_base_and_round_trips(tmp_path, pipe):
-    from diffusers import CogVideoXImageToVideoPipeline
-
     base = tmp_path / "cogvideox"
-    CogVideoXImageToVideoPipeline(
-        tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, vae=pipe.vae, transformer=pipe.transformer,
-        scheduler=pipe.scheduler,
-    ).save_pretrained(base, safe_serialization=True)  # fmt: skip
+    save_base(pipe, base)
     pipe.set_base_model(str(base))
     try:
         pipe.save_pretrained(tmp_path / "aa")
@@ -214,13 +209,8 @@ def test_incomplete_folder_lists_everything_missing(tmp_path, pipe):
 
 
 def test_a_changed_base_component_is_copied_not_referenced(tmp_path):
-    from diffusers import CogVideoXImageToVideoPipeline
-
     pipe = build_tiny_pipeline(stage1=False)
-    CogVideoXImageToVideoPipeline(
-        tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, vae=pipe.vae, transformer=pipe.transformer,
-        scheduler=pipe.scheduler,
-    ).save_pretrained(tmp_path / "cogvideox", safe_serialization=True)  # fmt: skip
+    save_base(pipe, tmp_path / "cogvideox")
     pipe.set_base_model(str(tmp_path / "cogvideox"))
     pipe.save_pretrained(tmp_path / "aa")
     loaded = AnimateAnythingPipeline.from_pretrained(tmp_path / "aa")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.blender.conftest import submodule
+from tests.blender.conftest import build_extension_zip, run_installed, submodule
 from tests.blender.snapshot import assert_unchanged, data_snapshot
 from tests.jobfiles import make_job
 
@@ -406,41 +406,8 @@ os._exit(0)
 def test_generate_from_the_installed_zip(bpy_module, tmp_path):
     """The extension as a user has it (built zip installed into a fresh HOME): Generate runs the
     generator from the installed folder, with the extracted Pillow wheel on its path."""
-    import json
-    import sys
-
-    root = Path(__file__).resolve().parents[2]
-    if not list((root / "wheels").glob("pillow-*manylinux*.whl")):
-        pytest.skip("wheels/ has no Pillow wheel: run scripts/fetch_wheels.py (scripts/setup.sh does)")
-    build = subprocess.run(
-        [
-            sys.executable,
-            str(root / "scripts" / "build_extension.py"),
-            "--no-fetch",
-            "--output-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert build.returncode == 0, build.stderr + build.stdout
-    (zip_path,) = tmp_path.glob("*linux_x64.zip")
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
-    env.pop("PYTHONPATH", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", INSTALLED_GENERATE, str(zip_path), str(tmp_path / "jobs")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=180,
-        cwd=tmp_path,
-    )
-    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = json.loads(lines[-1][len("RESULT ") :])
+    zip_path = build_extension_zip(tmp_path)
+    out, home = run_installed(INSTALLED_GENERATE, str(zip_path), str(tmp_path / "jobs"), tmp_path=tmp_path)
     assert out["result"] == ["FINISHED"], out["message"]
     assert out["message"].startswith("Imported 9 frames") and len(out["strips"]) == 1
     assert out["root"].startswith(str(home)) and out["root"].endswith("animate_anything")

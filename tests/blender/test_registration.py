@@ -3,19 +3,16 @@ folder and from the built zip installed the way a user installs it."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests.blender.conftest import build_extension_zip, run_installed
+
 pytestmark = pytest.mark.blender
 
 ROOT = Path(__file__).resolve().parents[2]
-OPERATORS = ("animate_anything.export_job",)
 
 
 def _registered(bpy) -> dict:
@@ -131,23 +128,8 @@ INSTALL_SCRIPT = textwrap.dedent(
 
 
 def test_built_zip_installs_and_enables(bpy_module, tmp_path):
+    zip_path = build_extension_zip(tmp_path)
     wheels = list((ROOT / "wheels").glob("pillow-*manylinux*.whl"))
-    if not wheels:
-        pytest.skip("wheels/ has no Pillow wheel: run scripts/fetch_wheels.py (scripts/setup.sh does)")
-    build = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "build_extension.py"),
-            "--no-fetch",
-            "--output-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert build.returncode == 0, build.stderr + build.stdout
-    (zip_path,) = tmp_path.glob("*linux_x64.zip")
     import zipfile
 
     names = zipfile.ZipFile(zip_path).namelist()
@@ -155,18 +137,7 @@ def test_built_zip_installs_and_enables(bpy_module, tmp_path):
     assert not any(n.startswith(("tests/", "scripts/", "docs/", ".venv", "benchmarks/")) for n in names)
     assert [n for n in names if n.endswith(".whl")] == [f"wheels/{wheels[0].name}"]  # this platform only
 
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
-    env.pop("PYTHONPATH", None)
-    script = tmp_path / "install.py"
-    script.write_text(INSTALL_SCRIPT)
-    proc = subprocess.run(
-        [sys.executable, str(script), str(zip_path)], capture_output=True, text=True, env=env, timeout=180
-    )
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = json.loads(lines[-1][len("RESULT ") :])
+    out, _ = run_installed(INSTALL_SCRIPT, str(zip_path), tmp_path=tmp_path)
     assert out["install"] == ["FINISHED"] and out["enabled"] and out["prefs"]
     assert [r[:2] for r in out["rounds"]] == [[True, True], [True, True]] and out["rounds"][0][2] >= 11
     assert "animate_anything.export_job" in out["operators"]

@@ -1,13 +1,13 @@
 """Tiny random CogVideoX I2V checkpoints, built once per session and saved in diffusers layout.
 
-Sizes follow diffusers' own CogVideoX I2V tests: the VAE has 4 blocks (8x spatial, 4x temporal
-compression) with 8 channels; the transformer has 1 layer of 2 heads x 16 dims.
+Sizes are the AnimateAnything tests' tiny ones (backend/animateanything/configs.py, each constraint
+commented there; they follow diffusers' own CogVideoX I2V tests), with a one-layer transformer:
 - 1.0 style: learned positional embeddings fixed to sample_height/width = 2 latents (16x16 pixels)
   and sample_frames = 9 (3 latent frames); in_channels = 2 x latent_channels (noise + image).
 - 1.5 style: patch_size_t = 2, ofs embedding, no learned positional embeddings, a RoPE grid of 32
   latents (up to 256x256 pixels); its VAE has invert_scale_latents.
-- T5: d_model 32 = the transformer's text_embed_dim; max_text_seq_length 16 tokens.
-- The tokenizer is a WordLevel vocabulary built offline with `tokenizers`.
+- Text: tests/tiny_text.py (T5 with d_model 32 = text_embed_dim, an offline WordLevel tokenizer);
+  max_text_seq_length 16 tokens.
 """
 
 from __future__ import annotations
@@ -21,9 +21,6 @@ import pytest
 # the pure memory-plan tests run without it.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-WORDS = "a the cat dog runs walks on moon red blue camera moves left right slowly fast".split()
-TEXT_LEN = 16
-
 
 def build_checkpoint(path, version: str = "1.0", seed: int = 0):
     """Save a tiny random CogVideoX I2V checkpoint (safetensors) to `path`; returns `path`."""
@@ -31,77 +28,30 @@ def build_checkpoint(path, version: str = "1.0", seed: int = 0):
     pytest.importorskip("diffusers")
     pytest.importorskip("transformers")
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
+    from backend.animateanything import configs
     from backend.guided.pipeline import GuidedCogVideoXPipeline
+    from tests.tiny_text import tiny_text_encoder, tiny_tokenizer
 
     torch.manual_seed(seed)
-    common = dict(
-        num_attention_heads=2,
-        attention_head_dim=16,
-        in_channels=8,  # 4 noise + 4 image latent channels
-        out_channels=4,
-        text_embed_dim=32,  # = T5 d_model
-        num_layers=1,
-        patch_size=2,
-        temporal_compression_ratio=4,
-        max_text_seq_length=TEXT_LEN,
-        use_rotary_positional_embeddings=True,
-    )
+    one_layer = dict(configs.TINY_COGVIDEOX_TRANSFORMER, num_layers=1)
     if version == "1.0":
-        transformer = CogVideoXTransformer3DModel(
-            time_embed_dim=2,
-            sample_width=2,
-            sample_height=2,
-            sample_frames=9,
-            use_learned_positional_embeddings=True,
-            **common,
-        )
+        transformer = CogVideoXTransformer3DModel(**dict(one_layer, sample_width=2, sample_height=2))
     else:
         transformer = CogVideoXTransformer3DModel(
-            time_embed_dim=4,
-            sample_width=32,
-            sample_height=32,
-            sample_frames=17,
-            patch_size_t=2,
-            patch_bias=False,
-            ofs_embed_dim=4,
-            use_learned_positional_embeddings=False,
-            **common,
+            **dict(
+                one_layer,
+                time_embed_dim=4,
+                sample_width=32,
+                sample_height=32,
+                sample_frames=17,
+                patch_size_t=2,
+                patch_bias=False,
+                ofs_embed_dim=4,
+                use_learned_positional_embeddings=False,
+            )
         )
-    vae = AutoencoderKLCogVideoX(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("CogVideoXDownBlock3D",) * 4,
-        up_block_types=("CogVideoXUpBlock3D",) * 4,
-        block_out_channels=(8, 8, 8, 8),
-        latent_channels=4,
-        layers_per_block=1,
-        norm_num_groups=2,
-        temporal_compression_ratio=4,
-        invert_scale_latents=version != "1.0",
-    )
-    text_encoder = T5EncoderModel(
-        T5Config(
-            d_model=32,
-            d_ff=37,
-            d_kv=8,
-            num_heads=4,
-            num_layers=2,
-            vocab_size=64,
-            relative_attention_num_buckets=8,
-            feed_forward_proj="relu",
-        )
-    )
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
-    vocab.update({w: i + 3 for i, w in enumerate(WORDS)})
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
-    )
+    vae = AutoencoderKLCogVideoX(**configs.TINY_COGVIDEOX_VAE, invert_scale_latents=version != "1.0")
     scheduler = CogVideoXDDIMScheduler(
         prediction_type="v_prediction",
         rescale_betas_zero_snr=True,
@@ -109,7 +59,11 @@ def build_checkpoint(path, version: str = "1.0", seed: int = 0):
         snr_shift_scale=1.0,
     )
     pipe = GuidedCogVideoXPipeline(
-        tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler
+        tokenizer=tiny_tokenizer(),
+        text_encoder=tiny_text_encoder(),
+        vae=vae,
+        transformer=transformer,
+        scheduler=scheduler,
     )
     pipe.save_pretrained(path, safe_serialization=True)
     return path
