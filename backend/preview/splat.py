@@ -33,6 +33,9 @@ MIN_COVERAGE = 0.05
 MAX_FOOTPRINT = 8
 FOOTPRINT_SPACING = 1.6
 FOOTPRINT_MAX_GAP = 16.0
+# A footprint also spans toward its farther neighbour when that one is at most this many times
+# as far as the nearer one (uneven magnification); farther: a tear, left open.
+FOOTPRINT_TAPER = 2.0
 
 
 @dataclass
@@ -111,10 +114,10 @@ def _accumulate(idx: np.ndarray, weights: np.ndarray, values: np.ndarray, size: 
     return out
 
 
-def _nearer_side(px: np.ndarray, py: np.ndarray, ok: np.ndarray, axis: int):
-    """Squared target-space distance from each source pixel to the nearer of its two neighbours
-    along `axis` ((H, W) float32, inf without a usable neighbour), whether that is the next one
-    ((H, W) bool), and the neighbour differences dx, dy (H-1, W) or (H, W-1)."""
+def _sides(px: np.ndarray, py: np.ndarray, ok: np.ndarray, axis: int):
+    """Squared target-space distances from each source pixel to its next and to its previous
+    neighbour along `axis` ((H, W) float32 each, inf without a usable neighbour), and the
+    neighbour differences dx, dy (H-1, W) or (H, W-1)."""
     dx = np.diff(px, axis=axis)
     dy = np.diff(py, axis=axis)
     both = ok[:-1] & ok[1:] if axis == 0 else ok[:, :-1] & ok[:, 1:]
@@ -125,53 +128,94 @@ def _nearer_side(px: np.ndarray, py: np.ndarray, ok: np.ndarray, axis: int):
     pad_start[axis] = (1, 0)
     fwd = np.pad(n2, pad_end, constant_values=np.inf)
     bwd = np.pad(n2, pad_start, constant_values=np.inf)
-    return np.minimum(fwd, bwd), fwd <= bwd, dx, dy
+    return fwd, bwd, dx, dy
 
 
 def _footprint_samples(px: np.ndarray, py: np.ndarray, ok: np.ndarray, max_k: int):
     """Extra samples that close the cracks of magnified surfaces (a dolly toward an object).
 
-    A source pixel covers the parallelogram spanned by the target-space vectors to its right and
-    lower neighbours (one-sided: the nearer neighbour, so depth edges do not stretch it). When a
-    side is longer than FOOTPRINT_SPACING pixels, the pixel is replaced by kx * ky samples on a
+    A source pixel covers the parallelogram spanned by the target-space vectors to its
+    neighbours along the row and along the column: half way to the nearer neighbour, and half way
+    to the farther one when that is at most FOOTPRINT_TAPER times as far (a surface magnified
+    unevenly, e.g. a face turning toward the camera: its texels grow from one to the next), else
+    mirrored, so that depth edges and tears do not stretch it. When a side is longer than
+    FOOTPRINT_SPACING pixels, the pixel is replaced by kx * ky samples on a
     grid inside that parallelogram (k = ceil(length / spacing), at most max_k), each weighing
-    1 / (kx * ky), all with the pixel's colour and depth. px, py, ok: (H, W) float32 target
+    1 / (kx * ky) times its side's length over the mean of the two sides (even coverage), all
+    with the pixel's colour and depth. px, py, ok: (H, W) float32 target
     positions. Returns (x, y, weight, source index, replaced sources) or None when nothing is
     magnified. Full-image work is a handful of array operations; the rest runs on the few
     magnified pixels only."""
     H, W = px.shape
     lo, hi = np.float32(FOOTPRINT_SPACING**2), np.float32(FOOTPRINT_MAX_GAP**2)
-    nu, fwd_u, dxu, dyu = _nearer_side(px, py, ok, 1)
-    nv, fwd_v, dxv, dyv = _nearer_side(px, py, ok, 0)
+    su = _sides(px, py, ok, 1)
+    sv = _sides(px, py, ok, 0)
+    nu, nv = np.minimum(su[0], su[1]), np.minimum(sv[0], sv[1])
     need = ok & (((nu > lo) & (nu <= hi)) | ((nv > lo) & (nv <= hi)))
     flat = np.flatnonzero(need)
     if flat.size == 0:
         return None
     r, c = np.divmod(flat, W)
 
-    def count_and_vector(n2, fwd, dx, dy, axis):
-        n = n2.reshape(-1)[flat]
-        k = np.where((n > lo) & (n <= hi), np.ceil(np.sqrt(n) / FOOTPRINT_SPACING), 1.0)
-        k = np.clip(k, 1, max_k).astype(np.int64)
-        f = fwd.reshape(-1)[flat]
+    def count_and_vectors(sides, axis):
+        """Samples along the axis, and the vectors to the previous (a = p - prev) and to the
+        next (b = next - p) neighbour, half of each spanned by the footprint."""
+        fwd2, bwd2, dx, dy = sides
+        nn, pn = fwd2.reshape(-1)[flat], bwd2.reshape(-1)[flat]  # squared, inf: no neighbour
+        near = np.minimum(nn, pn)
+        use = (near > lo) & (near <= hi)
+        # The nearer side always; the farther one too when it is no depth edge: within the gap
+        # limit and at most FOOTPRINT_TAPER times as long (a surface magnified unevenly, e.g. a
+        # face turning toward the camera); otherwise the nearer side is mirrored (a tear stays
+        # open, as before).
+        cap = np.minimum(near * np.float32(FOOTPRINT_TAPER**2), hi)
+        use_n = use & (nn <= cap)
+        use_p = use & (pn <= cap)
         if axis == 1:
-            cc = np.clip(np.where(f, c, c - 1), 0, W - 2)
-            return k, dx[r, cc], dy[r, cc]
-        rr = np.clip(np.where(f, r, r - 1), 0, H - 2)
-        return k, dx[rr, c], dy[rr, c]
+            i_n, i_p = np.clip(c, 0, W - 2), np.clip(c - 1, 0, W - 2)
+            nvx, nvy, pvx, pvy = dx[r, i_n], dy[r, i_n], dx[r, i_p], dy[r, i_p]
+        else:
+            i_n, i_p = np.clip(r, 0, H - 2), np.clip(r - 1, 0, H - 2)
+            nvx, nvy, pvx, pvy = dx[i_n, c], dy[i_n, c], dx[i_p, c], dy[i_p, c]
+        zero = np.float32(0.0)
+        ax = np.where(use_p, pvx, np.where(use_n, nvx, zero))
+        ay = np.where(use_p, pvy, np.where(use_n, nvy, zero))
+        bx = np.where(use_n, nvx, ax)
+        by = np.where(use_n, nvy, ay)
+        longest = np.maximum(ax * ax + ay * ay, bx * bx + by * by)
+        k = np.where(use, np.ceil(np.sqrt(longest) / FOOTPRINT_SPACING), 1.0)
+        return np.clip(k, 1, max_k).astype(np.int64), ax, ay, bx, by
 
-    kxs, ux, uy = count_and_vector(nu, fwd_u, dxu, dyu, 1)
-    kys, vx, vy = count_and_vector(nv, fwd_v, dxv, dyv, 0)
+    kxs, uax, uay, ubx, uby = count_and_vectors(su, 1)
+    kys, vax, vay, vbx, vby = count_and_vectors(sv, 0)
+
+    def shares(ax, ay, bx, by):
+        la, lb = np.hypot(ax, ay), np.hypot(bx, by)
+        mean = np.maximum(0.5 * (la + lb), np.float32(1e-6))
+        return (la / mean).astype(np.float64), (lb / mean).astype(np.float64)
+
+    ulen_a, ulen_b = shares(uax, uay, ubx, uby)
+    vlen_a, vlen_b = shares(vax, vay, vbx, vby)
     xs, ys, ws, ids = [], [], [], []
     pxf, pyf = px.reshape(-1)[flat], py.reshape(-1)[flat]
     for a, b in set(zip(kxs.tolist(), kys.tolist())):
         sel = np.flatnonzero((kxs == a) & (kys == b))
-        oa = (np.arange(a) + 0.5) / a - 0.5  # offsets in [-0.5, 0.5] along the right neighbour
-        ob = (np.arange(b) + 0.5) / b - 0.5  # ... and along the lower neighbour
+        oa = (np.arange(a) + 0.5) / a - 0.5  # offsets in [-0.5, 0.5] along the row
+        ob = (np.arange(b) + 0.5) / b - 0.5  # ... and along the column
         ga, gb = (g.reshape(-1, 1).astype(np.float32) for g in np.meshgrid(oa, ob, indexing="ij"))
-        xs.append((pxf[sel] + ga * ux[sel] + gb * vx[sel]).reshape(-1))
-        ys.append((pyf[sel] + ga * uy[sel] + gb * vy[sel]).reshape(-1))
-        ws.append(np.full(sel.size * a * b, 1.0 / (a * b)))
+        neg_a, neg_b = ga < 0, gb < 0  # toward the previous neighbour: its vector
+        ux = np.where(neg_a, uax[sel], ubx[sel])
+        uy = np.where(neg_a, uay[sel], uby[sel])
+        vx = np.where(neg_b, vax[sel], vbx[sel])
+        vy = np.where(neg_b, vay[sel], vby[sel])
+        xs.append((pxf[sel] + ga * ux + gb * vx).reshape(-1))
+        ys.append((pyf[sel] + ga * uy + gb * vy).reshape(-1))
+        # Samples are even in the offset, so a side twice as long holds them twice as sparse:
+        # weighted by their side's length over the mean of both (1 for the middle sample of an
+        # odd count), the coverage stays even and each source still weighs 1 in all.
+        wu = np.where(neg_a, ulen_a[sel], np.where(ga > 0, ulen_b[sel], 1.0)) if a > 1 else 1.0
+        wv = np.where(neg_b, vlen_a[sel], np.where(gb > 0, vlen_b[sel], 1.0)) if b > 1 else 1.0
+        ws.append((np.broadcast_to(wu * wv, (a * b, sel.size)) / (a * b)).reshape(-1))
         ids.append(np.broadcast_to(flat[sel], (a * b, sel.size)).reshape(-1))
     return (
         np.concatenate(xs).astype(np.float32),

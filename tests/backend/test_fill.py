@@ -64,3 +64,83 @@ def test_nothing_to_fill_and_nothing_to_fill_from():
     img = texture(8, 8)
     assert fill_holes(img, np.zeros((8, 8), bool)) is img
     assert not fill_holes(img, np.ones((8, 8), bool)).any()
+
+
+SKY = np.array([80, 150, 255], np.float32)
+FLOOR_A, FLOOR_B = np.array([250, 250, 210], np.float32), np.array([40, 40, 40], np.float32)
+NEAR_RED = np.array([230, 30, 30], np.float32)
+
+
+def _sky_and_floor(H, W, horizon):
+    """Sky (depth inf) above row `horizon`, a checkered floor below: depth 30 at the horizon down
+    to 5 at the bottom, inverse depth linear in the row (a ground plane)."""
+    img = np.empty((H, W, 3), np.float32)
+    img[:horizon] = SKY
+    y, x = np.mgrid[horizon:H, 0:W]
+    img[horizon:] = np.where((((x // 4) + (y // 4)) % 2 == 0)[..., None], FLOOR_A, FLOOR_B)
+    depth = np.full((H, W), np.inf, np.float32)
+    t = (np.arange(horizon, H) - horizon) / max(H - 1 - horizon, 1)
+    depth[horizon:] = (1.0 / (1 / 30 + t * (1 / 5 - 1 / 30)))[:, None]
+    return img, depth
+
+
+def _closer_to(pixels, a, b):
+    """Mean distance of `pixels` (n, 3) to colour a is below that to colour b."""
+    px = pixels.astype(np.float32)
+    return np.linalg.norm(px - a, axis=-1).mean() < np.linalg.norm(px - b, axis=-1).mean()
+
+
+def _not_red(pixels):
+    px = pixels.astype(np.float32)
+    return not ((px[:, 0] - px[:, 1] > 90) & (px[:, 0] - px[:, 2] > 90)).any()
+
+
+def test_pan_reveal_behind_a_near_square_continues_floor_and_sky():
+    """A near red square straddling the horizon of a sky (inf) over a floor, camera panning:
+    the area it uncovers continues the floor below the horizon and the sky above it. (The old
+    rule took the sky, being infinitely far, for the background of the whole hole, and pulled
+    it down over the floor.)"""
+    from backend.preview.splat import forward_splat
+
+    H, W, horizon = 48, 64, 20
+    img, depth = _sky_and_floor(H, W, horizon)
+    img[10:36, 20:32] = NEAR_RED
+    depth[10:36, 20:32] = 2.0
+    flow = np.zeros((H, W, 2), np.float32)
+    with np.errstate(divide="ignore"):
+        flow[..., 0] = -30.0 / depth  # a pan to the right: parallax 30 / z px, the sky stays
+    s = forward_splat(img, flow, depth, want_depth=True)
+    assert s.hole[10:36].sum() > 100
+    out = fill_holes(s.image, s.hole, depth=s.depth, method="background")
+    floor_rows = s.hole.copy()
+    floor_rows[: horizon + 6] = False
+    sky_rows = s.hole.copy()
+    sky_rows[horizon - 2 :] = False
+    floor_mean = 0.5 * (FLOOR_A + FLOOR_B)
+    assert floor_rows.sum() > 40 and sky_rows.sum() > 20
+    assert _not_red(out[s.hole])
+    assert _closer_to(out[floor_rows], floor_mean, SKY)
+    assert _closer_to(out[sky_rows], SKY, floor_mean)
+
+
+def test_border_strip_beside_a_near_object_stays_sky():
+    """A strip revealed at the right border next to a near object in front of the sky, with the
+    floor below: the strip continues the sky around the object, not the object, and not the
+    floor stretched up in stripes (the old four-direction rule did that)."""
+    H, W, horizon = 48, 64, 24
+    img, depth = _sky_and_floor(H, W, horizon)
+    img[8:horizon, 44:56] = NEAR_RED
+    depth[8:horizon, 44:56] = 2.0
+    hole = np.zeros((H, W), bool)
+    hole[:horizon, 56:] = True
+    img[hole] = 0
+    depth[hole] = np.inf
+    out = fill_holes(img, hole, depth=depth, method="background")
+    upper = hole.copy()
+    upper[16:] = False
+    floor_mean = 0.5 * (FLOOR_A + FLOOR_B)
+    assert _not_red(out[hole])
+    assert _closer_to(out[upper], SKY, floor_mean)
+    # No vertical stripes: neighbouring columns of the strip differ little.
+    cols = out[:16, 56:].astype(np.float32)
+    assert np.abs(np.diff(cols, axis=1)).mean() < 12

@@ -73,3 +73,36 @@ def test_progress_and_cancel_are_honoured(make_job):
     state.request("test")
     with pytest.raises(Cancelled):
         load_mode("preview").generate(ctx)
+
+
+def test_a_region_drag_moves_the_object_not_the_background_inside_its_outline(make_job):
+    """An outline drawn loosely around the near square, a drag starting on the square: the square
+    moves, the far background enclosed by the outline stays where it is (it used to move with
+    the square and be splatted over the scene as "fins")."""
+    from blender_animate import job as jobio
+
+    W, H, F = 96, 64, 4
+    y0, y1, x0, x1 = square_box(H, W)
+    cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
+    track = np.stack([np.linspace(cx, cx + 12, F), np.full(F, cy)], -1)[None].astype(np.float32)
+    job = make_job(width=W, height=H, num_frames=F, camera="static", tracks=track, radius=4.0)
+    cond = jobio.Conditions.load(job / jobio.CONDITIONS_NPZ)
+    outline = np.zeros((1, H, W), bool)
+    outline[0, y0 - 8 : y1 + 8, x0 - 8 : x1 + 8] = True
+    cond.region_masks = outline
+    cond.save(job / jobio.CONDITIONS_NPZ)
+    ctx = load_context(job)
+    result = load_mode("preview").generate(ctx)
+    flow = result.flow[-1]
+    np.testing.assert_allclose(flow[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2, 0], 12.0, atol=0.01)
+    ring = outline[0].copy()
+    ring[y0 - 3 : y1 + 3, x0 - 3 : x1 + 3] = False  # the background inside the outline
+    assert np.abs(flow[ring]).max() < 0.01
+    # It is still there in the last frame, above and below the square's path.
+    ref = ctx.reference.astype(int)
+    for rows in (slice(y0 - 8, y0 - 3), slice(y1 + 3, y1 + 8)):
+        diff = np.abs(result.frames[-1][rows, x0 - 8 : x1 + 8].astype(int) - ref[rows, x0 - 8 : x1 + 8])
+        assert diff.max() <= 2
+    red_cols = np.flatnonzero(_red(result.frames[-1])[int(cy)])
+    assert abs(red_cols.mean() - (cx + 12)) < 3
+    assert result.info["region_pixels_left_behind"] > 0

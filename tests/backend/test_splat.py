@@ -105,3 +105,32 @@ def test_depth_edges_are_not_stretched():
     flow[:, W // 2 :, 0] = 6.0
     s = forward_splat(img, flow, np.ones((H, W), np.float32))
     assert s.hole[:, W // 2 + 1 : W // 2 + 5].all()
+
+
+def test_sources_at_infinity_report_infinite_depth():
+    """Sky (inf) splatted alone reads as inf, not as the finite stand-in used for the mean, so the
+    hole filler can tell "no depth" from a far surface; a finite square stays finite."""
+    img = texture(H, W)
+    depth = np.full((H, W), np.inf, np.float32)
+    depth[8:16, 4:12] = 3.0
+    s = forward_splat(img, _const_flow(0, 0), depth, want_depth=True)
+    assert np.isinf(s.depth[:, 16:]).all() and np.isinf(s.depth[:4]).all()
+    np.testing.assert_allclose(s.depth[9:15, 5:11], 3.0, rtol=1e-5)
+
+
+def test_unevenly_magnified_surface_stays_closed():
+    """A surface turning toward the camera: along a row its texels land farther and farther apart
+    (each gap 1.5x the previous, up to 11 px). Each footprint reaches half way to both
+    neighbours, so no crack opens between a texel and its larger successor (footprints mirroring
+    only their nearer side left cracks there)."""
+    w = 48
+    img = texture(H, w)
+    x = np.arange(w, dtype=np.float32)
+    c0 = 8
+    target = np.where(x <= c0, x, c0 + (1.5 ** (x - c0) - 1) / 0.5)
+    flow = np.zeros((H, w, 2), np.float32)
+    flow[..., 0] = (target - x)[None, :]
+    s = forward_splat(img, flow, np.ones((H, w), np.float32))
+    last = int(target[target < w - 1].max())  # the last texel that lands inside
+    assert last >= 40
+    assert not s.hole[2 : H - 2, : last + 1].any()
