@@ -146,28 +146,9 @@ def _check_size(tcfg, vcfg, F: int, H: int, W: int) -> None:
 
 def _analytic_flow(ctx: JobContext) -> np.ndarray:
     """The preview mode's stage 1: camera flow from depth + drags (+ the reference video's flow)."""
-    from blender_animate.flow import unified_flow
+    from .preview import preview_flow
 
-    spec, cond = ctx.spec, ctx.cond
-    ctx.progress("flow", 0, 1, "computing the unified flow")
-    masks = cond.region_masks if cond.region_masks.shape[0] else None
-    uf = unified_flow(
-        ctx.depth, cond.K, cond.c2w, cond.tracks, cond.track_visible, cond.track_radius, masks,
-        fallback_depth=spec.fallback_depth, height=spec.height, width=spec.width,
-    )  # fmt: skip
-    for message in uf.warnings:
-        ctx.warn(message)
-    flow = uf.flow.astype(np.float32)
-    if spec.reference_video:
-        from ..preview.refvideo import reference_flow
-
-        ref, _ = reference_flow(
-            ctx.job_dir / spec.reference_video, spec.num_frames, spec.height, spec.width,
-            check_cancel=ctx.check_cancel, warn=ctx.warn,
-        )  # fmt: skip
-        flow = flow + ref
-    ctx.progress("flow", 1, 1, "flow ready")
-    return flow
+    return preview_flow(ctx).flow.astype(np.float32, copy=False)
 
 
 def _place(pipe, device: str, spec) -> None:

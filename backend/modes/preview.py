@@ -13,6 +13,7 @@ Needs numpy and Pillow only; scipy makes the splatting faster, OpenCV enables re
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,9 +33,20 @@ from . import ModeResult
 DEFAULT_FILL = "auto"
 
 
-def generate(ctx: JobContext) -> ModeResult:
-    """The preview of the job in `ctx`: frames (F, H, W, 3) uint8 (frame 0 is the reference
-    itself), the flow used (F, H, W, 2) float32 pixels, and facts for result.json."""
+@dataclass
+class PreviewFlow:
+    """Stage 1 of the preview: flow (F, H, W, 2) float32 pixels of frame 0's pixels, their depth
+    in each frame (F, H, W) float32 (inf far, <= 0 behind the camera), the rim (H, W) bool of cut
+    drag outlines left to the filler (or None), and facts for result.json."""
+
+    flow: np.ndarray
+    depth: np.ndarray
+    rim: np.ndarray | None
+    info: dict
+
+
+def preview_flow(ctx: JobContext) -> PreviewFlow:
+    """Steps 1 and 2 of the module docstring; also stage 1 of the model modes when they have none."""
     spec, cond = ctx.spec, ctx.cond
     F, H, W = spec.num_frames, spec.height, spec.width
 
@@ -79,6 +91,16 @@ def generate(ctx: JobContext) -> ModeResult:
         flow += ref
         info["reference_video"] = ref_info
         ctx.progress("reference_video", 1, 1, "reference video motion added")
+    return PreviewFlow(flow, uf.depth, rim, info)
+
+
+def generate(ctx: JobContext) -> ModeResult:
+    """The preview of the job in `ctx`: frames (F, H, W, 3) uint8 (frame 0 is the reference
+    itself), the flow used (F, H, W, 2) float32 pixels, and facts for result.json."""
+    spec = ctx.spec
+    F, H, W = spec.num_frames, spec.height, spec.width
+    stage1 = preview_flow(ctx)
+    flow, depth, rim, info = stage1.flow, stage1.depth, stage1.rim, stage1.info
 
     # 3. Splat and fill every frame.
     try:
@@ -95,10 +117,10 @@ def generate(ctx: JobContext) -> ModeResult:
     def render(f: int) -> tuple[np.ndarray, float]:
         if f == 0:
             return image, 0.0
-        front = uf.depth[f] > 0  # behind the camera: dropped
+        front = depth[f] > 0  # behind the camera: dropped
         if rim is not None:
             front &= ~rim
-        s = forward_splat(image, flow[f], uf.depth[f], front, want_depth=method == "background")
+        s = forward_splat(image, flow[f], depth[f], front, want_depth=method == "background")
         return fill_holes(s.image, s.hole, depth=s.depth, method=method), float(s.hole.mean())
 
     for f, (frame, hole) in enumerate(map_ordered(render, F, ctx.workers, ctx.check_cancel)):
