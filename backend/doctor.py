@@ -45,9 +45,9 @@ KNOWN_MODELS = {
     "zai-org/CogVideoX1.5-5B-I2V": "guided (CogVideoX 1.5, 81 frames)",
 }
 SETUP_HINT = (
-    "create the generator environment (Preferences > Add-ons > Animate Anything > Create Environment), "
-    "or: python -m venv gen && gen/bin/pip install -r backend/requirements-generator.txt "
-    "(in the extension folder)"
+    "create the generator environment (Preferences > Add-ons > Animate Anything > "
+    "Create Generator Environment), or: python -m venv gen && "
+    "gen/bin/pip install -r backend/requirements-generator.txt (in the extension folder)"
 )
 
 
