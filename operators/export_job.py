@@ -127,7 +127,8 @@ def make_spec(context, settings, *, reference_source: str, reference_path: str =
         # getattr's default also stands in when the preferences are missing (prefs is None).
         model=getattr(prefs, "cogvideox_model", ""),
         animateanything_model=getattr(prefs, "animateanything_model", ""),
-        allow_download=bool(getattr(prefs, "allow_download", False)),
+        # Downloads need both the user's yes and Blender's "Allow Online Access".
+        allow_download=bool(getattr(prefs, "allow_download", False)) and bool(bpy.app.online_access),
         device=getattr(prefs, "device", "auto"),
         dtype=getattr(prefs, "dtype", "auto"),
         offload=getattr(prefs, "offload", "auto"),

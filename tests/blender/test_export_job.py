@@ -183,3 +183,19 @@ def test_export_operator(ext, aa, bpy_module, tmp_path):
     # A second export makes a second folder, never overwrites the first.
     assert bpy.ops.animate_anything.export_job(directory=str(tmp_path)) == {"FINISHED"}
     assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_downloads_need_blenders_online_access(ext, aa, bpy_module, tmp_path):
+    """The preference alone does not let the generator download: Blender's "Allow Online Access"
+    (off in the bpy module, as in a fresh Blender) must be on too."""
+    bpy = bpy_module
+    extension, scene = ext
+    _scene(bpy, aa, scene)
+    prefs = bpy.context.preferences.addons[extension.__name__].preferences
+    prefs.allow_download = True
+    try:
+        assert bpy.app.online_access is False
+        job_dir, _ = aa("operators.export_job").export_job(bpy.context, str(tmp_path))
+        assert aa("blender_animate.job").read_spec(job_dir).allow_download is False
+    finally:
+        prefs.allow_download = False
