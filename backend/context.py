@@ -103,6 +103,10 @@ def load_context(
     except jobio.JobError as exc:
         raise JobFailure("invalid_job", str(exc)) from exc
     reference = read_reference(job_dir / jobio.REFERENCE_PNG, spec.width, spec.height)
+    if spec.reference_video:
+        from .preview.refvideo import probe
+
+        probe(job_dir / spec.reference_video)
     return JobContext(job_dir, spec, cond, reference, depth, device=device, events=events, cancel=cancel)
 
 

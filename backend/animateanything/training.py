@@ -1,4 +1,4 @@
-"""Training losses of both stages, so that the models are ready to train (no trainer loop here).
+"""Training losses of both stages and what trains (the loop and data: train.py, data.py).
 
 Stage 1 (paper: FGM and CRM trained on RealEstate10K / DL3DV-10K with Unimatch flow as ground
 truth): :func:`stage1_loss`, epsilon-prediction MSE of the Flow Generation Model on Flow-VAE latents

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import importlib.util
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -231,12 +233,69 @@ def load_pipeline(ckpt: Checkpoint, *, dtype: str = "fp32", with_text_encoder: b
     )
 
 
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a missing parent package ("google"), a broken module
+        return False
+
+
+# What transformers needs to read a tokenizer folder that has only spiece.model (no tokenizer.json),
+# as the THUDM CogVideoX checkpoints ship it: transformers 5 converts the SentencePiece model with the
+# sentencepiece package and its protobuf schema. Without them it falls back to a tiktoken reader and
+# fails with a misleading "`tiktoken` is required" error: require_tokenizer_backend says it first.
+SENTENCEPIECE_PACKAGES = {"sentencepiece": "sentencepiece", "google.protobuf": "protobuf"}
+
+
+def sentencepiece_problem(tokenizer_dir: Path) -> str | None:
+    """None when the tokenizer in `tokenizer_dir` can be read here, else which packages are missing."""
+    if (tokenizer_dir / "tokenizer.json").is_file() or not (tokenizer_dir / "spiece.model").is_file():
+        return None
+    missing = [pip for module, pip in SENTENCEPIECE_PACKAGES.items() if not _importable(module)]
+    return " and ".join(missing) or None
+
+
+def require_tokenizer_backend(ckpt: Checkpoint) -> None:
+    """JobFailure("missing_dependency") naming sentencepiece (and protobuf) when the checkpoint's
+    tokenizer is spiece.model only and they are not installed: checked before any work is done."""
+    folder = ckpt.path / "tokenizer"
+    missing = sentencepiece_problem(folder)
+    if missing:
+        raise JobFailure(
+            "missing_dependency",
+            f"the tokenizer of {ckpt.source} is a SentencePiece model ({folder / 'spiece.model'}) and "
+            f"reading it needs the Python package{'s' if ' and ' in missing else ''} {missing}, not "
+            f"installed in {sys.executable}",
+            f"Install sentencepiece into the generator's Python: `{sys.executable} -m pip install "
+            "sentencepiece protobuf` (Preferences > Create Generator Environment installs both).",
+        )
+
+
+def load_tokenizer(ckpt: Checkpoint):
+    """The checkpoint's T5 tokenizer (tokenizer.json, or spiece.model read with sentencepiece)."""
+    require_tokenizer_backend(ckpt)
+    folder = ckpt.path / "tokenizer"
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except Exception as exc:
+        if not (folder / "spiece.model").is_file() or (folder / "tokenizer.json").is_file():
+            raise
+        raise JobFailure(
+            "missing_model",
+            f"could not read the SentencePiece tokenizer {folder / 'spiece.model'}: "
+            f"{type(exc).__name__}: {exc}",
+            "Download the checkpoint's tokenizer/ folder again (spiece.model, tokenizer_config.json).",
+        ) from exc
+
+
 def load_text_encoder(ckpt: Checkpoint, *, dtype: str = "fp32"):
     """(tokenizer, T5 encoder) from safetensors, on the CPU."""
     require_parts(ckpt, TEXT_COMPONENTS)
-    from transformers import AutoTokenizer, T5EncoderModel
+    tokenizer = load_tokenizer(ckpt)
+    from transformers import T5EncoderModel
 
-    tokenizer = AutoTokenizer.from_pretrained(ckpt.path / "tokenizer", local_files_only=True)
     text_encoder = T5EncoderModel.from_pretrained(
         ckpt.path / "text_encoder", dtype=torch_dtype(dtype), use_safetensors=True, local_files_only=True
     )

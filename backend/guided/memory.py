@@ -332,9 +332,29 @@ def plan_memory(
 
 
 def apply_plan(pipe, plan: MemoryPlan) -> None:
-    """Move a CPU-loaded pipeline to plan.device with its offloading and VAE switches."""
+    """Move a CPU-loaded pipeline to plan.device with its offloading and VAE switches.
+
+    Sequential offload is refused on the CPU (plan_memory never picks it there): it streams weights
+    from the CPU to an accelerator, and CPU -> CPU it fails in the first forward. diffusers'
+    enable_sequential_cpu_offload makes the execution device `cpu:0`; accelerate's hook then loads
+    each weight with `Parameter(value).to("cpu:0")`, and since a CPU tensor's device is `cpu` (no
+    index), torch copies it and returns a plain Tensor instead of the Parameter; the post-forward
+    offload to "meta" then calls `Tensor(value, requires_grad=...)` and raises a TypeError (torch 2.13,
+    accelerate 1.11). On CUDA the value is already on `cuda:0`, `.to("cuda:0")` is a no-op and the
+    Parameter stays one; tests/guided/test_memory.py runs the same hooks with an index-less CPU
+    execution device to check that the pipeline, the VAE and T5 work under them."""
     import torch
 
+    if plan.offload == "sequential" and torch.device(plan.device).type == "cpu":
+        from ..errors import JobFailure
+
+        raise JobFailure(
+            "invalid_job",
+            "offload 'sequential' needs a GPU: it streams the weights from the CPU to the GPU layer by "
+            "layer, and on the CPU there is nothing to offload (and diffusers' sequential offload fails "
+            "with CPU as its execution device)",
+            "Set offload to auto or none for a CPU run, or run on a CUDA GPU.",
+        )
     if plan.offload == "none":
         pipe.to(plan.device)
     elif plan.offload == "model":
@@ -414,15 +434,15 @@ def doctor_report() -> dict:
     from importlib import metadata
 
     problems, notes = [], []
-    for name in ("diffusers", "transformers", "accelerate", "safetensors", "sentencepiece"):
+    for name in ("diffusers", "transformers", "accelerate", "safetensors", "sentencepiece", "protobuf"):
         try:
             report[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             report[name] = None
-            if name == "sentencepiece":
+            if name in ("sentencepiece", "protobuf"):
                 notes.append(
-                    "sentencepiece is not installed: needed to encode a new prompt with a checkpoint whose "
-                    "tokenizer is only spiece.model (the THUDM ones)"
+                    f"{name} is not installed: needed to encode a new prompt with a checkpoint whose "
+                    "tokenizer is only spiece.model (the THUDM ones); pip install sentencepiece protobuf"
                 )
             else:
                 problems.append(f"{name} is not installed")

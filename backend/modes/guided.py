@@ -77,6 +77,7 @@ def generate(ctx: JobContext) -> ModeResult:
     cached = all(loading.cached_prompt_path(ckpt, p, max_len, None).is_file() for p in prompts)
     if not cached:
         loading.require_parts(ckpt, loading.TEXT_COMPONENTS)
+        loading.require_tokenizer_backend(ckpt)  # spiece.model needs sentencepiece: say so now
     strength = float(spec.strength)
     if strength < 1.0 and int(spec.steps * strength) < 1:
         raise JobFailure(

@@ -55,6 +55,12 @@ def crop_resize(frame: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
+def probe(path: Path) -> None:
+    """Check before the run starts that the reference video opens and has 2 decodable frames;
+    raise JobFailure ("invalid_job", or "missing_dependency" without OpenCV) otherwise."""
+    read_frames(path, 2, 16, 16)
+
+
 def read_frames(path: Path, num_frames: int, height: int, width: int) -> np.ndarray:
     """The first `num_frames` frames (fewer if the video is shorter) as (N, H, W) uint8 grey."""
     cv2 = _cv2()

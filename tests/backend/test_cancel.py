@@ -66,18 +66,43 @@ def test_cancel_during_render(make_job, how):
     _assert_nothing_finished(job)
 
 
+SLOW_WRITE = """
+import sys, time
+import backend.outputs
+real_save_png = backend.outputs.save_png
+def slow_save_png(path, image):
+    time.sleep(0.2)  # each PNG takes a while: the cancel surely arrives while frames are written
+    real_save_png(path, image)
+backend.outputs.save_png = slow_save_png
+from backend.__main__ import main
+sys.exit(main(["run", sys.argv[1]]))
+"""
+
+
 def test_cancel_while_writing(make_job):
+    """The cancel file arrives during the write stage (PNG writing slowed down so that it always does:
+    no race, no skip) and the run stops with nothing that looks finished."""
+    import subprocess
+
+    from tests.backend.jobs import ROOT, backend_env
+
     job = make_job(**LONG_JOB)
-    proc = start_backend("run", job)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_WRITE, str(job)],
+        cwd=ROOT,
+        env=backend_env() | {"ANIMATE_ANYTHING_THREADS": "2"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for(proc, lambda e: e["event"] == "progress" and e["stage"] == "write")
+    assert list(job.glob(".out-partial-*")), "the write stage writes into a partial folder"
     (job / "cancel").write_text("stop\n")
     elapsed, events, err = _finish(proc, timeout=10)
-    if proc.returncode == 0:  # it finished before the watcher saw the file: a complete output
-        assert (job / "out/result.json").is_file()
-        pytest.skip("the run finished before the cancel arrived")
     assert proc.returncode == 3, err
     assert elapsed < 5
-    assert events[-1]["kind"] == "cancelled"
+    assert events[-1]["event"] == "error" and events[-1]["kind"] == "cancelled"
+    assert "done" not in [e["event"] for e in events]
     _assert_nothing_finished(job)
 
 
@@ -121,10 +146,11 @@ def test_watch_parent_stops_a_run_whose_parent_died(make_job):
     from tests.backend.jobs import ROOT, backend_env
 
     job = make_job(**LONG_JOB)
+    events_file = job.parent / "events.jsonl"
     starter = (
         "import subprocess, sys\n"
         f"p = subprocess.Popen([sys.executable, '-m', 'backend', 'run', {str(job)!r}, '--watch-parent'],"
-        " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        f" stdout=open({str(events_file)!r}, 'wb'), stderr=subprocess.DEVNULL)\n"
         "print(p.pid)\n"
     )
     r = subprocess.run(
@@ -136,6 +162,10 @@ def test_watch_parent_stops_a_run_whose_parent_died(make_job):
         time.sleep(0.1)
     assert _gone(pid), "the generator kept running after its parent ended"
     assert not (job / "out" / "result.json").exists()
+    # It ended because it noticed the parent was gone (cancelled), not because it failed to start.
+    events = parse_events(events_file.read_text())
+    assert events and events[-1]["event"] == "error" and events[-1]["kind"] == "cancelled", events
+    assert [e["event"] for e in events].count("error") == 1 and "done" not in [e["event"] for e in events]
 
 
 STUCK = """

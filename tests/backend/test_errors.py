@@ -44,7 +44,7 @@ def test_exit_codes():
     assert exit_code("invalid_job") == 2
     assert exit_code("cancelled") == 3
     assert {exit_code(k) for k in ("missing_dependency", "missing_model", "out_of_memory", "internal")} == {1}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown failure kind 'weird'"):
         JobFailure("weird", "x")
 
 

@@ -63,16 +63,56 @@ def test_a_drag_moves_the_square(make_job):
     assert abs(red_cols.mean() - (cx + 12)) < 3
 
 
+class _EventLog:
+    """A binary stream for backend.events.Events that keeps the events and calls `on_event`."""
+
+    def __init__(self, on_event=None):
+        self.events, self.on_event = [], on_event
+
+    def write(self, line: bytes):
+        import json
+
+        self.events.append(json.loads(line))
+        if self.on_event is not None:
+            self.on_event(self.events[-1])
+
+    def flush(self):
+        pass
+
+
 def test_progress_and_cancel_are_honoured(make_job):
     from backend.cancel import CancelState
     from backend.errors import Cancelled
+    from backend.events import Events
 
-    job = make_job(num_frames=4)
+    F = 9
+    job = make_job(num_frames=F)
+    # Progress: the flow stage, then every rendered frame up to F of F.
+    log = _EventLog()
+    load_mode("preview").generate(load_context(job, events=Events(log)))
+    progress = [(e["stage"], e["step"], e["total"]) for e in log.events if e["event"] == "progress"]
+    assert progress[:2] == [("flow", 0, 1), ("flow", 1, 1)], progress
+    render = [p for p in progress if p[0] == "render"]
+    assert [step for _, step, _ in render] == list(range(1, F + 1)) and {t for _, _, t in render} == {F}
+    # A cancel requested mid-render stops the run at the next progress report.
     state = CancelState()
-    ctx = load_context(job, cancel=state)
+
+    def cancel_on_first_render(event):
+        if event["event"] == "progress" and event["stage"] == "render":
+            state.request("test")
+
+    log = _EventLog(cancel_on_first_render)
+    with pytest.raises(Cancelled):
+        load_mode("preview").generate(load_context(job, events=Events(log), cancel=state))
+    assert [e["stage"] for e in log.events if e["event"] == "progress"] == ["flow", "flow", "render"]
+    # A cancel requested before the start: nothing runs, not even the first report.
+    state = CancelState()
+    log = _EventLog()
+    ctx = load_context(job, events=Events(log), cancel=state)
     state.request("test")
     with pytest.raises(Cancelled):
         load_mode("preview").generate(ctx)
+    assert log.events == []
 
 
 def test_a_region_drag_moves_the_object_not_the_background_inside_its_outline(make_job):

@@ -107,16 +107,21 @@ def test_a_doctor_that_hangs_is_stopped_at_the_timeout(ext, tmp_path):
 
 def test_with_a_window_the_check_is_modal_and_never_waits(prefs, bpy_module, tmp_path, monkeypatch):
     """The UI branch (the bpy module is in background mode, so the test lifts that one check): the
-    operator returns at once, the button greys out while the doctor runs, and polling ends it."""
+    operator returns while the doctor is still held back (it waits for a file the test writes only
+    afterwards, so an operator that waited for it could never return RUNNING_MODAL with a ready
+    result), the button greys out while the doctor runs, and polling ends it."""
     bpy = bpy_module
     module = check()
     monkeypatch.setattr(module, "run_synchronously", lambda context: False)
-    prefs.python_path = _script(tmp_path / "python3", f'sleep 0.3; exec {sys.executable} "$@"')
-    t0 = time.monotonic()
+    go = tmp_path / "go"
+    prefs.python_path = _script(
+        tmp_path / "python3", f'while [ ! -e "{go}" ]; do sleep 0.05; done; exec {sys.executable} "$@"'
+    )
     assert bpy.ops.animate_anything.check_generator("INVOKE_DEFAULT") == {"RUNNING_MODAL"}
-    assert time.monotonic() - t0 < 0.3
     assert module.is_checking() and not bpy.ops.animate_anything.check_generator.poll()
     running = module._running
+    assert module.poll_check(running) is None  # the doctor cannot have answered yet
+    go.write_text("")
     deadline = time.monotonic() + 60
     while module.poll_check(running) is None:
         assert time.monotonic() < deadline

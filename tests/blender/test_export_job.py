@@ -141,6 +141,7 @@ def test_invalid_settings_are_refused_and_nothing_is_written(ext, aa, bpy_module
         ("use_scene_range", False, None),
         ("frame_end", 1, "range 1-1 is empty"),
     ]
+    accepted = tmp_path.parent / f"{tmp_path.name}-accepted"
     for name, value, message in cases:
         old = getattr(s, name)
         setattr(s, name, value)
@@ -148,6 +149,10 @@ def test_invalid_settings_are_refused_and_nothing_is_written(ext, aa, bpy_module
             with pytest.raises(export.ExportError, match=message):
                 export.export_job(bpy.context, tmp_path)
             setattr(s, name, old)
+        else:  # a change that is fine really exports (into another folder) and keeps its value
+            job_dir, _ = export.export_job(bpy.context, accepted)
+            spec, _ = aa("blender_animate.job").load_job(job_dir)
+            assert spec.num_frames == s.num_frames == 10, name
     cam.data.type = "ORTHO"
     s.frame_end = 17
     with pytest.raises(export.ExportError, match="Perspective"):

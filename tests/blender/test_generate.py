@@ -261,7 +261,10 @@ def test_generate_runs_synchronously_in_background_and_imports(world, bpy_module
     assert not settings.job_running and settings.last_message.startswith("Imported 9 frames")
     strip = world.sequence_editor.strips[0]
     assert strip.frame_final_duration == 9 and strip.frame_final_start == world.frame_start
-    assert world.camera.data.background_images[0].image.frame_duration in (1, 9)  # 1 for PNG sequences
+    (bg,) = world.camera.data.background_images
+    movie = (job / "out" / "video.mp4").is_file()  # PNG frames only where the generator has no PyAV
+    assert bg.image.source == ("MOVIE" if movie else "SEQUENCE")
+    assert bg.image_user.frame_duration == 9 and (not movie or bg.image.frame_duration == 9)
     assert not gen().is_running()
 
 

@@ -280,13 +280,16 @@ def test_a_broken_reimport_keeps_the_earlier_import(ext, job_copy, bpy_module):
     _, scene = ext
     cam = add_camera(bpy, scene)
     job = job_copy("frames")
-    importer().import_result(bpy.context, job, plane=True)
+    first = importer().import_result(bpy.context, job, plane=True)
     before = data_snapshot()
     _missing_frame(job)
-    with pytest.raises(importer().ResultError):
+    with pytest.raises(importer().ResultError, match="lacks 1 of its 9 frames"):
         importer().import_result(bpy.context, job, plane=True)
     assert_unchanged(before, data_snapshot())
-    assert cam.data.background_images[0].image is not None
+    (bg,) = cam.data.background_images
+    assert bg.image.name == first["image"] and bg.image_user.frame_duration == NUM_FRAMES
+    assert scene.sequence_editor.strips[first["strip"]].frame_final_duration == NUM_FRAMES
+    assert bpy.data.objects[first["plane"]].parent == cam
 
 
 def test_the_operator_uses_the_scene_import_settings(ext, job_copy, bpy_module):

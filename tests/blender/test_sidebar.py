@@ -91,6 +91,8 @@ def _job(tmp_path, *, frames: bool, video: bool):
 def test_encode_mp4_shows_for_a_job_with_png_frames_only(sidebar, bpy_module, tmp_path, monkeypatch):
     bpy = bpy_module
     settings = bpy.context.scene.animate_anything
+    clock = [1000.0]  # the panel's clock, advanced by hand: no dependence on how fast this machine is
+    monkeypatch.setattr(sidebar, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
     assert "animate_anything.encode_video" not in draw_output(bpy).operators()  # no job yet
     job = _job(tmp_path, frames=True, video=False)
     settings.last_job_dir = str(job)
@@ -102,9 +104,10 @@ def test_encode_mp4_shows_for_a_job_with_png_frames_only(sidebar, bpy_module, tm
     monkeypatch.setattr(encode_video, "needs_encoding", lambda d: asked.append(d) or real(d))
     (job / "out" / "video.mp4").write_bytes(b"mp4")  # encoded meanwhile
     for _ in range(5):
+        clock[0] += 0.99 * sidebar.ENCODE_CHECK_SECONDS / 5
         assert "animate_anything.encode_video" in draw_output(bpy).operators()
     assert asked == []
-    monkeypatch.setattr(sidebar, "ENCODE_CHECK_SECONDS", 0.0)
+    clock[0] = 1000.0 + sidebar.ENCODE_CHECK_SECONDS  # the cached answer has expired
     assert "animate_anything.encode_video" not in draw_output(bpy).operators()
     assert asked == [str(job)]
     # Not for an unfinished job (no result.json).

@@ -125,9 +125,18 @@ def test_track_relative_and_resized():
     assert track.K.shape == (3, 3, 3)  # one K broadcast to every frame
     rel = track.relative()
     np.testing.assert_array_equal(rel.c2w[0], np.eye(4))
+    # Every frame, not just frame 0: w2c[0] @ c2w[i], with K and size unchanged.
+    np.testing.assert_allclose(rel.c2w, np.linalg.inv(track.c2w[0]) @ track.c2w, atol=1e-12)
+    np.testing.assert_array_equal(rel.K, track.K)
+    assert (rel.width, rel.height) == (720, 480)
     small = track.resized(360, 240)
     assert (small.width, small.height) == (360, 240)
-    np.testing.assert_allclose(small.K[:, 0, 0], 250.0)
+    np.testing.assert_allclose(small.K, np.broadcast_to(K_of(250.0, 260.0, 180.0, 120.0), (3, 3, 3)))
+    np.testing.assert_array_equal(small.c2w, track.c2w)  # resizing leaves the poses alone
+    # An aspect change crops the centre (the default) or stretches.
+    square = track.resized(480, 480)
+    np.testing.assert_allclose(square.K[0], K_of(500.0, 520.0, 240.0, 240.0))
+    np.testing.assert_allclose(track.resized(360, 480, mode="stretch").K[0], K_of(250.0, 520.0, 180.0, 240.0))
 
 
 @pytest.mark.parametrize(

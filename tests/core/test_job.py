@@ -135,7 +135,7 @@ def test_read_spec_errors(tmp_path):
     with pytest.raises(JobError, match="not valid JSON"):
         read_spec(tmp_path)
     (tmp_path / JOB_JSON).write_text(json.dumps({"schema_version": 1, "width": "wide"}))
-    with pytest.raises(JobError):
+    with pytest.raises(JobError, match="width"):
         read_spec(tmp_path)
 
 

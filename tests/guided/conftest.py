@@ -22,8 +22,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def build_checkpoint(path, version: str = "1.0", seed: int = 0):
-    """Save a tiny random CogVideoX I2V checkpoint (safetensors) to `path`; returns `path`."""
+def build_checkpoint(path, version: str = "1.0", seed: int = 0, max_text_seq_length: int = 16):
+    """Save a tiny random CogVideoX I2V checkpoint (safetensors) to `path`; returns `path`.
+    `max_text_seq_length` 226 makes a checkpoint that takes the real checkpoints' prompt length."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("diffusers")
     pytest.importorskip("transformers")
@@ -34,7 +35,9 @@ def build_checkpoint(path, version: str = "1.0", seed: int = 0):
     from tests.tiny_text import tiny_text_encoder, tiny_tokenizer
 
     torch.manual_seed(seed)
-    one_layer = dict(configs.TINY_COGVIDEOX_TRANSFORMER, num_layers=1)
+    one_layer = dict(
+        configs.TINY_COGVIDEOX_TRANSFORMER, num_layers=1, max_text_seq_length=max_text_seq_length
+    )
     if version == "1.0":
         transformer = CogVideoXTransformer3DModel(**dict(one_layer, sample_width=2, sample_height=2))
     else:

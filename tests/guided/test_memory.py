@@ -135,3 +135,60 @@ def test_offloaded_pipeline_gives_the_same_video(tiny_ckpt, tiny_pipe, offload):
     memory.apply_plan(pipe, plan)
     assert pipe.vae.use_tiling and pipe.vae.use_slicing
     np.testing.assert_array_equal(run(pipe), run(tiny_pipe))
+
+
+@pytest.mark.torch
+def test_sequential_offload_is_refused_on_the_cpu(tiny_pipe):
+    """diffusers' sequential offload with CPU as execution device fails in the first forward
+    (memory.apply_plan's docstring says why): apply_plan refuses it up front, pipeline untouched."""
+    from backend.errors import JobFailure
+
+    plan = memory.MemoryPlan("cpu", "fp32", "sequential", vae_tiling=False, vae_slicing=True, peak_bytes=0)
+    with pytest.raises(JobFailure) as info:
+        memory.apply_plan(tiny_pipe, plan)
+    assert info.value.kind == "invalid_job" and "needs a GPU" in info.value.message
+    assert not hasattr(tiny_pipe.transformer, "_hf_hook")
+
+
+@pytest.mark.torch
+def test_sequential_offload_hooks_give_the_same_video(tiny_ckpt, tiny_pipe):
+    """The hooks a CUDA run with offload 'sequential' gets (accelerate.cpu_offload on every component,
+    as diffusers' enable_sequential_cpu_offload attaches them: weights on "meta" between forwards,
+    loaded per leaf module from the CPU state dict), run with an index-less CPU execution device
+    (`cpu`, where diffusers would pass `cpu:0`, see memory.apply_plan): transformer, VAE (tiling,
+    slicing, causal-conv caches) and T5 give the unhooked pipeline's result bit for bit."""
+    import numpy as np
+    import torch
+    from accelerate import cpu_offload
+    from PIL import Image
+
+    from backend.guided.loading import Checkpoint, load_pipeline
+
+    from .conftest import reference_image, shifted_video
+
+    def run(pipe):
+        pipe.set_progress_bar_config(disable=True)
+        image = reference_image(16, 16)
+        return pipe(
+            image=Image.fromarray(image),
+            prompt="a cat",
+            height=16,
+            width=16,
+            num_frames=9,
+            num_inference_steps=2,
+            max_sequence_length=16,
+            generator=torch.Generator().manual_seed(0),
+            output_type="np",
+            video=shifted_video(image, 9),
+            strength=0.5,
+        ).frames
+
+    pipe = load_pipeline(Checkpoint("tiny", tiny_ckpt), with_text_encoder=True)
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):  # diffusers' enable_sequential_cpu_offload, device "cpu"
+            cpu_offload(component, torch.device("cpu"), offload_buffers=len(component._parameters) > 0)
+    pipe.vae.enable_tiling()
+    pipe.vae.enable_slicing()
+    assert pipe.transformer.proj_out.weight.device.type == "meta"  # really offloaded between forwards
+    np.testing.assert_array_equal(run(pipe), run(tiny_pipe))
+    assert pipe.transformer.proj_out.weight.device.type == "meta"

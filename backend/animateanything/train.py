@@ -1,0 +1,448 @@
+"""Train AnimateAnything.
+
+    python -m backend.animateanything.train --stage 2 --data DIR --base COGVIDEOX --output OUT
+
+
+Stage 2 trains the flow encoder, the fusion block and the frequency weights on top of the frozen
+CogVideoX I2V model (``training.stage2_loss``). Stage 1 trains the Flow Generation Model and the
+Camera Reference Model (``training.stage1_loss``) with both VAEs frozen; it starts from an
+AnimateAnything checkpoint that holds stage-1 parts (``--init``, e.g. made from SD1.5 with the recipe
+in docs/animateanything.md).
+
+The output folder is an AnimateAnything checkpoint (``AnimateAnythingPipeline.save_pretrained``: the
+trained parts in safetensors, the CogVideoX base referenced), loadable by ``from_pretrained`` and by
+the mode (``animateanything_model``), plus ``training_state.json`` and ``optimizer.safetensors`` for
+``--resume`` and ``train_log.jsonl`` (one JSON line per optimizer step). Nothing is pickled.
+Data format: backend/animateanything/data.py and docs/animateanything.md ("Training data").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+STATE_FILE = "training_state.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+LOG_FILE = "train_log.jsonl"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m backend.animateanything.train", description="Train AnimateAnything (stage 1 or 2)."
+    )
+    p.add_argument("--stage", type=int, choices=(1, 2), required=True)
+    p.add_argument(
+        "--data", required=True, help="folder of clip folders (docs/animateanything.md, Training data)"
+    )
+    p.add_argument(
+        "--base", default="", help="CogVideoX I2V folder or hub id (default: the init checkpoint's base)"
+    )
+    p.add_argument("--output", required=True, help="checkpoint folder written (and read by --resume)")
+    p.add_argument(
+        "--init", default=None, help="AnimateAnything checkpoint to start from (required for stage 1)"
+    )
+    p.add_argument("--resume", action="store_true", help="continue from --output's saved state")
+    p.add_argument("--sizes", choices=("real", "tiny"), default="real", help="sizes of new stage-2 parts")
+    p.add_argument("--steps", type=int, default=1000, help="total optimizer steps (counting resumed ones)")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--weight-decay", type=float, default=1e-2)
+    p.add_argument("--warmup-steps", type=int, default=0)
+    p.add_argument("--max-grad-norm", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--gradient-accumulation", type=int, default=1)
+    p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="stage 2: recompute DiT blocks")
+    p.add_argument(
+        "--vae-tiling", action="store_true", help="stage 2: encode clips with the tiled CogVideoX VAE"
+    )
+    p.add_argument("--flow-noise", type=float, default=0.2, help="stage 2: flow noise std (normalised units)")
+    p.add_argument("--num-frames", type=int, default=49)
+    p.add_argument(
+        "--height", type=int, default=480, help="stage 2 video height (stage 1: the flow size of it)"
+    )
+    p.add_argument("--width", type=int, default=720)
+    p.add_argument("--max-stride", type=int, default=1, help="frame stride sampled in [1, max]")
+    p.add_argument("--num-tracks", type=int, default=8, help="stage 1: sparse tracks per sample, [0, max]")
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--allow-download", action="store_true", help="let the base come from the hub")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from ..guided.loading import offline_env
+
+    offline_env(args.allow_download)  # before diffusers / huggingface_hub are imported
+    try:
+        return train(args)
+    except TrainingSetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+class TrainingSetupError(RuntimeError):
+    """A problem with the arguments, the data or the models, reported as one line."""
+
+
+# ---------------------------------------------------------------------- models
+
+
+def _weight_dtype(mixed_precision: str):
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision, torch.float32)
+
+
+def build_pipeline(args, init_dir: str | None):
+    """The AnimateAnythingPipeline whose parts are trained, with its base recorded (fingerprints)."""
+    import torch
+
+    from ..guided.loading import JobFailure, load_pipeline, resolve_checkpoint
+    from .checkpoint import IncompleteCheckpointError
+    from .pipeline import AnimateAnythingPipeline
+
+    if init_dir is not None:
+        try:
+            pipe = AnimateAnythingPipeline.from_pretrained(
+                init_dir, base_model=args.base or None, local_files_only=not args.allow_download
+            )
+        except IncompleteCheckpointError as exc:
+            raise TrainingSetupError(str(exc)) from exc
+        source, base_path = pipe.base_model, pipe.base_path
+        if source is None:  # the base was copied into the init folder
+            source = base_path = str(init_dir)
+    else:
+        if args.stage == 1:
+            raise TrainingSetupError(
+                "stage 1 needs --init: an AnimateAnything checkpoint with flow_vae/, flow_generator/, "
+                "camera_reference/, image_vae/ and flow_scheduler/ (make one from SD1.5 with the recipe in "
+                "docs/animateanything.md and save_pretrained)"
+            )
+        try:
+            ckpt = resolve_checkpoint(args.base, allow_download=args.allow_download)
+            dtype = {"no": "fp32"}.get(args.mixed_precision, args.mixed_precision)
+            base = load_pipeline(ckpt, dtype=dtype, with_text_encoder=True)
+        except JobFailure as exc:
+            raise TrainingSetupError(f"{exc.message} ({exc.hint})") from exc
+        from . import configs
+        from .flow_encoder import FlowEncoder3D
+        from .flow_fusion import FlowFusionBlock
+        from .frequency_attention import FrequencyStabilizer
+
+        sized = {
+            n: getattr(configs, f"{args.sizes.upper()}_{n}")
+            for n in ("FLOW_ENCODER", "FLOW_FUSION", "FREQUENCY_STABILIZER")
+        }
+        try:
+            pipe = AnimateAnythingPipeline(
+                tokenizer=base.tokenizer, text_encoder=base.text_encoder, vae=base.vae,
+                transformer=base.transformer, scheduler=base.scheduler,
+                flow_encoder=FlowEncoder3D(**sized["FLOW_ENCODER"]),
+                flow_fusion=FlowFusionBlock(**sized["FLOW_FUSION"]),
+                frequency_stabilizer=FrequencyStabilizer(**sized["FREQUENCY_STABILIZER"]),
+            )  # fmt: skip
+        except ValueError as exc:  # check_compatible: sizes do not fit the base transformer
+            raise TrainingSetupError(
+                f"--sizes {args.sizes} does not fit the base {args.base}: {exc}"
+            ) from exc
+        source, base_path = ckpt.source, str(ckpt.path)
+    # Trained parts in float32 (autocast does the rest), frozen parts in the mixed-precision dtype.
+    from .checkpoint import BASE, STAGE1, TRAINED
+
+    trained = TRAINED if args.stage == 2 else ("flow_generator", "camera_reference")
+    frozen_dtype = _weight_dtype(args.mixed_precision)
+    for name in TRAINED + STAGE1 + BASE:
+        module = getattr(pipe, name, None)
+        dtype = torch.float32 if name in trained else frozen_dtype
+        if isinstance(module, torch.nn.Module) and any(p.dtype != dtype for p in module.parameters()):
+            module.to(dtype)
+    pipe.set_base_model(source, base_path)  # fingerprints of the base as it is used
+    return pipe
+
+
+def set_trainable(pipe, stage: int, flow_noise: float) -> list:
+    """Freeze what the paper freezes (training.py's selection); return the trainable parameters."""
+    import torch
+
+    from .training import set_stage1_trainable
+
+    for module in pipe.components.values():
+        if isinstance(module, torch.nn.Module):
+            module.requires_grad_(False)
+            module.eval()
+    if stage == 2:
+        pipe.stage2.flow_noise_std = float(flow_noise)
+        pipe.stage2.set_trainable()
+        pipe.stage2.train()
+        pipe.transformer.eval()  # frozen, no dropout; the trained parts train
+        return list(pipe.stage2.trainable_parameters())
+    frozen = [m for n, m in pipe.components.items() if isinstance(m, torch.nn.Module)
+              and n not in ("flow_generator", "camera_reference")]  # fmt: skip
+    set_stage1_trainable(pipe.flow_generator, pipe.camera_reference, *frozen)
+    pipe.flow_generator.train()
+    pipe.camera_reference.train()
+    return [*pipe.flow_generator.parameters(), *pipe.camera_reference.parameters()]
+
+
+# ---------------------------------------------------------------------- batches
+
+
+def encode_prompts(pipe, prompts: list[str], device) -> dict:
+    """T5 embeddings of every distinct prompt, computed once (the text encoder is frozen)."""
+    import torch
+
+    from ..guided.loading import encode_prompts as t5
+
+    unique = sorted(set(prompts))
+    if pipe.text_encoder is None or pipe.tokenizer is None:
+        raise TrainingSetupError("stage 2 needs the base's text_encoder/ and tokenizer/ to embed the prompts")
+    length = pipe.transformer.config.max_text_seq_length
+    pipe.text_encoder.to(device)
+    out = {}
+    with torch.no_grad():
+        for i in range(0, len(unique), 8):
+            chunk = unique[i : i + 8]
+            emb = t5(pipe.tokenizer, pipe.text_encoder, chunk, length, device=device)
+            out.update({p: e.cpu() for p, e in zip(chunk, emb)})
+    pipe.text_encoder.to("cpu")
+    return out
+
+
+def stage2_batch(pipe, batch: dict, prompt_cache: dict, device, generator):
+    """Video latents, I2V image latents (frame 0 in slot 0, zeros after), T5 embeddings and flow."""
+    import torch
+
+    from .training import Stage2Batch
+
+    vae = pipe.vae
+    sf = vae.config.scaling_factor
+    frames = batch["frames"].to(device, vae.dtype)  # (B, F, 3, H, W)
+    with torch.no_grad():
+        video = frames.permute(0, 2, 1, 3, 4)  # (B, 3, F, H, W)
+        latents = vae.encode(video).latent_dist.sample(generator) * sf
+        image = vae.encode(video[:, :, :1]).latent_dist.sample(generator) * sf
+    latents = latents.permute(0, 2, 1, 3, 4).float()  # (B, T, C, h, w)
+    image = image.permute(0, 2, 1, 3, 4).float()
+    image_latents = torch.cat(
+        [image, image.new_zeros(image.shape[0], latents.shape[1] - 1, *image.shape[2:])], 1
+    )
+    prompt_embeds = torch.stack([prompt_cache[p] for p in batch["prompt"]]).to(device)
+    return Stage2Batch(latents, image_latents, prompt_embeds, batch["flow"].to(device))
+
+
+def stage1_batch(pipe, batch: dict, device):
+    """Flow-VAE latents of the GT flow, image-VAE latent of frame 0, Plücker, FGM condition."""
+    import torch
+
+    from .flow_generation import build_condition
+    from .training import Stage1Batch
+
+    flow = batch["flow"].to(device)  # (B, F, H, W, 2)
+    b, f, h, w, _ = flow.shape
+    with torch.no_grad():
+        z = pipe.flow_vae.encode_flow(flow.permute(0, 1, 4, 2, 3).reshape(b * f, 2, h, w))
+        flow_latents = z.reshape(b, f, *z.shape[1:]).transpose(1, 2).float()  # (B, C, F, h, w)
+        frame0 = batch["frames"][:, 0].to(device, pipe.image_vae.dtype)
+        ref = pipe.image_vae.encode(frame0).latent_dist.mode() * pipe.image_vae.config.scaling_factor
+        condition = build_condition(
+            batch["sparse_flow"].to(device), batch["sparse_mask"].to(device),
+            pipe.flow_generator.config.densify_sigma, pipe.flow_vae.config.flow_scale,
+        )  # fmt: skip
+    return Stage1Batch(flow_latents, ref.float(), batch["plucker"].to(device), condition)
+
+
+# ---------------------------------------------------------------------- optimizer state (safetensors)
+
+
+def save_optimizer(optimizer, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    state = optimizer.state_dict()
+    tensors, meta = {}, {"param_groups": json.dumps(state["param_groups"])}
+    for idx, entry in state["state"].items():
+        for key, value in entry.items():
+            tensors[f"{idx}.{key}"] = value.detach().cpu().contiguous()
+    save_file(tensors, str(path), metadata=meta)
+
+
+def load_optimizer(optimizer, path: Path) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="pt") as fh:
+        groups = json.loads(fh.metadata()["param_groups"])
+    state: dict = {}
+    for name, value in tensors.items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------- loop
+
+
+def train(args) -> int:
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from .data import ClipDataset, DatasetError, collate
+    from .training import stage1_loss, stage2_loss
+
+    out = Path(args.output)
+    state_path = out / STATE_FILE
+    start_step = 0
+    init_dir = args.init
+    if args.resume:
+        if not state_path.is_file():
+            raise TrainingSetupError(f"--resume: {state_path} does not exist (no earlier run in {out})")
+        saved = json.loads(state_path.read_text(encoding="utf-8"))
+        if saved.get("stage") != args.stage:
+            raise TrainingSetupError(
+                f"--resume: {out} was trained in stage {saved.get('stage')}, not {args.stage}"
+            )
+        start_step, init_dir = int(saved["step"]), str(out)
+
+    if args.gradient_checkpointing and args.stage == 1:
+        raise TrainingSetupError(
+            "--gradient-checkpointing is for stage 2 only: stage 1's reference attention hands the CRM's "
+            "features to the FGM outside the blocks, so recomputed blocks would not see the same features"
+        )
+    accelerator = Accelerator(
+        mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.gradient_accumulation
+    )
+    set_seed(args.seed + start_step)
+    device = accelerator.device
+
+    pipe = build_pipeline(args, init_dir)
+    if args.stage == 1 and not pipe.has_learned_stage1:
+        raise TrainingSetupError(
+            f"stage 1: the init checkpoint {init_dir} lacks " + ", ".join(pipe.missing_stage1())
+        )
+    params = set_trainable(pipe, args.stage, args.flow_noise)
+
+    # Data at the stage's size: stage 2 the video size, stage 1 the pipeline's flow size.
+    height, width = (args.height, args.width) if args.stage == 2 else pipe.flow_size(args.height, args.width)
+    try:
+        dataset = ClipDataset(
+            args.data, args.num_frames, height, width, max_stride=args.max_stride,
+            num_tracks=args.num_tracks if args.stage == 1 else 0, plucker=args.stage == 1,
+        )  # fmt: skip
+    except DatasetError as exc:
+        raise TrainingSetupError(str(exc)) from exc
+    prompt_cache = encode_prompts(pipe, dataset.prompts(), device) if args.stage == 2 else {}
+
+    if args.gradient_checkpointing:
+        pipe.transformer.enable_gradient_checkpointing()
+    if args.vae_tiling:
+        pipe.vae.enable_tiling()
+
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    if args.resume and (out / OPTIMIZER_FILE).is_file():
+        load_optimizer(optimizer, out / OPTIMIZER_FILE)
+    sampler_gen = torch.Generator().manual_seed(args.seed + start_step)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=args.batch_size, shuffle=True, drop_last=len(dataset) >= args.batch_size,
+        num_workers=args.num_workers, collate_fn=collate, generator=sampler_gen,
+    )  # fmt: skip
+    # Models go to the device by hand (frozen ones included); accelerate handles the optimizer
+    # (fp16 loss scaling, accumulation) and the data sharding.
+    moved = ("transformer", "vae", "flow_encoder", "flow_fusion", "frequency_stabilizer") if args.stage == 2 \
+        else ("flow_vae", "flow_generator", "camera_reference", "image_vae")  # fmt: skip
+    for name in moved:
+        getattr(pipe, name).to(device)
+    optimizer, loader = accelerator.prepare(optimizer, loader)
+    model = pipe.stage2 if args.stage == 2 else pipe.flow_generator
+    scheduler = pipe.scheduler if args.stage == 2 else pipe.flow_scheduler
+    generator = torch.Generator().manual_seed(args.seed * 1000003 + start_step)
+
+    out.mkdir(parents=True, exist_ok=True)
+    log = (out / LOG_FILE).open("a", encoding="utf-8")
+    step, t0, losses = start_step, time.time(), []
+
+    def save(step: int) -> None:
+        accelerator.wait_for_everyone()
+        if not accelerator.is_main_process:
+            return
+        pipe.save_pretrained(out)
+        save_optimizer(
+            optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer, out / OPTIMIZER_FILE
+        )
+        _write_json(state_path, {"stage": args.stage, "step": step, "args": vars(args)})
+
+    try:
+        while step < args.steps:
+            for batch in loader:
+                with accelerator.accumulate(model):
+                    with accelerator.autocast():
+                        if args.stage == 2:
+                            b = stage2_batch(pipe, batch, prompt_cache, device, generator)
+                            loss = stage2_loss(pipe.stage2, scheduler, b, generator=generator)
+                        else:
+                            b = stage1_batch(pipe, batch, device)
+                            loss = stage1_loss(
+                                pipe.flow_generator, pipe.camera_reference, scheduler, b, generator=generator
+                            )
+                    if not torch.isfinite(loss):
+                        raise TrainingSetupError(
+                            f"the loss is {loss.item()} at step {step + 1} (clips {batch['clip']})"
+                        )
+                    accelerator.backward(loss)
+                    losses.append(loss.detach().float().item())
+                    if accelerator.sync_gradients:
+                        if accelerator.num_processes > 1:  # the models are not DDP-wrapped: average here
+                            for p in params:
+                                grad = p.grad if p.grad is not None else torch.zeros_like(p)
+                                p.grad = accelerator.reduce(grad, reduction="mean")
+                        if args.max_grad_norm > 0:
+                            accelerator.clip_grad_norm_(params, args.max_grad_norm)
+                        lr = (
+                            args.lr * min(1.0, (step + 1) / args.warmup_steps)
+                            if args.warmup_steps
+                            else args.lr
+                        )
+                        for group in optimizer.param_groups:
+                            group["lr"] = lr
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                if not accelerator.sync_gradients:
+                    continue
+                step += 1
+                loss_value = (
+                    accelerator.gather(torch.tensor(sum(losses) / len(losses), device=device)).mean().item()
+                )
+                losses = []
+                if accelerator.is_main_process:
+                    record = {"step": step, "loss": loss_value, "lr": lr, "clips": batch["clip"],
+                              "time_s": round(time.time() - t0, 3)}  # fmt: skip
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                    print(json.dumps(record), flush=True)
+                if step % args.save_every == 0 or step >= args.steps:
+                    save(step)
+                if step >= args.steps:
+                    break
+    except DatasetError as exc:
+        raise TrainingSetupError(str(exc)) from exc
+    finally:
+        log.close()
+        if args.stage == 2:
+            pipe.stage2.detach()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
