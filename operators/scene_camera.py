@@ -99,28 +99,30 @@ def camera_intrinsics(cam, render, width: int | None = None, height: int | None 
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=np.float64)
 
 
-def opencv_c2w(matrix_world) -> tuple[np.ndarray, bool]:
-    """(c2w (4,4) float64 OpenCV, had_shear) from a Blender object world matrix (mathutils or
-    array). Scale is removed by normalising the columns; if the columns are then not orthogonal
-    (shear from a non-uniformly scaled, rotated parent), the nearest rotation (SVD) is used."""
-    M = np.asarray(matrix_world, dtype=np.float64).reshape(4, 4)
-    A = M[:3, :3]
-    norms = np.linalg.norm(A, axis=0)
+def opencv_c2w(matrix_world) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(c2w (F,4,4) float64 OpenCV, had_shear (F,) bool, mirrored (F,) bool) from Blender object
+    world matrices (F,4,4), vectorised over frames. Scale is removed by normalising the columns;
+    where they are then not orthogonal (shear from a non-uniformly scaled, rotated parent), the
+    nearest rotation (SVD) is used. A mirrored matrix (negative scale) has its x axis flipped back:
+    a pinhole camera cannot mirror, so such frames project mirrored left-right against the render."""
+    M = np.asarray(matrix_world, dtype=np.float64).reshape(-1, 4, 4)
+    A = M[:, :3, :3]
+    norms = np.linalg.norm(A, axis=1, keepdims=True)  # (F, 1, 3): column lengths
     if np.any(norms < 1e-12):
         raise SceneCameraError(
             "the camera's world matrix has a zero scale: give the camera (and its parents) scale"
         )
     R = A / norms
-    had_shear = not np.allclose(R.T @ R, np.eye(3), atol=1e-6)
-    if had_shear:
-        U, _, Vt = np.linalg.svd(A)
-        R = U @ Vt
-    if np.linalg.det(R) < 0:  # a mirrored (negative scale) camera: keep it right-handed
-        R[:, 0] = -R[:, 0]
-    c2w = np.eye(4)
-    c2w[:3, :3] = R @ BLENDER_TO_OPENCV
-    c2w[:3, 3] = M[:3, 3]
-    return c2w, had_shear
+    had_shear = np.abs(R.transpose(0, 2, 1) @ R - np.eye(3)).max(axis=(1, 2)) > 1e-6
+    if had_shear.any():
+        U, _, Vt = np.linalg.svd(A[had_shear])
+        R[had_shear] = U @ Vt
+    mirrored = np.linalg.det(R) < 0  # a negative scale: keep the camera right-handed
+    R[mirrored, :, 0] *= -1
+    c2w = np.tile(np.eye(4), (len(M), 1, 1))
+    c2w[:, :3, :3] = R @ BLENDER_TO_OPENCV
+    c2w[:, :3, 3] = M[:, :3, 3]
+    return c2w, had_shear, mirrored
 
 
 def read_camera(context, frame_start: int, frame_end: int, num_frames: int) -> CameraSamples:
@@ -138,10 +140,9 @@ def read_camera(context, frame_start: int, frame_end: int, num_frames: int) -> C
     width, height = render_size(scene.render)
     if width < 1 or height < 1:
         raise SceneCameraError("the render resolution is zero: set Output > Resolution")
-    c2w = np.empty((num_frames, 4, 4))
+    world = np.empty((num_frames, 4, 4))
     K = np.empty((num_frames, 3, 3))
     names: list[str] = []
-    sheared = False
     saved = (scene.frame_current, scene.frame_subframe)
     try:
         for i, t in enumerate(times):
@@ -155,14 +156,19 @@ def read_camera(context, frame_start: int, frame_end: int, num_frames: int) -> C
                 )
             depsgraph = context.evaluated_depsgraph_get()
             ev = cam_ob.evaluated_get(depsgraph)
-            c2w[i], shear = opencv_c2w(ev.matrix_world)
-            sheared |= shear
+            world[i] = ev.matrix_world
             K[i] = camera_intrinsics(ev.data, scene.render, width, height)
             names.append(cam_ob.name)
     finally:
         scene.frame_set(saved[0], subframe=saved[1])
+    c2w, sheared, mirrored = opencv_c2w(world)
     warnings = []
-    if sheared:
+    if mirrored.any():
+        warnings.append(
+            "the camera has a negative scale (it renders mirrored): the video is not mirrored; "
+            "give the camera and its parents positive scale to match the render"
+        )
+    if sheared.any():
         warnings.append(
             "the camera's world matrix is sheared (a rotated parent with non-uniform scale): "
             "the nearest rotation was used"

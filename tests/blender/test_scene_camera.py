@@ -219,3 +219,39 @@ def test_camera_switch_from_markers_warns(ext, aa, bpy_module):
     assert samples.camera_names == ["First"] * 4 + ["Second"] * 5
     assert samples.c2w[4, 2, 3] == pytest.approx(5.0) and samples.c2w[3, 2, 3] == pytest.approx(0.0)
     assert any("First -> Second" in w for w in samples.warnings)
+
+
+def test_sheared_and_mirrored_cameras_give_rotations(ext, aa, bpy_module):
+    """A camera under a rotated, non-uniformly scaled parent (shear) on some frames only, and a
+    negatively scaled one: every c2w keeps a proper rotation (orthonormal, det +1), the sheared
+    frames are reported, and the mirror is reported and is exactly Blender's image flipped
+    left-right on the frames without shear."""
+    bpy = bpy_module
+    _, scene = ext
+    scene_camera = aa("operators.scene_camera")
+    cam = _camera(bpy, scene)
+    cam.location = (0.5, -6, 1)
+    cam.rotation_euler = (math.radians(80), 0, math.radians(5))
+    cam.scale = (-1, 1, 1)
+    parent = bpy.data.objects.new("P", None)
+    scene.collection.objects.link(parent)
+    cam.parent = parent
+    parent.rotation_euler = (0, 0, math.radians(30))
+    for frame, sx in ((1, 1.0), (5, 1.0), (9, 3.0)):  # shear appears only towards the end
+        parent.scale = (sx, 1, 1)
+        parent.keyframe_insert("scale", frame=frame)
+    samples = scene_camera.read_camera(bpy.context, 1, 9, 9)
+    R = samples.c2w[:, :3, :3]
+    assert np.allclose(R.transpose(0, 2, 1) @ R, np.eye(3), atol=1e-6)
+    assert np.allclose(np.linalg.det(R), 1.0)
+    assert any("sheared" in w for w in samples.warnings)
+    assert any("negative scale" in w for w in samples.warnings)
+    # Frames 1-5 have no shear: there the projection is Blender's, mirrored (u -> W - u).
+    rng = np.random.default_rng(7)
+    for i in range(5):
+        scene.frame_set(int(samples.times[i]))
+        X = _points_in_view(rng, samples.c2w[i], samples.K[i], samples.width, samples.height)
+        uv = aa("blender_animate.camera").project_points(X, samples.c2w[i], samples.K[i])[0]
+        ref, _ = _blender_pixels(bpy, scene, cam, X, samples.width, samples.height)
+        ref[:, 0] = samples.width - ref[:, 0]
+        assert np.abs(uv - ref).max() < 5e-3
