@@ -129,7 +129,9 @@ def build_pipeline(args, init_dir: str | None):
             dtype = {"no": "fp32"}.get(args.mixed_precision, args.mixed_precision)
             base = load_pipeline(ckpt, dtype=dtype, with_text_encoder=True)
         except JobFailure as exc:
-            raise TrainingSetupError(f"{exc.message} ({exc.hint})") from exc
+            raise TrainingSetupError(
+                f"{exc.message}; pass --base FOLDER (diffusers layout) or --allow-download"
+            ) from exc
         from . import configs
         from .flow_encoder import FlowEncoder3D
         from .flow_fusion import FlowFusionBlock
@@ -152,14 +154,17 @@ def build_pipeline(args, init_dir: str | None):
                 f"--sizes {args.sizes} does not fit the base {args.base}: {exc}"
             ) from exc
         source, base_path = ckpt.source, str(ckpt.path)
-    # Trained parts in float32 (autocast does the rest), frozen parts in the mixed-precision dtype.
-    from .checkpoint import BASE, STAGE1, TRAINED
+    # Trained parts in float32 (autocast does the rest). Stage 2: the frozen CogVideoX base in the
+    # mixed-precision dtype (it is referenced, never saved). Everything that is saved into the output
+    # folder and not trained (stage-1 VAEs, the other stage's parts) keeps the dtype it was loaded in.
+    from .checkpoint import BASE, TRAINED
 
     trained = TRAINED if args.stage == 2 else ("flow_generator", "camera_reference")
-    frozen_dtype = _weight_dtype(args.mixed_precision)
-    for name in TRAINED + STAGE1 + BASE:
+    casts = {name: torch.float32 for name in trained}
+    if args.stage == 2:
+        casts.update({name: _weight_dtype(args.mixed_precision) for name in BASE})
+    for name, dtype in casts.items():
         module = getattr(pipe, name, None)
-        dtype = torch.float32 if name in trained else frozen_dtype
         if isinstance(module, torch.nn.Module) and any(p.dtype != dtype for p in module.parameters()):
             module.to(dtype)
     pipe.set_base_model(source, base_path)  # fingerprints of the base as it is used
@@ -299,7 +304,7 @@ def train(args) -> int:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from .data import ClipDataset, DatasetError, collate
+    from .data import ClipDataset, DatasetError, collate, find_clips
     from .training import stage1_loss, stage2_loss
 
     out = Path(args.output)
@@ -321,6 +326,10 @@ def train(args) -> int:
             "--gradient-checkpointing is for stage 2 only: stage 1's reference attention hands the CRM's "
             "features to the FGM outside the blocks, so recomputed blocks would not see the same features"
         )
+    try:
+        find_clips(args.data)  # a broken data folder fails before any model is loaded
+    except DatasetError as exc:
+        raise TrainingSetupError(str(exc)) from exc
     accelerator = Accelerator(
         mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.gradient_accumulation
     )

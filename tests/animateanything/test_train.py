@@ -145,8 +145,8 @@ def test_stage1_trains_only_fgm_and_crm(setup, tmp_path):
     run_cli("--stage", "1", "--data", str(data), "--init", str(init), "--output", str(out), "--steps", "1",
             "--lr", "1e-3", "--num-tracks", "4")  # fmt: skip
     assert torch.isfinite(torch.tensor(log_lines(out)[0]["loss"]))
-    start = AnimateAnythingPipeline.from_pretrained(init)
-    trained = AnimateAnythingPipeline.from_pretrained(out)
+    start = AnimateAnythingPipeline.from_pretrained(init, load_text_encoder=False)
+    trained = AnimateAnythingPipeline.from_pretrained(out, load_text_encoder=False)
     for name in (
         "flow_vae",
         "image_vae",
@@ -161,3 +161,29 @@ def test_stage1_trains_only_fgm_and_crm(setup, tmp_path):
     flow = trained(torch.zeros(32, 32, 3, dtype=torch.uint8).numpy(), height=32, width=32, num_frames=9,
                    flow_steps=2, output_type="flow").flow  # fmt: skip
     assert flow.shape == (9, 32, 32, 2)
+
+
+def test_video_clip_and_flow_at_another_size(setup, tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    import shutil
+
+    import numpy as np
+
+    from backend.animateanything.data import ClipDataset
+    from blender_animate.flowviz import load_flow, resize_flow, save_flow
+
+    _, _, _, data, _ = setup
+    clip = tmp_path / "data" / "clip_000"
+    shutil.copytree(data / "clip_000", clip)
+    writer = cv2.VideoWriter(str(clip / "video.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 8, (32, 32))
+    if not writer.isOpened():
+        pytest.skip("no mp4 encoder in this OpenCV")
+    for png in sorted((clip / "frames").iterdir()):
+        writer.write(cv2.imread(str(png)))
+    writer.release()
+    shutil.rmtree(clip / "frames")
+    save_flow(clip / "flow.npz", resize_flow(load_flow(clip / "flow.npz"), 16, 16))  # half size
+    item = ClipDataset(tmp_path / "data", 9, 32, 32, num_tracks=0, plucker=False)[0]
+    assert item["frames"].shape == (9, 3, 32, 32) and "plucker" not in item
+    assert np.allclose(item["flow"][8, ..., 0].numpy(), 8.0, atol=1e-2)  # back in 32-px units
+    assert item["sparse_mask"].sum() == 0
