@@ -100,41 +100,44 @@ def test_doctor_report_on_this_machine():
         assert report["device"] == "cpu" and any("no CUDA GPU" in n for n in report["notes"])
 
 
+def _run_tiny(pipe):
+    """The tiny guided pipeline's video (9 frames, 16x16, 2 steps, strength 0.5) for a fixed seed."""
+    import torch
+    from PIL import Image
+
+    from .conftest import reference_image, shifted_video
+
+    pipe.set_progress_bar_config(disable=True)
+    image = reference_image(16, 16)
+    return pipe(
+        image=Image.fromarray(image),
+        prompt="a cat",
+        height=16,
+        width=16,
+        num_frames=9,
+        num_inference_steps=2,
+        max_sequence_length=16,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+        video=shifted_video(image, 9),
+        strength=0.5,
+    ).frames
+
+
 @pytest.mark.torch
 @pytest.mark.parametrize("offload", ["model", "group"])
 def test_offloaded_pipeline_gives_the_same_video(tiny_ckpt, tiny_pipe, offload):
     """The offload switches (exercised CPU -> CPU here; the planner only picks them on a GPU) do
     not change the result, and VAE tiling/slicing are set as planned."""
     import numpy as np
-    import torch
-    from PIL import Image
 
     from backend.guided.loading import Checkpoint, load_pipeline
-
-    from .conftest import reference_image, shifted_video
-
-    def run(pipe):
-        pipe.set_progress_bar_config(disable=True)
-        image = reference_image(16, 16)
-        return pipe(
-            image=Image.fromarray(image),
-            prompt="a cat",
-            height=16,
-            width=16,
-            num_frames=9,
-            num_inference_steps=2,
-            max_sequence_length=16,
-            generator=torch.Generator().manual_seed(0),
-            output_type="np",
-            video=shifted_video(image, 9),
-            strength=0.5,
-        ).frames
 
     pipe = load_pipeline(Checkpoint("tiny", tiny_ckpt), with_text_encoder=True)
     plan = memory.MemoryPlan("cpu", "fp32", offload, vae_tiling=True, vae_slicing=True, peak_bytes=0)
     memory.apply_plan(pipe, plan)
     assert pipe.vae.use_tiling and pipe.vae.use_slicing
-    np.testing.assert_array_equal(run(pipe), run(tiny_pipe))
+    np.testing.assert_array_equal(_run_tiny(pipe), _run_tiny(tiny_pipe))
 
 
 @pytest.mark.torch
@@ -160,28 +163,8 @@ def test_sequential_offload_hooks_give_the_same_video(tiny_ckpt, tiny_pipe):
     import numpy as np
     import torch
     from accelerate import cpu_offload
-    from PIL import Image
 
     from backend.guided.loading import Checkpoint, load_pipeline
-
-    from .conftest import reference_image, shifted_video
-
-    def run(pipe):
-        pipe.set_progress_bar_config(disable=True)
-        image = reference_image(16, 16)
-        return pipe(
-            image=Image.fromarray(image),
-            prompt="a cat",
-            height=16,
-            width=16,
-            num_frames=9,
-            num_inference_steps=2,
-            max_sequence_length=16,
-            generator=torch.Generator().manual_seed(0),
-            output_type="np",
-            video=shifted_video(image, 9),
-            strength=0.5,
-        ).frames
 
     pipe = load_pipeline(Checkpoint("tiny", tiny_ckpt), with_text_encoder=True)
     for component in pipe.components.values():
@@ -190,5 +173,5 @@ def test_sequential_offload_hooks_give_the_same_video(tiny_ckpt, tiny_pipe):
     pipe.vae.enable_tiling()
     pipe.vae.enable_slicing()
     assert pipe.transformer.proj_out.weight.device.type == "meta"  # really offloaded between forwards
-    np.testing.assert_array_equal(run(pipe), run(tiny_pipe))
+    np.testing.assert_array_equal(_run_tiny(pipe), _run_tiny(tiny_pipe))
     assert pipe.transformer.proj_out.weight.device.type == "meta"
