@@ -45,6 +45,13 @@ def draw_reasons(layout, reasons, limit: int = 3) -> None:
         col.label(text=reason, icon="ERROR")
 
 
+def _settings_layout(layout, context):
+    """(layout set to Blender's property-split style, scene.animate_anything)."""
+    layout.use_property_split = True
+    layout.use_property_decorate = False
+    return layout, context.scene.animate_anything
+
+
 class _Base:
     bl_region_type = "UI"
     bl_category = CATEGORY
@@ -58,10 +65,7 @@ class _Main(_Base):
     bl_label = "Animate Anything"
 
     def draw(self, context):
-        layout = self.layout
-        layout.use_property_split = True
-        layout.use_property_decorate = False
-        s = context.scene.animate_anything
+        layout, s = _settings_layout(self.layout, context)
         layout.prop(s, "mode")
         col = layout.column()
         col.prop(s, "reference_source", expand=True)
@@ -84,10 +88,7 @@ class _Drags(_Base):
     bl_label = "Drags and Motion"
 
     def draw(self, context):
-        layout = self.layout
-        layout.use_property_split = True
-        layout.use_property_decorate = False
-        s = context.scene.animate_anything
+        layout, s = _settings_layout(self.layout, context)
         layout.prop(s, "drag_source")
         if s.drag_source == "GREASE_PENCIL":
             layout.prop(s, "drag_object")
@@ -104,10 +105,7 @@ class _Generation(_Base):
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
-        layout = self.layout
-        layout.use_property_split = True
-        layout.use_property_decorate = False
-        s = context.scene.animate_anything
+        layout, s = _settings_layout(self.layout, context)
         layout.prop(s, "prompt")
         layout.prop(s, "negative_prompt")
         col = layout.column(align=True)
@@ -124,10 +122,7 @@ class _Output(_Base):
     bl_label = "Output"
 
     def draw(self, context):
-        layout = self.layout
-        layout.use_property_split = True
-        layout.use_property_decorate = False
-        s = context.scene.animate_anything
+        layout, s = _settings_layout(self.layout, context)
         layout.prop(s, "output_dir")
         col = layout.column(heading="Import", align=True)
         col.prop(s, "auto_import")
