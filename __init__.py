@@ -7,10 +7,15 @@ imported and tested without Blender.
 
 import importlib
 
-# Modules holding classes, in registration order: settings before the panels and operators using
-# them. Each exposes `classes` (registered in order) and may define register()/unregister() hooks.
-# Readers without classes (operators.scene_camera, ...) are imported by the operators that use them.
+# Modules holding classes or handlers, in registration order: the adapter's handlers, then settings
+# before the panels and operators using them. Each may expose `classes` (registered in order) and
+# register()/unregister() hooks. The adapter's readers and writers (operators.adapter.scene_camera,
+# ...) are imported by the modules that use them.
 _MODULE_NAMES = (
+    "operators.adapter.settings",
+    "operators.adapter.runs",
+    "operators.adapter.checks",
+    "operators.adapter.environments",
     "panels.props",
     "panels.preferences",
     "panels.sidebar",
@@ -18,7 +23,8 @@ _MODULE_NAMES = (
     "operators.import_result",
     "operators.encode_video",
     "operators.generate",
-    "operators.environment",
+    "operators.cancel",
+    "operators.create_environment",
     "operators.check_generator",
 )
 

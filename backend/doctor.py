@@ -16,8 +16,12 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-# stdlib only (no torch): the doctor checks AnimateAnything folders from their files
+# stdlib only (no torch): the doctor checks model folders from their files, with the checks the
+# modes run before loading (runtime.checkpoints.missing_parts, animateanything.checkpoint)
 from .animateanything.checkpoint import INDEX_FILE, plan_checkpoint
+from .runtime.checkpoints import PIPELINE_COMPONENTS, TEXT_COMPONENTS, missing_parts
+from .runtime.devices import free_memory
+from .runtime.memory import OFFLOADS, GiB, ModelSpec, plan_memory
 
 # module, distribution names (first found wins), what it is for, needed by
 PACKAGES = [
@@ -132,14 +136,18 @@ def hf_cache_dir() -> Path:
     return Path(home) / "hub"
 
 
-def _checkpoint_problems(folder: str) -> list[str]:
-    """What an AnimateAnything checkpoint folder lacks, one line each (files only, no torch)."""
-    return [f"missing: {line}" for line in plan_checkpoint(folder).missing]
+def diffusers_problems(folder: Path) -> list[str]:
+    """What a CogVideoX folder in diffusers layout lacks for mode guided, one line each: the check
+    the mode runs before loading (pipeline and text components; files only, no torch)."""
+    return missing_parts(Path(folder), PIPELINE_COMPONENTS + TEXT_COMPONENTS)
 
 
 def find_models(extra_dirs=()) -> list[dict]:
     """Models in the HF cache (video models by name), and in `extra_dirs` and one level below them
-    AnimateAnything checkpoints (their index file) and diffusers folders (model_index.json)."""
+    AnimateAnything checkpoints (their index file) and diffusers folders (model_index.json).
+
+    A model is "complete" only when the real check passes (`diffusers_problems`, or
+    `plan_checkpoint` for AnimateAnything folders); "missing" lists what it lacks."""
     found = []
     cache = hf_cache_dir()
     if cache.is_dir():
@@ -149,11 +157,15 @@ def find_models(extra_dirs=()) -> list[dict]:
             if not any(k in low for k in ("cogvideo", "animateanything", "animate-anything")):
                 continue
             snaps = sorted((d / "snapshots").glob("*/model_index.json")) if (d / "snapshots").is_dir() else []
+            # the most complete snapshot counts (a cache may hold an old, partial one too)
+            checks = [diffusers_problems(s.parent) for s in snaps]
+            missing = min(checks, key=len) if checks else ["model_index.json (no snapshot has one)"]
             found.append(
                 {
                     "name": repo,
                     "where": str(d),
-                    "complete": bool(snaps),
+                    "complete": not missing,
+                    "missing": missing,
                     "use": KNOWN_MODELS.get(repo, "video model"),
                     "source": "huggingface cache",
                 }
@@ -162,17 +174,22 @@ def find_models(extra_dirs=()) -> list[dict]:
         root = Path(root).expanduser()
         candidates = [root, *sorted(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []
         for d in candidates:
-            use = (
-                "animateanything"
-                if (d / INDEX_FILE).is_file()
-                else "diffusers folder"
-                if (d / "model_index.json").is_file()
-                else None
+            if (d / INDEX_FILE).is_file():
+                use, missing = "animateanything", plan_checkpoint(d).missing
+            elif (d / "model_index.json").is_file():
+                use, missing = "diffusers folder", diffusers_problems(d)
+            else:
+                continue
+            found.append(
+                {
+                    "name": d.name,
+                    "where": str(d),
+                    "complete": not missing,
+                    "missing": missing,
+                    "use": use,
+                    "source": "folder",
+                }
             )
-            if use:
-                found.append(
-                    {"name": d.name, "where": str(d), "complete": True, "use": use, "source": "folder"}
-                )
     return found
 
 
@@ -186,7 +203,7 @@ def collect(model_dirs=()) -> dict:
     neural = all(have[m] for m in ("torch", "diffusers", "transformers", "safetensors"))
     video_models = [m for m in models if m["complete"] and "cogvideo" in m["name"].lower()]
     aa_models = [m for m in models if m["use"] == "animateanything"]
-    aa_problems = _checkpoint_problems(aa_models[0]["where"]) if aa_models else []
+    aa_problems = [f"missing: {line}" for line in aa_models[0]["missing"]] if aa_models else []
     modes = {
         "preview": {
             "ready": preview_ok,
@@ -226,9 +243,7 @@ def collect(model_dirs=()) -> dict:
         },
     }
     if neural:
-        from .guided.memory import doctor_report
-
-        modes["guided"]["memory"] = doctor_report()
+        modes["guided"]["memory"] = memory_report()
     return {
         "python": {
             "version": platform.python_version(),
@@ -241,6 +256,55 @@ def collect(model_dirs=()) -> dict:
         "hf_cache": str(hf_cache_dir()),
         "modes": modes,
     }
+
+
+def memory_report() -> dict:
+    """What `python -m backend doctor` shows for mode guided: packages, the accelerator, its free
+    memory and the plan that a 720x480x49 CogVideoX-5b-I2V job would get. Never raises."""
+    report: dict = {"mode": "guided", "ok": False}
+    try:
+        import torch
+
+        report["torch"] = torch.__version__
+        report["cuda_available"] = torch.cuda.is_available()
+        report["cuda_version"] = torch.version.cuda
+    except Exception as exc:  # noqa: BLE001 - the doctor reports, never fails
+        report["problems"] = [f"torch is not importable: {exc}"]
+        return report
+    problems, notes = [], []
+    for name in ("diffusers", "transformers", "accelerate", "safetensors", "sentencepiece", "protobuf"):
+        try:
+            report[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            report[name] = None
+            if name in ("sentencepiece", "protobuf"):
+                notes.append(
+                    f"{name} is not installed: needed to encode a new prompt with a checkpoint whose "
+                    "tokenizer is only spiece.model (the THUDM ones); pip install sentencepiece protobuf"
+                )
+            else:
+                problems.append(f"{name} is not installed")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    report["device"] = device
+    bf16 = False
+    if device == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        report["gpu"] = props.name
+        report["gpu_total_gib"] = round(props.total_memory / GiB, 2)
+        bf16 = bool(torch.cuda.is_bf16_supported())
+        report["bf16_supported"] = bf16
+    else:
+        notes.append("no CUDA GPU: mode guided would run on the CPU (hours per video at 720x480)")
+    free = free_memory(device)
+    report["free_gib"] = None if free is None else round(free / GiB, 2)
+    plan = plan_memory(free, ModelSpec(), device=device, bf16_supported=bf16)
+    report["plan_720x480x49"] = plan.as_dict()
+    report["plan_summary"] = plan.summary()
+    report["offload_options"] = list(OFFLOADS)
+    report["problems"] = problems
+    report["notes"] = notes + plan.reasons
+    report["ok"] = not problems
+    return report
 
 
 def format_text(report: dict) -> str:
@@ -267,6 +331,7 @@ def format_text(report: dict) -> str:
     for m in report["models"]:
         state = "complete" if m["complete"] else "incomplete download"
         lines.append(f"  {m['name']}: {state}, for {m['use']} ({m['where']})")
+        lines += [f"    - missing: {p}" for p in m.get("missing", [])]
     lines += ["", "Modes:"]
     for name, mode in report["modes"].items():
         lines.append(f"  {name}: {'ready' if mode['ready'] else 'not ready'}")

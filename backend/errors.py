@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 KINDS = ("invalid_job", "missing_dependency", "missing_model", "out_of_memory", "cancelled", "internal")
 
 EXIT_DONE = 0
@@ -67,15 +69,21 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "mps backend out of memory" in text)
 
 
+def _is_job_error(exc: BaseException) -> bool:
+    """An error of the core's validator (blender_animate.job.JobError), matched by type. Looked up
+    in sys.modules, not imported: this module must load before numpy (a Python without numpy gets
+    a clear error event), and an exception of a module that never loaded cannot be one of its."""
+    job = sys.modules.get("blender_animate.job")
+    return job is not None and isinstance(exc, job.JobError)
+
+
 def classify(exc: BaseException) -> JobFailure:
     """Turn any exception a job raised into a JobFailure with the right kind and a useful hint."""
     if isinstance(exc, JobFailure):
         return exc
     if isinstance(exc, KeyboardInterrupt):
         return Cancelled("interrupted")
-    # The core's validator (blender_animate.job.JobError) is a ValueError subclass; match by name so
-    # this module imports nothing of the project.
-    if type(exc).__name__ == "JobError":
+    if _is_job_error(exc):
         return JobFailure("invalid_job", str(exc))
     if is_out_of_memory(exc):
         return JobFailure("out_of_memory", f"out of memory: {exc}".strip())

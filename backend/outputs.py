@@ -15,14 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from blender_animate.result import frame_name
+
 from .parallel import map_ordered
 
-FRAMES_DIR = "frames"
-FLOW_FRAMES_DIR = "flow_frames"
-VIDEO = "video.mp4"
-FLOW_NPZ = "flow.npz"
-FLOW_VIDEO = "flow.mp4"
-RESULT_JSON = "result.json"
 # Fast zlib level: 2-3x quicker than the default for ~10 % larger files.
 PNG_COMPRESS_LEVEL = 1
 PNG_ZLIB_STRATEGY = 3  # Z_RLE: a little faster and smaller than the default on rendered frames
@@ -39,11 +35,6 @@ def have_pyav() -> bool:
     except ImportError:
         return False
     return True
-
-
-def frame_name(index: int) -> str:
-    """0-based, zero-padded to 4 digits: 0000.png, 0001.png ..."""
-    return f"{index:04d}.png"
 
 
 def write_png_sequence(

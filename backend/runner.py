@@ -13,7 +13,6 @@ removed, so a failed, cancelled or killed run never leaves an `out/result.json`.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -23,12 +22,12 @@ import time
 import traceback
 from pathlib import Path
 
+from blender_animate import result as contract
+from blender_animate.result import PARTIAL_PREFIX, out_path
+
 from .cancel import CancelState, CancelWatcher
 from .errors import DEFAULT_HINTS, EXIT_CANCELLED, EXIT_DONE, Cancelled, classify, exit_code
 from .events import Events
-
-RESULT_SCHEMA_VERSION = 1
-PARTIAL_PREFIX = ".out-partial-"
 
 
 def run(
@@ -113,7 +112,7 @@ def _run(job_dir: Path, partial: Path, device: str, events: Events, state: Cance
     timings["write"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     payload = {
-        "schema_version": RESULT_SCHEMA_VERSION,
+        "schema_version": contract.SCHEMA_VERSION,
         "mode": spec.mode,
         "width": spec.width,
         "height": spec.height,
@@ -126,11 +125,10 @@ def _run(job_dir: Path, partial: Path, device: str, events: Events, state: Cance
         "generator": _environment(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    text = json.dumps(payload, indent=2, default=_json_default)
-    (partial / "result.json").write_text(text, encoding="utf-8")
+    contract.write_result(partial, payload, default=_json_default)
     ctx.check_cancel()
     state.armed = False  # from here on the run completes; a late cancel is ignored
-    os.replace(partial, job_dir / "out")
+    os.replace(partial, job_dir / contract.OUT_DIR)
     events.emit("done", final=True, outputs=outputs)
 
 
@@ -148,7 +146,7 @@ def write_outputs(partial: Path, result, ctx) -> dict:
     partial.mkdir(parents=True, exist_ok=False)
     frames, flow, spec = result.frames, result.flow, ctx.spec
     n = len(frames)
-    files = {"video": None, "frames": f"out/{out.FRAMES_DIR}", "flow": None, "flow_video": None}
+    files = {"video": None, "frames": out_path(contract.FRAMES_DIR), "flow": None, "flow_video": None}
     have_av = out.have_pyav()
     if not have_av:
         ctx.warn(
@@ -178,32 +176,32 @@ def write_outputs(partial: Path, result, ctx) -> dict:
 
     def video_task():
         try:
-            out.encode_mp4(partial / out.VIDEO, frames, spec.fps, on_frame=tick)
-            files["video"] = f"out/{out.VIDEO}"
+            out.encode_mp4(partial / contract.VIDEO, frames, spec.fps, on_frame=tick)
+            files["video"] = out_path(contract.VIDEO)
         except RuntimeError as exc:
             ctx.warn(f"video.mp4 was not written ({exc}); the PNG frames are complete")
 
     def flow_npz_task():
-        out.write_flow_npz(partial / out.FLOW_NPZ, flow)
-        files["flow"] = f"out/{out.FLOW_NPZ}"
+        out.write_flow_npz(partial / contract.FLOW_NPZ, flow)
+        files["flow"] = out_path(contract.FLOW_NPZ)
 
     def flow_video_task():
         colors = out.flow_colors(flow, on_frame=check_stop)
         if have_av:
             try:
-                out.encode_mp4(partial / out.FLOW_VIDEO, colors, spec.fps, on_frame=tick, fast=True)
-                files["flow_video"] = f"out/{out.FLOW_VIDEO}"
+                out.encode_mp4(partial / contract.FLOW_VIDEO, colors, spec.fps, on_frame=tick, fast=True)
+                files["flow_video"] = out_path(contract.FLOW_VIDEO)
                 return
             except RuntimeError:
                 pass
-        out.write_png_sequence(partial / out.FLOW_FRAMES_DIR, colors, on_frame=tick)
-        files["flow_frames"] = f"out/{out.FLOW_FRAMES_DIR}"
+        out.write_png_sequence(partial / contract.FLOW_FRAMES_DIR, colors, on_frame=tick)
+        files["flow_frames"] = out_path(contract.FLOW_FRAMES_DIR)
 
-    (partial / out.FRAMES_DIR).mkdir()
+    (partial / contract.FRAMES_DIR).mkdir()
 
     def png_task(i: int):
         check_stop()
-        out.save_png(partial / out.FRAMES_DIR / out.frame_name(i), frames[i])
+        out.save_png(partial / contract.FRAMES_DIR / contract.frame_name(i), frames[i])
         tick()
 
     pool = ThreadPoolExecutor(max_workers=max(2, ctx.workers), thread_name_prefix="write")
@@ -226,13 +224,13 @@ def write_outputs(partial: Path, result, ctx) -> dict:
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    files["result"] = "out/result.json"
+    files["result"] = out_path(contract.RESULT_JSON)
     return files
 
 
 def _remove_stale_outputs(job_dir: Path) -> None:
     """Remove `out/` of an earlier run, and partial folders whose process is gone (POSIX)."""
-    old = job_dir / "out"
+    old = job_dir / contract.OUT_DIR
     if old.exists() or old.is_symlink():
         trash = job_dir / f".out-old-{os.getpid()}"
         os.replace(old, trash)  # result.json vanishes at once, the rest is removed after

@@ -13,11 +13,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from diffusers import AutoencoderKLCogVideoX  # noqa: E402
 
-from backend.guided.memory import COGVIDEOX_VAE_CONFIG  # noqa: E402
+from backend.runtime.real_configs import cogvideox_vae  # noqa: E402
 
 torch.set_num_threads(1)
 h, w, n, what = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-vae = AutoencoderKLCogVideoX(**COGVIDEOX_VAE_CONFIG).eval()
+vae = AutoencoderKLCogVideoX(**cogvideox_vae()).eval()
 gc.collect()
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.time()

@@ -1,12 +1,12 @@
 """Time and peak memory of reading the scene in Blender (real bpy): the camera and the drag strokes.
 
 Two measurements, each against a straightforward baseline in the same run:
-    camera    operators.scene_camera.read_camera for 49 frames of a camera parented to an animated
-              empty, with a TRACK_TO constraint on an animated target and an animated lens.
+    camera    operators.adapter.scene_camera.read_camera for 49 frames of a camera parented to an
+              animated empty, with a TRACK_TO constraint on an animated target and an animated lens.
               Baseline: per frame scene.frame_set + evaluated_depsgraph_get(), matrix_world and the
               camera data read element by element into Python lists, scale removed and the axes
               flipped with per-element Python loops, K from the lens in Python (same numbers).
-    strokes   operators.scene_strokes.collect_strokes + strokes_to_drags for one grease pencil
+    strokes   operators.adapter.scene_strokes.collect_strokes + strokes_to_drags for one grease pencil
               object holding 100 strokes x 50 points, tracks over 49 frames.
               Baseline: every point read through Python attribute access (stroke.points[j].position,
               .radius, .delta_time) instead of foreach_get, transformed to world space point by
@@ -104,7 +104,7 @@ def build_scene(bpy):
         cam.data.keyframe_insert("lens", frame=frame)
         cam.data.keyframe_insert("shift_x", frame=frame)
 
-    compat = aa("operators.compat")
+    compat = aa("operators.adapter.compat")
     gpd = compat.grease_pencil_data().new("Drags")
     ob = bpy.data.objects.new("Drags", gpd)
     scene.collection.objects.link(ob)
@@ -235,8 +235,8 @@ def peak(fn):
 
 
 def run(bpy, repeat):
-    scene_camera = aa("operators.scene_camera")
-    scene_strokes = aa("operators.scene_strokes")
+    scene_camera = aa("operators.adapter.scene_camera")
+    scene_strokes = aa("operators.adapter.scene_strokes")
     scene, ob = build_scene(bpy)
     ctx = bpy.context
 

@@ -2,7 +2,7 @@
 CogVideoX1.5-5B-I2V (1360x768, 81 frames) on 24, 48 and 80 GB cards.
 
 Parameter counts come from the real configs built on the meta device (no weights, no GPU); the
-activation sizes from backend/guided/memory.py's model (see its docstring for what is measured).
+activation sizes from backend/runtime/memory.py's model (see its docstring for what is measured).
 
     .venv/bin/python benchmarks/memory_plan.py [--no-count] [--measure-vae]
 
@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.guided import memory  # noqa: E402
-from backend.guided.memory import GiB  # noqa: E402
+from backend.runtime import memory, real_configs  # noqa: E402
+from backend.runtime.memory import GiB  # noqa: E402
 
 CARDS_GB = (24, 48, 80)
 
@@ -138,11 +138,11 @@ def main() -> None:
             "text_encoder": memory.T5_V1_1_XXL_ENCODER,
         }
     else:
-        counts = memory.count_parameters()
+        counts = real_configs.real_parameter_counts()
     print("# Mode guided: memory plan from the real CogVideoX configs\n")
     print_components(counts)
     v10 = memory.ModelSpec.from_configs(
-        memory.COGVIDEOX_5B_I2V_CONFIG,
+        real_configs.cogvideox_5b_i2v_transformer(),
         480,
         720,
         49,
@@ -151,7 +151,7 @@ def main() -> None:
         text_encoder_params=counts["text_encoder"],
     )
     v15 = memory.ModelSpec.from_configs(
-        memory.COGVIDEOX_15_5B_I2V_CONFIG,
+        real_configs.cogvideox_15_5b_i2v_transformer(),
         768,
         1360,
         81,

@@ -1,2 +1,3 @@
-"""Blender operators and the bpy-side readers and writers (camera, strokes, reference render,
-job export, result import, the generator process). Registered by the root __init__.py."""
+"""Blender operators, one thin operator per file (they gather settings, call the adapter, report),
+and in adapter/ the bpy adapter every read and write of Blender data goes through. Registered by
+the root __init__.py."""

@@ -1,14 +1,14 @@
 """Add-on preferences: where the generator runs and which models it uses (saved with Blender's
-preferences, not the .blend). Written into each job's job.json by operators/export_job.py."""
+preferences, not the .blend). Read through operators/adapter/preferences.py; written into each
+job's job.json by operators/adapter/job_export.py."""
 
 from __future__ import annotations
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
-# The extension's package, e.g. "bl_ext.user_default.animate_anything" (this module is its .panels):
-# the add-on's key in context.preferences.addons and the bl_idname of its preferences.
-ADDON_PACKAGE = __package__.rpartition(".")[0]
+from ..operators.adapter import checks
+from ..operators.adapter.preferences import ADDON_PACKAGE
 
 DEVICES = (
     ("auto", "Auto", "CUDA when there is a GPU, else Apple MPS, else the CPU"),
@@ -29,13 +29,6 @@ OFFLOADS = (
     ("sequential", "Sequential", "Move layer by layer (slowest, least memory)"),
     ("group", "Group", "Move groups of layers with prefetching"),
 )
-
-
-def get_preferences(context=None):
-    """This add-on's preferences, or None when it is not enabled under its package name."""
-    context = context or bpy.context
-    addon = context.preferences.addons.get(ADDON_PACKAGE)
-    return getattr(addon, "preferences", None)
 
 
 class AnimateAnythingPreferences(bpy.types.AddonPreferences):
@@ -87,13 +80,11 @@ class AnimateAnythingPreferences(bpy.types.AddonPreferences):
 
 
 def draw_check_result(layout) -> None:
-    """The last Check Generator result (kept by operators/check_generator.py; nothing computed here)."""
-    from ..operators import check_generator
-
-    if check_generator.is_checking():
+    """The last Check Generator result (kept by operators/adapter/checks.py; nothing computed here)."""
+    if checks.is_checking():
         layout.label(text="Checking the generator's Python...", icon="SORTTIME")
         return
-    result = check_generator.last_result()
+    result = checks.last_result()
     if result is None:
         return
     box = layout.box()

@@ -1,7 +1,7 @@
 """Scene settings of Animate Anything: `scene.animate_anything` (saved with the .blend).
 
 Units: frames are scene frames, sizes are pixels of the generated video, fps frames per second.
-The `job_*` / `last_*` fields are state written by the Generate operator and shown read-only.
+Settings only: the state of a run lives in memory (operators/adapter/runs.py), never in the file.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from bpy.props import (
     StringProperty,
 )
 
-from ..operators.compat import GP_OBJECT_TYPE
+from ..operators.adapter import settings as settings_check
+from ..operators.adapter.compat import GP_OBJECT_TYPE
 
-# Identifiers shared with operators/export_job.py (values written into job.json are lower case).
+# Identifiers shared with operators/adapter/job_export.py (values written into job.json are lower case).
 REFERENCE_SOURCES = (
     ("RENDER", "Render", "Render the first frame from the active camera, with its depth pass"),
     ("FILE", "Image", "Use an image you pick (no depth: the generator assumes a plane)"),
@@ -39,6 +40,11 @@ MODES = (
 )
 
 
+def _changed(_self, _context) -> None:
+    # The sidebar's and the polls' "why is this grey" answer is cached (adapter/settings.py).
+    settings_check.invalidate()
+
+
 def _is_grease_pencil(_self, ob) -> bool:
     return ob.type == GP_OBJECT_TYPE
 
@@ -52,19 +58,30 @@ def _layer_names(self, _context, edit_text):
 
 class AnimateAnythingSettings(bpy.types.PropertyGroup):
     # Reference image
-    reference_source: EnumProperty(name="Reference", items=REFERENCE_SOURCES, default="RENDER")
+    reference_source: EnumProperty(
+        update=_changed, name="Reference", items=REFERENCE_SOURCES, default="RENDER"
+    )
     reference_image: PointerProperty(
+        update=_changed,
         name="Image",
         type=bpy.types.Image,
         description="The first frame of the video; centre-cropped to the video's aspect, then resized",
     )
     # Frames
     use_scene_range: BoolProperty(
-        name="Scene Range", default=True, description="Use the scene's frame range (else the range below)"
+        update=_changed,
+        name="Scene Range",
+        default=True,
+        description="Use the scene's frame range (else the range below)",
     )
-    frame_start: IntProperty(name="Start", default=1, description="First scene frame of the camera move")
-    frame_end: IntProperty(name="End", default=49, description="Last scene frame of the camera move")
+    frame_start: IntProperty(
+        update=_changed, name="Start", default=1, description="First scene frame of the camera move"
+    )
+    frame_end: IntProperty(
+        update=_changed, name="End", default=49, description="Last scene frame of the camera move"
+    )
     num_frames: IntProperty(
+        update=_changed,
         name="Frames",
         default=49,
         min=2,
@@ -73,9 +90,12 @@ class AnimateAnythingSettings(bpy.types.PropertyGroup):
         "differ); "
         "CogVideoX modes need 4k+1 (49, 81)",
     )
-    width: IntProperty(name="Width", default=720, min=16, max=4096, step=8, subtype="PIXEL")
-    height: IntProperty(name="Height", default=480, min=16, max=4096, step=8, subtype="PIXEL")
+    width: IntProperty(update=_changed, name="Width", default=720, min=16, max=4096, step=8, subtype="PIXEL")
+    height: IntProperty(
+        update=_changed, name="Height", default=480, min=16, max=4096, step=8, subtype="PIXEL"
+    )
     fps: FloatProperty(
+        update=_changed,
         name="FPS",
         default=0.0,
         min=0.0,
@@ -83,28 +103,42 @@ class AnimateAnythingSettings(bpy.types.PropertyGroup):
         description="Frame rate of the video; 0 = so that it lasts as long as the frame range plays",
     )
     # Drags
-    drag_source: EnumProperty(name="Drags", items=DRAG_SOURCES, default="GREASE_PENCIL")
+    drag_source: EnumProperty(update=_changed, name="Drags", items=DRAG_SOURCES, default="GREASE_PENCIL")
     drag_object: PointerProperty(
-        name="Object", type=bpy.types.Object, poll=_is_grease_pencil, description="Grease pencil object"
+        update=_changed,
+        name="Object",
+        type=bpy.types.Object,
+        poll=_is_grease_pencil,
+        description="Grease pencil object",
     )
     drag_layer: StringProperty(
-        name="Layer", default="", search=_layer_names, description="Layer to read; empty = all visible layers"
+        update=_changed,
+        name="Layer",
+        default="",
+        search=_layer_names,
+        description="Layer to read; empty = all visible layers",
     )
-    drag_timing: EnumProperty(name="Timing", items=DRAG_TIMINGS, default="ARC_LENGTH")
+    drag_timing: EnumProperty(update=_changed, name="Timing", items=DRAG_TIMINGS, default="ARC_LENGTH")
     reference_video: StringProperty(
+        update=_changed,
         name="Motion Video",
         subtype="FILE_PATH",
         default="",
         description="Optional video whose motion to follow",
     )
     # Generation
-    mode: EnumProperty(name="Mode", items=MODES, default="preview")
-    prompt: StringProperty(name="Prompt", default="", description="What the video shows (guided modes)")
-    negative_prompt: StringProperty(name="Negative", default="", description="What to avoid (guided modes)")
-    seed: IntProperty(name="Seed", default=0, min=0)
-    steps: IntProperty(name="Steps", default=50, min=1, max=1000)
-    guidance_scale: FloatProperty(name="Guidance", default=6.0, min=0.0, max=50.0)
+    mode: EnumProperty(update=_changed, name="Mode", items=MODES, default="preview")
+    prompt: StringProperty(
+        update=_changed, name="Prompt", default="", description="What the video shows (guided modes)"
+    )
+    negative_prompt: StringProperty(
+        update=_changed, name="Negative", default="", description="What to avoid (guided modes)"
+    )
+    seed: IntProperty(update=_changed, name="Seed", default=0, min=0)
+    steps: IntProperty(update=_changed, name="Steps", default=50, min=1, max=1000)
+    guidance_scale: FloatProperty(update=_changed, name="Guidance", default=6.0, min=0.0, max=50.0)
     strength: FloatProperty(
+        update=_changed,
         name="Strength",
         default=0.8,
         min=0.0,
@@ -112,24 +146,23 @@ class AnimateAnythingSettings(bpy.types.PropertyGroup):
         subtype="FACTOR",
         description="Guided mode: 1 = plain image-to-video, lower = closer to the preview's motion",
     )
-    noise_warp: BoolProperty(name="Warp Noise", default=False, description="Guided mode: flow-warped noise")
+    noise_warp: BoolProperty(
+        update=_changed, name="Warp Noise", default=False, description="Guided mode: flow-warped noise"
+    )
     output_dir: StringProperty(
+        update=_changed,
         name="Output",
         subtype="DIR_PATH",
         default="//animate_anything/",
         description="Folder that receives one job folder per run (// = next to the .blend)",
     )
     # Bringing results back
-    import_strip: BoolProperty(name="Sequencer Strip", default=True)
-    import_background: BoolProperty(name="Camera Background", default=True)
-    import_plane: BoolProperty(name="Textured Plane", default=False, description="A camera-facing plane")
-    auto_import: BoolProperty(name="Import When Done", default=True)
-    # Job state (written by the Generate operator; shown read-only)
-    job_running: BoolProperty(name="Running", default=False)
-    job_progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR")
-    job_stage: StringProperty(name="Stage", default="")
-    last_job_dir: StringProperty(name="Last Job", default="", subtype="DIR_PATH")
-    last_message: StringProperty(name="Message", default="")
+    import_strip: BoolProperty(update=_changed, name="Sequencer Strip", default=True)
+    import_background: BoolProperty(update=_changed, name="Camera Background", default=True)
+    import_plane: BoolProperty(
+        update=_changed, name="Textured Plane", default=False, description="A camera-facing plane"
+    )
+    auto_import: BoolProperty(update=_changed, name="Import When Done", default=True)
 
 
 classes = (AnimateAnythingSettings,)

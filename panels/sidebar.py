@@ -1,11 +1,11 @@
 """The "Animate" sidebar tab of the 3D viewport and the Sequencer. Thin: draws scene settings and
 calls operators; computes nothing beyond the cheap checks that say why a button is grey.
 
-Generate or Cancel follows whether a run is really in progress (`generate.is_running()`, the
-process this Blender follows), not the scene's saved `job_running` field, which a file saved
-mid-run or a crash can leave set. "Encode MP4" shows when the last job has PNG frames but no MP4
-(a generator without PyAV); that check touches the disk, so its answer is cached per job folder
-for `ENCODE_CHECK_SECONDS`.
+Generate or Cancel, the progress bar and the last message follow the run this Blender follows
+(operators/adapter/runs.py, in memory). The reasons why the buttons are grey are the cached
+`settings_problems` (operators/adapter/settings.py). "Encode MP4" shows when the last job has PNG
+frames but no MP4 (a generator without PyAV); that check touches the disk, so its answer is cached
+per job folder for `ENCODE_CHECK_SECONDS`. Operators are named by their idname, never imported.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 
 import bpy
 
-from ..operators import encode_video, export_job, generate
+from ..operators.adapter import encoding, runs, settings
 
 CATEGORY = "Animate"
 ENCODE_CHECK_SECONDS = 2.0  # how long the "job needs encoding" answer is reused by draw()
@@ -23,14 +23,14 @@ _encode_cache: dict[str, tuple[float, bool]] = {}
 
 
 def job_needs_encoding(job_dir: str) -> bool:
-    """encode_video.needs_encoding(job_dir), asked at most every ENCODE_CHECK_SECONDS per folder."""
+    """encoding.needs_encoding(job_dir), asked at most every ENCODE_CHECK_SECONDS per folder."""
     if not job_dir:
         return False
     now = time.monotonic()
     cached = _encode_cache.get(job_dir)
     if cached is not None and now - cached[0] < ENCODE_CHECK_SECONDS:
         return cached[1]
-    answer = encode_video.needs_encoding(job_dir)
+    answer = encoding.needs_encoding(job_dir)
     if len(_encode_cache) > 16:
         _encode_cache.clear()
     _encode_cache[job_dir] = (now, answer)
@@ -132,11 +132,12 @@ class _Output(_Base):
 
         col = layout.column(align=True)
         col.scale_y = 1.3
-        running = generate.is_running()
+        running = runs.is_running()
+        mine = runs.run_for(context.scene)
         if running:
-            run = generate.active_run()
-            if _same_scene(run, context.scene):
-                col.progress(factor=s.job_progress, text=s.job_stage or "Running")
+            run = runs.active_run()
+            if run is mine:
+                col.progress(factor=run.fraction, text=run.stage or "Running")
             else:
                 col.label(text=f"Generating in scene '{_scene_name(run)}'", icon="SORTTIME")
             col.operator("animate_anything.cancel", icon="CANCEL")
@@ -144,22 +145,15 @@ class _Output(_Base):
             col.operator("animate_anything.generate", icon="RENDER_ANIMATION")
         layout.operator("animate_anything.export_job", icon="EXPORT")
         layout.operator("animate_anything.import_result", icon="IMPORT")
-        if not running and job_needs_encoding(s.last_job_dir):
+        if not running and mine is not None and job_needs_encoding(str(mine.job_dir)):
             text = "Encode MP4 (the result is PNG frames)"
             layout.operator("animate_anything.encode_video", text=text, icon="FILE_MOVIE")
-        reasons = export_job.settings_problems(context)
+        reasons = settings.settings_problems(context)
         if reasons:
             draw_reasons(layout, reasons)
-        if s.last_message:
+        if mine is not None and mine.finished:
             box = layout.box()
-            box.label(text=s.last_message, icon="INFO")
-
-
-def _same_scene(run, scene) -> bool:
-    try:
-        return run is not None and run.scene == scene
-    except ReferenceError:  # the run's scene was deleted
-        return False
+            box.label(text=mine.full_message(), icon="INFO")
 
 
 def _scene_name(run) -> str:

@@ -64,11 +64,12 @@ def main(argv=None) -> int:
 
         t1 = time.perf_counter()
         result = bpy.ops.animate_anything.generate()
+        run = extension_module("operators.adapter.runs").run_for(scene)  # the run state, in memory
         if result != {"FINISHED"}:
-            print(f"demo: Generate ended with {result}: {settings.last_message}", file=sys.stderr)
+            print(f"demo: Generate ended with {result}: {run and run.full_message()}", file=sys.stderr)
             return 1
-        job = Path(settings.last_job_dir)
-        print(f"demo: {settings.last_message}")
+        job = Path(run.job_dir)
+        print(f"demo: {run.full_message()}")
         print(f"demo: generate took {time.perf_counter() - t1:.1f} s (render, export, generator, import)")
         if not (job / "out" / "video.mp4").exists():  # a generator without PyAV wrote PNG frames
             print("demo: encoding the frames to MP4 with Blender's FFmpeg (animate_anything.encode_video)")
@@ -122,8 +123,14 @@ def _raise(exc):
 
 
 def _compat():
-    """The loaded extension's operators/compat.py: the one place that knows Blender-version differences."""
-    return importlib.import_module(f"bl_ext.{REPO}.{EXT_ID}.operators.compat")
+    """The loaded extension's operators/adapter/compat.py: the one place that knows Blender-version
+    differences."""
+    return extension_module("operators.adapter.compat")
+
+
+def extension_module(name: str):
+    """A module of the loaded extension, e.g. "operators.adapter.runs"."""
+    return importlib.import_module(f"bl_ext.{REPO}.{EXT_ID}.{name}")
 
 
 # ----------------------------------------------------------------------------- the scene

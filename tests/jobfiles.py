@@ -47,7 +47,7 @@ def hide_pyav(folder) -> Path:
 
 def generate_job(folder, *, python=None, extra_paths=(), timeout=120, **job) -> Path:
     """make_job + a real run of `python -m backend run JOB`; returns the finished job folder."""
-    from blender_animate.client import GeneratorProcess
+    from blender_animate.addon.client import GeneratorProcess
 
     folder = make_job(folder, **job)
     end = GeneratorProcess(folder, python, extra_paths=extra_paths).start().wait(timeout=timeout)

@@ -7,7 +7,7 @@ Layout (written by ``AnimateAnythingPipeline.save_pretrained``)::
     <name>/                      one subfolder per component with source "folder" (safetensors)
 
 Components with source "base" live in the referenced CogVideoX folder (diffusers layout). This
-module imports nothing heavy (the safetensors checks are the guided mode's, backend/guided/loading.py),
+module imports nothing heavy (the safetensors checks are the runtime's, backend/runtime/checkpoints.py),
 so ``python -m backend doctor`` (the preferences' Check button) can check a folder without torch.
 """
 
@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..guided.loading import weights_problem, weights_stem
+from ..runtime.checkpoints import weights_problem, weights_stem
 
 INDEX_FILE = "animateanything_index.json"
 FORMAT_VERSION = 1

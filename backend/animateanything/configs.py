@@ -7,11 +7,11 @@ size constraint is commented. All are plain dicts for ``Model(**config)``.
 
 from __future__ import annotations
 
-from ..guided.memory import COGVIDEOX_5B_I2V_CONFIG
+from ..runtime.real_configs import cogvideox_5b_i2v_transformer
 
 # --------------------------------------------------------------------------- real sizes
-# CogVideoX-5b-I2V transformer (its config.json; 5.57 B parameters): the guided mode's copy.
-REAL_COGVIDEOX_TRANSFORMER = dict(COGVIDEOX_5B_I2V_CONFIG)
+# CogVideoX-5b-I2V transformer (its config.json; 5.57 B parameters): backend/runtime/configs/.
+REAL_COGVIDEOX_TRANSFORMER = cogvideox_5b_i2v_transformer()
 
 REAL_FLOW_ENCODER = dict(
     in_channels=2, out_channels=16, block_out_channels=(64, 128, 256, 512), layers_per_block=1,

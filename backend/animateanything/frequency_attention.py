@@ -23,8 +23,10 @@ attention. It leaves the FFT axis, the shape of W and the layers open. Choices m
 
 Token layout (CogVideoX patch embedding): the video part of the sequence is frame-major,
 ``(T, H / p, W / p)`` flattened, where ``T`` is the number of latent frames (divided by
-``patch_size_t`` for CogVideoX 1.5). The processor cannot see ``T`` in its arguments, so it reads it
-from a small shared :class:`TokenGrid` that the stage-2 wrapper fills before every forward.
+``patch_size_t`` for CogVideoX 1.5). The processor cannot see ``T`` in its tensors, so it takes it as
+an attention kwarg, ``token_frames``, which the transformer's ``attention_kwargs`` hand to every
+block's ``attn1`` (diffusers' route for per-call processor arguments); ``AnimateAnythingTransformer``
+fills it from the latents of each forward. No state is shared between calls.
 
 The learnable weights live in :class:`FrequencyStabilizer` (a ``ModelMixin``, saved on its own); the
 processors installed on the transformer hold only a reference to it, so the transformer's own
@@ -33,8 +35,6 @@ state dict stays exactly the stock CogVideoX one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -42,23 +42,6 @@ from diffusers.models.attention_processor import Attention
 from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
-
-
-@dataclass
-class TokenGrid:
-    """Geometry of the video tokens of the current forward pass.
-
-    ``frames``: token frames T; ``height``/``width``: token rows/columns (latent size / patch size).
-    ``frames = 0`` means unknown: the processors then refuse to run (they cannot guess the layout).
-    """
-
-    frames: int = 0
-    height: int = 0
-    width: int = 0
-
-    @property
-    def tokens_per_frame(self) -> int:
-        return self.height * self.width
 
 
 class FrequencyStabilizer(ModelMixin, ConfigMixin):
@@ -126,12 +109,15 @@ class FrequencyStabilizedAttnProcessor:
     QK norm, RoPE on the video tokens, SDPA, output projection, split back) with one step added after
     the QK norm: :func:`frequency_filter` on the video part of Q, K and V. Not an ``nn.Module``: the
     weights stay in ``stabilizer`` (a :class:`FrequencyStabilizer`), ``layer`` picks its row.
+
+    Attention kwargs (``transformer(..., attention_kwargs={...})``): ``token_frames``, the token frame
+    count T of this forward (required); ``flow_latents`` is accepted and ignored here (the fusion hook
+    on block 0 reads it from the same dict), so diffusers does not warn about it on every call.
     """
 
-    def __init__(self, stabilizer: FrequencyStabilizer, layer: int, grid: TokenGrid):
+    def __init__(self, stabilizer: FrequencyStabilizer, layer: int):
         self.stabilizer = stabilizer
         self.layer = layer
-        self.grid = grid
 
     def __call__(
         self,
@@ -140,6 +126,8 @@ class FrequencyStabilizedAttnProcessor:
         encoder_hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         image_rotary_emb: torch.Tensor | None = None,
+        token_frames: int | None = None,
+        flow_latents: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         text_seq_length = encoder_hidden_states.size(1)
         hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)
@@ -165,12 +153,13 @@ class FrequencyStabilizedAttnProcessor:
             key = attn.norm_k(key)
 
         # Frequency stabilisation of the video tokens (text tokens untouched).
-        frames = self.grid.frames
+        frames = int(token_frames or 0)
         video_tokens = sequence_length - text_seq_length
-        if frames <= 0 or video_tokens != frames * self.grid.tokens_per_frame:
+        if frames <= 0 or video_tokens % frames:
             raise RuntimeError(
-                f"FrequencyStabilizedAttnProcessor: token grid {self.grid} does not describe "
-                f"{video_tokens} video tokens; run the transformer through AnimateAnythingTransformer"
+                f"FrequencyStabilizedAttnProcessor: token grid unknown ({video_tokens} video tokens, "
+                f"token_frames={token_frames!r}); pass attention_kwargs={{'token_frames': T}}, as "
+                "AnimateAnythingTransformer does"
             )
         w1 = self.stabilizer.layer_weight(self.layer, frames // 2 + 1) - 1.0
         query = torch.cat(

@@ -5,16 +5,20 @@
 - ``transformer``: a stock ``CogVideoXTransformer3DModel`` (I2V, frozen, its weights untouched);
 - ``flow_encoder``: :class:`FlowEncoder3D`, pixel flow -> flow latents on the CogVideoX latent grid;
 - ``flow_fusion``: :class:`FlowFusionBlock`, the ONE input cross-attention block, entered through a
-  forward pre-hook on ``transformer.transformer_blocks[0]`` (the tokens right after patch embedding);
+  forward pre-hook on ``transformer.transformer_blocks[0]`` (the tokens right after patch embedding;
+  ``CogVideoXTransformer3DModel.forward`` has no other way in short of rewriting it);
 - ``frequency_stabilizer``: :class:`FrequencyStabilizer`, whose weights the
   :class:`FrequencyStabilizedAttnProcessor` of every block reads (``set_attn_processor``).
 
-Hooks and processors are attached only inside :meth:`AnimateAnythingTransformer.conditioning` (and
-therefore :meth:`forward`); outside it the transformer is the stock model again, with its original
-processors. Training with gradient checkpointing keeps them attached after the forward (the blocks
-are recomputed during backward); :meth:`~AnimateAnythingTransformer.detach` ends that. A forward
-pre-hook on the transformer records the token grid of every call (frames, rows, columns) for the
-frequency processors, so the stock diffusers I2V pipeline can drive it.
+Per-call data travels in the transformer's own ``attention_kwargs`` (diffusers hands them to every
+block and on to its ``attn1`` processor): ``token_frames`` (the token frame count, for the frequency
+filter) and ``flow_latents`` (read by the block-0 hook). :meth:`AnimateAnythingTransformer.forward`
+fills both from its arguments, so no state is kept between calls and nothing hooks the transformer
+itself. The processors and the block-0 hook are attached only inside
+:meth:`~AnimateAnythingTransformer.conditioning` (and therefore :meth:`forward`); outside it the
+transformer is the stock model again, with its original processors. Training with gradient
+checkpointing keeps them attached after the forward (the blocks are recomputed during backward);
+:meth:`~AnimateAnythingTransformer.detach` ends that.
 
 Trained (paper): flow encoder, input block, stabilisation module; everything else frozen
 (:meth:`AnimateAnythingTransformer.set_trainable`). Flow noise augmentation (paper: without it FVD
@@ -30,15 +34,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
+from diffusers.models.embeddings import get_3d_rotary_pos_embed
 from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXTransformer3DModel
+from diffusers.pipelines.cogvideo.pipeline_cogvideox_image2video import get_resize_crop_region_for_grid
 from torch import nn
 
 from .flow_encoder import FlowEncoder3D
 from .flow_fusion import FlowFusionBlock
 from .flow_vae import DEFAULT_FLOW_SCALE, flow_to_unit
-from .frequency_attention import FrequencyStabilizedAttnProcessor, FrequencyStabilizer, TokenGrid
+from .frequency_attention import FrequencyStabilizedAttnProcessor, FrequencyStabilizer
 
 
 class AnimateAnythingTransformer(nn.Module):
@@ -71,8 +78,6 @@ class AnimateAnythingTransformer(nn.Module):
         self.frequency_stabilizer = frequency_stabilizer
         self.flow_noise_std = float(flow_noise_std)
         self.flow_scale = tuple(flow_scale)
-        self._grid = TokenGrid()
-        self._flow_latents: torch.Tensor | None = None
         self._depth = 0
         self._handles: list = []
         self._original_processors = None
@@ -114,43 +119,58 @@ class AnimateAnythingTransformer(nn.Module):
             unit = unit + std * noise
         return self.flow_encoder(unit.to(param.dtype))
 
+    # ------------------------------------------------------------------ attention kwargs
+    def attention_kwargs(
+        self,
+        latent_frames: int,
+        flow_latents: torch.Tensor | None = None,
+        attention_kwargs: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The transformer's ``attention_kwargs`` for video latents of ``latent_frames`` frames T
+        (padding included): the caller's, plus ``token_frames`` (T / patch_size_t) and ``flow_latents``
+        (None: no fusion) padded to T frames. CogVideoX 1.5 (``patch_size_t``) pads the video latents
+        at the front with copies of the first frame to a multiple of ``patch_size_t``; the flow
+        latents are padded the same way. Valid for every step of a denoising loop."""
+        frames = int(latent_frames)
+        if flow_latents is not None and frames > flow_latents.shape[1]:
+            extra = frames - flow_latents.shape[1]
+            flow_latents = torch.cat([flow_latents[:, :1].expand(-1, extra, -1, -1, -1), flow_latents], dim=1)
+        kwargs = dict(attention_kwargs or {})
+        kwargs["token_frames"] = frames // (self.transformer.config.patch_size_t or 1)
+        kwargs["flow_latents"] = flow_latents
+        return kwargs
+
     # ------------------------------------------------------------------ attaching
     @contextmanager
-    def conditioning(self, flow_latents: torch.Tensor | None):
-        """Attach the fusion hook and frequency processors to ``self.transformer`` with these flow
-        latents ``(B_f, T, C, h, w)`` (None: no fusion, frequency attention only); detach on exit."""
-        previous = self._flow_latents
-        self._flow_latents = flow_latents
+    def conditioning(self):
+        """Attach the frequency processors and the fusion hook to ``self.transformer``; detach on exit.
+        Inside it, call the transformer through :meth:`forward` (or pass :meth:`attention_kwargs`)."""
         self.attach()
         try:
             yield self
         finally:
             self.detach()
-            self._flow_latents = previous
 
     @property
     def attached(self) -> bool:
         return self._depth > 0
 
     def attach(self) -> None:
-        """Install the frequency processors and the hooks (nested calls are counted)."""
+        """Install the frequency processors and the block-0 hook (nested calls are counted)."""
         self._depth += 1
         if self._depth > 1:
             return
         t = self.transformer
         self._original_processors = t.attn_processors
-        processors = {}
-        for name in self._original_processors:
-            layer = int(name.split(".")[1])
-            processors[name] = FrequencyStabilizedAttnProcessor(self.frequency_stabilizer, layer, self._grid)
+        processors = {
+            name: FrequencyStabilizedAttnProcessor(self.frequency_stabilizer, int(name.split(".")[1]))
+            for name in self._original_processors
+        }
         t.set_attn_processor(processors)
-        self._handles = [
-            t.register_forward_pre_hook(self._record_grid, with_kwargs=True),
-            t.transformer_blocks[0].register_forward_pre_hook(self._fuse_flow, with_kwargs=True),
-        ]
+        self._handles = [t.transformer_blocks[0].register_forward_pre_hook(self._fuse_flow, with_kwargs=True)]
 
     def detach(self) -> None:
-        """Undo one :meth:`attach`; the last one restores the stock processors and removes the hooks."""
+        """Undo one :meth:`attach`; the last one restores the stock processors and removes the hook."""
         if self._depth == 0:
             return
         self._depth -= 1
@@ -161,44 +181,28 @@ class AnimateAnythingTransformer(nn.Module):
         self._handles = []
         self.transformer.set_attn_processor(self._original_processors)
         self._original_processors = None
-        self._grid.frames = 0
-
-    def _record_grid(self, module, args, kwargs):
-        hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
-        _, frames, _, height, width = hidden.shape
-        cfg = self.transformer.config
-        p_t = cfg.patch_size_t or 1
-        self._grid.frames = frames // p_t
-        self._grid.height = height // cfg.patch_size
-        self._grid.width = width // cfg.patch_size
-        return None
-
-    def _padded_flow_latents(self) -> torch.Tensor:
-        """Flow latents with the video's latent frame count. CogVideoX 1.5 (``patch_size_t``) pads the
-        video latents at the front with copies of the first frame to a multiple of ``patch_size_t``;
-        the flow latents are padded the same way."""
-        flow = self._flow_latents
-        frames = self._grid.frames * (self.transformer.config.patch_size_t or 1)
-        extra = frames - flow.shape[1]
-        if extra > 0:
-            flow = torch.cat([flow[:, :1].expand(-1, extra, -1, -1, -1), flow], dim=1)
-        return flow
 
     def _fuse_flow(self, module, args, kwargs):
-        if self._flow_latents is None:
+        """Block-0 pre-hook: the flow fusion on the block's input tokens, with the ``flow_latents`` of
+        the block's ``attention_kwargs`` (none there: no fusion)."""
+        positional = "hidden_states" not in kwargs
+        if positional:
+            # Gradient checkpointing calls the block positionally:
+            # (hidden_states, encoder_hidden_states, temb, image_rotary_emb, attention_kwargs).
+            attention_kwargs = args[4] if len(args) > 4 else kwargs.get("attention_kwargs")
+            rotary = args[3] if len(args) > 3 else kwargs.get("image_rotary_emb")
+        else:
+            attention_kwargs, rotary = kwargs.get("attention_kwargs"), kwargs.get("image_rotary_emb")
+        flow = (attention_kwargs or {}).get("flow_latents")
+        if flow is None:
             return None
-        flow = self._padded_flow_latents()
-        if "hidden_states" in kwargs:
-            rotary = kwargs.get("image_rotary_emb")
-            kwargs = dict(kwargs)
-            kwargs["hidden_states"] = self.flow_fusion(kwargs["hidden_states"], flow, rotary)
-            return args, kwargs
-        # Gradient checkpointing calls the block positionally:
-        # (hidden_states, encoder_hidden_states, temb, image_rotary_emb, attention_kwargs).
-        args = list(args)
-        rotary = args[3] if len(args) > 3 else kwargs.get("image_rotary_emb")
-        args[0] = self.flow_fusion(args[0], flow, rotary)
-        return tuple(args), kwargs
+        if positional:
+            args = list(args)
+            args[0] = self.flow_fusion(args[0], flow, rotary)
+            return tuple(args), kwargs
+        kwargs = dict(kwargs)
+        kwargs["hidden_states"] = self.flow_fusion(kwargs["hidden_states"], flow, rotary)
+        return args, kwargs
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -210,6 +214,7 @@ class AnimateAnythingTransformer(nn.Module):
         flow_latents: torch.Tensor | None = None,
         ofs: torch.Tensor | None = None,
         image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+        attention_kwargs: dict[str, Any] | None = None,
         return_dict: bool = True,
     ):
         """CogVideoX I2V forward with flow guidance.
@@ -220,6 +225,8 @@ class AnimateAnythingTransformer(nn.Module):
             timestep: ``(B,)``.
             flow: pixel flow (see :meth:`encode_flow`), or ``flow_latents`` already encoded; both None
                 runs without fusion (frequency attention only).
+            attention_kwargs: passed on to the transformer (e.g. ``{"scale": lora_scale}``), with
+                ``token_frames`` and ``flow_latents`` added (:meth:`attention_kwargs`).
         Returns what the stock transformer returns (``.sample`` of shape ``(B, T, C_out, h, w)``).
         """
         if flow is not None and flow_latents is not None:
@@ -232,6 +239,7 @@ class AnimateAnythingTransformer(nn.Module):
             timestep=timestep,
             ofs=ofs,
             image_rotary_emb=image_rotary_emb,
+            attention_kwargs=self.attention_kwargs(hidden_states.shape[1], flow_latents, attention_kwargs),
             return_dict=return_dict,
         )
         if not self.attached and torch.is_grad_enabled() and self.transformer.gradient_checkpointing:
@@ -239,10 +247,48 @@ class AnimateAnythingTransformer(nn.Module):
             # attached (call detach() after training to get the stock transformer back).
             self.attach()
         if self.attached:
-            self._flow_latents = flow_latents
             return self.transformer(**kwargs)
-        with self.conditioning(flow_latents):
+        with self.conditioning():
             return self.transformer(**kwargs)
+
+
+def rotary_embeddings(
+    transformer: CogVideoXTransformer3DModel,
+    height: int,
+    width: int,
+    latent_frames: int,
+    device,
+    vae_scale_factor_spatial: int = 8,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The 3-D RoPE ``(cos, sin)`` the stock CogVideoX I2V pipeline gives the transformer for a
+    ``height`` x ``width`` video of ``latent_frames`` latent frames (None when the transformer uses
+    none). The same computation as the pipeline's ``_prepare_rotary_positional_embeddings``, from
+    diffusers' public embedding functions, for callers that have no pipeline (training)."""
+    cfg = transformer.config
+    if not cfg.use_rotary_positional_embeddings:
+        return None
+    p, p_t = cfg.patch_size, cfg.patch_size_t
+    grid_height = height // (vae_scale_factor_spatial * p)
+    grid_width = width // (vae_scale_factor_spatial * p)
+    base_width, base_height = cfg.sample_width // p, cfg.sample_height // p
+    if p_t is None:  # CogVideoX 1.0
+        crops = get_resize_crop_region_for_grid((grid_height, grid_width), base_width, base_height)
+        return get_3d_rotary_pos_embed(
+            embed_dim=cfg.attention_head_dim,
+            crops_coords=crops,
+            grid_size=(grid_height, grid_width),
+            temporal_size=latent_frames,
+            device=device,
+        )
+    return get_3d_rotary_pos_embed(  # CogVideoX 1.5
+        embed_dim=cfg.attention_head_dim,
+        crops_coords=None,
+        grid_size=(grid_height, grid_width),
+        temporal_size=(latent_frames + p_t - 1) // p_t,
+        grid_type="slice",
+        max_size=(base_height, base_width),
+        device=device,
+    )
 
 
 def check_compatible(

@@ -1,9 +1,9 @@
-"""Mode `guided`'s machinery: a training-free CogVideoX image-to-video pipeline steered by the
-preview video (SDEdit layout prior) and flow-warped noise.
+"""Mode `guided`'s CogVideoX-specific parts: a training-free I2V pipeline steered by the preview.
 
-- pipeline.py: `GuidedCogVideoXPipeline` (a diffusers pipeline; imports torch and diffusers).
+- pipeline.py: `GuidedCogVideoXPipeline` (a diffusers pipeline; SDEdit layout prior and flow-warped
+  noise; imports torch and diffusers).
 - limits.py: what sizes and frame counts a checkpoint can do, from its configs (no torch).
-- loading.py: local folder or hub id, safetensors only, offline by default, prompt-embedding cache.
-- memory.py: dtype / offload / VAE tiling plan from the free GPU memory; `doctor_report()`.
-The mode itself is backend/modes/guided.py.
+- load.py: `load_pipeline`, a checkpoint into a GuidedCogVideoXPipeline on the CPU.
+Checkpoints, prompt embeddings, the memory plan and placement are backend/runtime/; the mode itself
+is backend/modes/guided.py.
 """

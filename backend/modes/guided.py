@@ -45,19 +45,21 @@ def _imports():
 
 
 def generate(ctx: JobContext) -> ModeResult:
-    from ..guided import loading
+    from ..guided import load
     from ..guided.limits import checkpoint_limits
+    from ..runtime import checkpoints, devices, memory, placement, text
+    from ..runtime import prompts as prompt_cache
 
     spec = ctx.spec
     F, H, W = spec.num_frames, spec.height, spec.width
-    loading.offline_env(spec.allow_download)
+    checkpoints.offline_env(spec.allow_download)
     t0 = time.perf_counter()
     timings = {}
 
     # 1. Checkpoint, and what it can generate (no torch import, no weights yet).
     ctx.progress("load", 0, 4, "looking for the CogVideoX checkpoint")
-    ckpt = loading.resolve_checkpoint(spec.model, allow_download=spec.allow_download)
-    loading.require_parts(ckpt, loading.PIPELINE_COMPONENTS)
+    ckpt = checkpoints.resolve_checkpoint(spec.model, allow_download=spec.allow_download)
+    checkpoints.require_parts(ckpt, checkpoints.PIPELINE_COMPONENTS)
     transformer_config = ckpt.config("transformer")
     limits = checkpoint_limits(transformer_config, ckpt.config("vae"))
     try:
@@ -74,10 +76,10 @@ def generate(ctx: JobContext) -> ModeResult:
     guidance = spec.guidance_scale > 1.0
     max_len = int(transformer_config.get("max_text_seq_length", 226))
     prompts = [spec.prompt] + ([spec.negative_prompt] if guidance else [])
-    cached = all(loading.cached_prompt_path(ckpt, p, max_len, None).is_file() for p in prompts)
+    cached = all(prompt_cache.cached_prompt_path(ckpt, p, max_len, None).is_file() for p in prompts)
     if not cached:
-        loading.require_parts(ckpt, loading.TEXT_COMPONENTS)
-        loading.require_tokenizer_backend(ckpt)  # spiece.model needs sentencepiece: say so now
+        checkpoints.require_parts(ckpt, checkpoints.TEXT_COMPONENTS)
+        text.require_tokenizer_backend(ckpt)  # spiece.model needs sentencepiece: say so now
     strength = float(spec.strength)
     if strength < 1.0 and int(spec.steps * strength) < 1:
         raise JobFailure(
@@ -87,7 +89,6 @@ def generate(ctx: JobContext) -> ModeResult:
         )
 
     torch = _imports()
-    from ..guided import memory
 
     # 2. Layout prior and flow from the preview mode.
     from . import preview
@@ -97,13 +98,13 @@ def generate(ctx: JobContext) -> ModeResult:
     ctx.check_cancel()
 
     # 3. Memory plan.
-    device = memory.resolve_device(ctx.requested_device)
+    device = devices.resolve_device(ctx.requested_device)
     bf16 = device != "cuda" or torch.cuda.is_bf16_supported()
     # Parameter counts from the safetensors headers: the plan fits the checkpoint actually used.
     sizes = {
         f"{name}_params": n
         for name in ("transformer", "vae", "text_encoder")
-        if (n := loading.count_parameters(ckpt, name)) is not None
+        if (n := checkpoints.count_parameters(ckpt, name)) is not None
     }
     model_spec = memory.ModelSpec.from_configs(
         transformer_config,
@@ -117,7 +118,7 @@ def generate(ctx: JobContext) -> ModeResult:
         **sizes,
     )
     plan = memory.plan_memory(
-        memory.free_memory(device),
+        devices.free_memory(device),
         model_spec,
         device=device,
         dtype=spec.dtype,
@@ -138,7 +139,7 @@ def generate(ctx: JobContext) -> ModeResult:
         t = time.perf_counter()
         # T5-XXL runs on the accelerator when the plan keeps whole models there, else on the CPU.
         text_device = device if plan.offload in ("none", "model") else "cpu"
-        embeds, loaded_t5 = loading.prompt_embeddings(
+        embeds, loaded_t5 = prompt_cache.prompt_embeddings(
             ckpt, prompts, max_len, dtype=plan.dtype, device=text_device
         )
         timings["text_encoder"] = time.perf_counter() - t
@@ -147,14 +148,14 @@ def generate(ctx: JobContext) -> ModeResult:
         # 5. Transformer, VAE, scheduler.
         ctx.progress("load", 3, 4, f"loading {ckpt.source}")
         t = time.perf_counter()
-        pipe = loading.load_pipeline(ckpt, dtype=plan.dtype)
+        pipe = load.load_pipeline(ckpt, dtype=plan.dtype)
         pipe.set_progress_bar_config(disable=True)
-        memory.apply_plan(pipe, plan)
+        placement.apply_plan(pipe, plan)
         timings["load"] = time.perf_counter() - t
         ctx.progress("load", 4, 4, "model ready")
 
         # 6. Denoise with a progress event per step; a cancel raises in the callback.
-        dtype = loading.torch_dtype(plan.dtype)
+        dtype = devices.torch_dtype(plan.dtype)
         total = int(spec.steps * strength) if strength < 1.0 else spec.steps
 
         def on_step(_pipe, i, _t, kwargs):

@@ -61,6 +61,8 @@ def test_job_runs_both_stages_end_to_end(tmp_path, monkeypatch, checkpoint):
     assert events[-1]["event"] == "done"
     result = json.loads((job / "out" / "result.json").read_text())
     assert result["info"]["stage1"] == "FGM + CRM"
+    plan = result["info"]["memory_plan"]  # placed by the runtime's memory plan, as the guided mode
+    assert plan["device"] == "cpu" and plan["offload"] == "none" and plan["dtype"] == "fp32"
     frames = sorted((job / "out" / "frames").glob("*.png"))
     assert len(frames) == F
     flow = np.load(job / "out" / "flow.npz")
@@ -77,12 +79,16 @@ def test_checkpoint_without_stage1_falls_back_to_the_analytic_flow(tmp_path, mon
         index["components"].pop(name)
         shutil.rmtree(partial / name)
     (partial / "animateanything_index.json").write_text(json.dumps(index))
-    job = _job(tmp_path, str(partial))
+    job = _job(tmp_path, str(partial), offload="group")
     proc, events = _run(job, tmp_path, monkeypatch)
     assert proc.returncode == 0, proc.stderr[-3000:]
     warnings = [e["message"] for e in events if e["event"] == "warning"]
     assert any("analytic unified flow" in w for w in warnings)
-    assert json.loads((job / "out" / "result.json").read_text())["info"]["stage1"] == "analytic unified flow"
+    info = json.loads((job / "out" / "result.json").read_text())["info"]
+    assert info["stage1"] == "analytic unified flow"
+    # The job's offload goes through the plan: on the CPU it says why it is not used (not silently).
+    assert info["memory_plan"]["offload"] == "none"
+    assert "offload group ignored on the CPU" in info["memory_plan"]["reasons"]
 
 
 def test_missing_and_incomplete_checkpoints_are_missing_model_errors(tmp_path, monkeypatch, checkpoint):

@@ -46,6 +46,18 @@ def _tracks():
     return tracks
 
 
+def _recorder(events, raise_at=None):
+    """A diffusers step-end callback recording (stage, step, total); raises ``raise_at`` in stage 2."""
+
+    def on_step_end(p, i, t, kwargs):
+        events.append((p.stage, i + 1, p.num_timesteps))
+        if raise_at is not None and p.stage == "video":
+            raise raise_at
+        return kwargs
+
+    return on_step_end
+
+
 def _run(pipe, **kw):
     args = dict(
         prompt="a cat runs", height=H, width=W, num_frames=F, num_inference_steps=STEPS, flow_steps=STEPS,
@@ -92,7 +104,7 @@ def test_trained_stage2_parts_change_the_video():
 
 def test_both_stages_progress_and_flow_convention(pipe):
     events = []
-    out = _run(pipe, tracks=_tracks(), callback=lambda *e: events.append(e))
+    out = _run(pipe, tracks=_tracks(), callback_on_step_end=_recorder(events))
     assert out.frames.shape == (F, H, W, 3)
     assert out.flow.shape == (F, H, W, 2) and out.flow.dtype == np.float32
     assert np.all(out.flow[0] == 0)  # flow from frame 0 to itself
@@ -126,18 +138,105 @@ def test_cancel_from_callback_stops_and_restores_the_transformer(pipe):
     class Stop(Exception):
         pass
 
-    def cancel(stage, step, total):
-        if stage == "video":
-            raise Stop
-
     with pytest.raises(Stop):
-        _run(pipe, flow=_flow(), callback=cancel)
+        _run(pipe, flow=_flow(), callback_on_step_end=_recorder([], raise_at=Stop()))
     names = {type(p).__name__ for p in pipe.transformer.attn_processors.values()}
     assert names == {"CogVideoXAttnProcessor2_0"}
     assert (
         not pipe.transformer._forward_pre_hooks
         and not pipe.transformer.transformer_blocks[0]._forward_pre_hooks
     )
+
+
+def _count_decodes(monkeypatch, pipe) -> dict:
+    calls = {"video": 0, "flow": 0}
+
+    def counted(name, fn):
+        def wrapper(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+
+        return wrapper
+
+    monkeypatch.setattr(pipe, "decode_latents", counted("video", pipe.decode_latents))
+    monkeypatch.setattr(pipe.flow_vae, "decode_flow", counted("flow", pipe.flow_vae.decode_flow))
+    return calls
+
+
+@pytest.mark.parametrize("stage", ["flow", "video"])
+def test_interrupt_skips_the_remaining_steps_and_decodes_nothing(pipe, monkeypatch, stage):
+    calls = _count_decodes(monkeypatch, pipe)
+    events = []
+
+    def interrupt(p, i, t, kwargs):
+        events.append((p.stage, i + 1))
+        if p.stage == stage:
+            p._interrupt = True
+        return kwargs
+
+    out = _run(pipe, tracks=_tracks(), callback_on_step_end=interrupt)
+    assert out.frames is None
+    assert events == ([("flow", 1)] if stage == "flow" else [("flow", 1), ("flow", 2), ("video", 1)])
+    assert calls["video"] == 0 and (calls["flow"] == 0) == (stage == "flow")
+    assert (out.flow is None) == (stage == "flow")
+    # The next call starts afresh (the flag is reset), and the hooks are gone.
+    assert _run(pipe, flow=_flow()).frames.shape == (F, H, W, 3)
+    names = {type(p).__name__ for p in pipe.transformer.attn_processors.values()}
+    assert names == {"CogVideoXAttnProcessor2_0"} and pipe.stage is None
+
+
+def test_callback_can_replace_latents_and_return_dict_false_gives_a_tuple(pipe):
+    def zero_latents(p, i, t, kwargs):
+        return {"latents": torch.zeros_like(kwargs["latents"])} if p.stage == "video" else kwargs
+
+    frames, flow = _run(pipe, flow=_flow(), callback_on_step_end=zero_latents, return_dict=False)
+    plain = _run(pipe, flow=_flow())
+    assert frames.shape == (F, H, W, 3) and np.array_equal(flow, _flow())
+    assert not np.array_equal(frames, plain.frames)  # the returned latents were used
+    with pytest.raises(ValueError, match="callback_on_step_end_tensor_inputs"):
+        _run(pipe, flow=_flow(), callback_on_step_end_tensor_inputs=["noise_pred"])
+
+
+def test_model_offload_frees_its_hooks_after_every_call(pipe):
+    pipe.enable_model_cpu_offload(device="cpu")
+    try:
+        got = _run(pipe, flow=_flow()).frames
+        hooked = [n for n, m in pipe.components.items() if getattr(m, "_hf_hook", None) is not None]
+        assert "transformer" in hooked  # offload hooks stay installed, the models are offloaded again
+    finally:
+        pipe.remove_all_hooks()
+        pipe.to("cpu")
+    assert got.shape == (F, H, W, 3)
+
+
+def test_group_offload_streams_the_transformer_and_keeps_the_animateanything_parts_whole():
+    """Group offload (the memory plan's "group") is honoured, not turned into model offload: the
+    transformer's blocks are grouped; the parts used through other methods than forward stay whole."""
+    from diffusers.hooks.group_offloading import _GROUP_OFFLOADING
+
+    from backend.runtime.memory import MemoryPlan
+    from backend.runtime.placement import apply_plan
+
+    pipe = build_tiny_pipeline()
+    want = _run(pipe, tracks=_tracks())
+    plan = MemoryPlan(device="cpu", dtype="fp32", offload="group", vae_tiling=False, vae_slicing=False,
+                      peak_bytes=0)  # fmt: skip
+    apply_plan(pipe, plan)
+
+    def grouped(module) -> bool:
+        return any(
+            getattr(m, "_diffusers_hook", None) is not None
+            and m._diffusers_hook.get_hook(_GROUP_OFFLOADING) is not None
+            for m in module.modules()
+        )
+
+    assert grouped(pipe.transformer) and grouped(pipe.text_encoder)
+    kept = ["vae", "flow_encoder", "flow_fusion", "frequency_stabilizer", "flow_vae", "flow_generator",
+            "camera_reference", "image_vae"]  # fmt: skip
+    assert [n for n in kept if grouped(getattr(pipe, n))] == []
+    got = _run(pipe, tracks=_tracks())
+    np.testing.assert_allclose(got.flow, want.flow, atol=1e-5)
+    assert np.abs(got.frames.astype(int) - want.frames.astype(int)).max() <= 1
 
 
 def test_no_stage1_and_no_flow_is_a_clear_error():

@@ -14,7 +14,6 @@ from backend.animateanything.flow_fusion import FlowFusionBlock  # noqa: E402
 from backend.animateanything.flow_vae import flow_to_unit, unit_to_flow  # noqa: E402
 from backend.animateanything.frequency_attention import (  # noqa: E402
     FrequencyStabilizer,
-    TokenGrid,
     frequency_filter,
 )
 from backend.animateanything.transformer import AnimateAnythingTransformer  # noqa: E402
@@ -39,7 +38,7 @@ def _inputs(transformer, batch=1, seed=1):
 
 
 def _rotary(transformer):
-    from backend.animateanything.training import rotary_embeddings
+    from backend.animateanything.transformer import rotary_embeddings
 
     return rotary_embeddings(transformer, HEIGHT, WIDTH, (FRAMES - 1) // 4 + 1, "cpu")
 
@@ -203,9 +202,38 @@ def test_processor_refuses_unknown_grid():
 
     attn = Attention(query_dim=32, heads=2, dim_head=16, qk_norm="layer_norm", eps=1e-6, bias=True)
     stab = FrequencyStabilizer(num_layers=1, inner_dim=32, num_frequency_bins=2)
-    attn.set_processor(FrequencyStabilizedAttnProcessor(stab, 0, TokenGrid()))
+    attn.set_processor(FrequencyStabilizedAttnProcessor(stab, 0))
     with pytest.raises(RuntimeError, match="token grid"):
         attn(torch.randn(1, 4, 32), encoder_hidden_states=torch.randn(1, 2, 32))
+    with pytest.raises(RuntimeError, match="token grid"):  # 4 video tokens do not split into 3 frames
+        attn(torch.randn(1, 4, 32), encoder_hidden_states=torch.randn(1, 2, 32), token_frames=3)
+    # The frame count arrives as an attention kwarg (the route of the transformer's attention_kwargs).
+    video, text = attn(torch.randn(1, 4, 32), encoder_hidden_states=torch.randn(1, 2, 32), token_frames=2)
+    assert video.shape == (1, 4, 32) and text.shape == (1, 2, 32)
+
+
+def test_frame_count_and_flow_travel_in_attention_kwargs_not_in_state(tiny_stage2):
+    """No hook on the transformer and no shared grid: the frame count and the flow latents of a call
+    are in its attention_kwargs (CogVideoX 1.0: one latent frame per token frame)."""
+    transformer, encoder, fusion, stabilizer = tiny_stage2
+    model = AnimateAnythingTransformer(transformer, encoder, fusion, stabilizer).eval()
+    hidden, text, timestep, flow = _inputs(transformer)
+    flow_latents = model.encode_flow(flow)
+    kwargs = model.attention_kwargs(hidden.shape[1], flow_latents, {"scale": 1.0})
+    assert kwargs["token_frames"] == hidden.shape[1] and kwargs["flow_latents"] is flow_latents
+    assert kwargs["scale"] == 1.0  # the caller's kwargs (e.g. a LoRA scale) are kept
+    with model.conditioning():
+        assert not transformer._forward_pre_hooks  # only block 0 is hooked (the fusion's way in)
+        assert len(transformer.transformer_blocks[0]._forward_pre_hooks) == 1
+        with torch.no_grad():  # the transformer called directly with those kwargs = the model's forward
+            direct = transformer(hidden, text, timestep, attention_kwargs=kwargs).sample
+    with torch.no_grad():
+        torch.nn.init.normal_(fusion.attn.to_out[0].weight, std=0.2)
+        via_model = model(hidden, text, timestep, flow_latents=flow_latents).sample
+        with model.conditioning():
+            direct_trained = transformer(hidden, text, timestep, attention_kwargs=kwargs).sample
+    assert torch.equal(direct_trained, via_model) and not torch.equal(direct, via_model)
+    assert not model.attached and not transformer.transformer_blocks[0]._forward_pre_hooks
 
 
 def test_stage2_parts_save_load_round_trip(tmp_path, tiny_stage2):

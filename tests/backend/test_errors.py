@@ -107,3 +107,10 @@ def test_flow_beyond_float16_is_clipped_in_the_file(monkeypatch, make_job):
     assert rc == 0, events
     saved = load_flow(job / "out/flow.npz")
     assert 59000 < saved[2, 0, 0, 0] <= 60000 and saved[1].max() == 0
+
+
+def test_job_errors_are_matched_by_type_not_by_name():
+    # Same name, another class: a bug, not an invalid job.
+    impostor = type("JobError", (ValueError,), {})
+    assert classify(impostor("x")).kind == "internal"
+    assert classify(JobError("x")).kind == "invalid_job"

@@ -107,7 +107,7 @@ def ext(extension, scene):
 
 
 def submodule(name: str):
-    """A module of the loaded extension, e.g. submodule("operators.scene_camera")."""
+    """A module of the loaded extension, e.g. submodule("operators.adapter.scene_camera")."""
     import importlib
 
     return importlib.import_module(f"{PACKAGE}.{name}")
@@ -115,7 +115,7 @@ def submodule(name: str):
 
 @pytest.fixture
 def aa(extension):
-    """`aa("operators.scene_camera")`: a module of the loaded extension (pytest runs with
+    """`aa("operators.adapter.scene_camera")`: a module of the loaded extension (pytest runs with
     --import-mode=importlib, so test files cannot import this conftest; they use this fixture)."""
     return submodule
 

@@ -1,4 +1,4 @@
-"""operators/compat.py: the version-dependent accessors work on the Blender under test."""
+"""operators/adapter/compat.py: the version-dependent accessors work on the Blender under test."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ pytestmark = pytest.mark.blender
 def test_grease_pencil_and_annotation_accessors(ext, aa, bpy_module):
     bpy = bpy_module
     _, scene = ext
-    compat = aa("operators.compat")
+    compat = aa("operators.adapter.compat")
     gpd = compat.grease_pencil_data().new("GP")
     ob = bpy.data.objects.new("GP", gpd)
     assert ob.type == compat.GP_OBJECT_TYPE
@@ -23,7 +23,7 @@ def test_grease_pencil_and_annotation_accessors(ext, aa, bpy_module):
 def test_action_fcurves_sees_camera_data_curves(ext, aa, bpy_module):
     """The lens curve lives on the camera DATA's slot: 4.5's Action.fcurves shim would miss it."""
     bpy = bpy_module
-    compat = aa("operators.compat")
+    compat = aa("operators.adapter.compat")
     cam = bpy.data.cameras.new("Cam")
     assert compat.action_fcurves(cam) == []
     cam.lens = 30.0
@@ -36,7 +36,7 @@ def test_action_fcurves_sees_camera_data_curves(ext, aa, bpy_module):
 
 def test_image_format_and_engine_ids(ext, aa):
     _, scene = ext
-    compat = aa("operators.compat")
+    compat = aa("operators.adapter.compat")
     ims = scene.render.image_settings
     compat.set_image_format(ims, "OPEN_EXR")
     assert ims.file_format == "OPEN_EXR"
@@ -50,7 +50,7 @@ def test_depth_route_restores_the_users_compositor(ext, aa, bpy_module):
     """A user compositor set-up is back exactly as it was after the depth route."""
     bpy = bpy_module
     _, scene = ext
-    compat = aa("operators.compat")
+    compat = aa("operators.adapter.compat")
     if hasattr(scene, "compositing_node_group"):  # 5.0: a node group of the user's
         user = bpy.data.node_groups.new("UserComp", "CompositorNodeTree")
         scene.compositing_node_group = user

@@ -34,7 +34,7 @@ def job(frames_job, tmp_path):
 
 
 def encoder():
-    return submodule("operators.encode_video")
+    return submodule("operators.adapter.encoding")
 
 
 def first_frame_of(bpy, mp4):
@@ -77,7 +77,7 @@ def test_the_operator_encodes_and_reimports_as_a_movie(ext, job, bpy_module):
     cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
     scene.collection.objects.link(cam)
     scene.camera = cam
-    importer = submodule("operators.import_result")
+    importer = submodule("operators.adapter.result_import")
     first = importer.import_result(bpy.context, job)
     assert first["kind"] == "sequence"
     assert bpy.ops.animate_anything.encode_video(directory=str(job)) == {"FINISHED"}

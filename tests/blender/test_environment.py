@@ -15,8 +15,8 @@ pytestmark = pytest.mark.blender
 def test_create_environment_refuses_offline(extension, bpy_module, aa, tmp_path):
     bpy = bpy_module
     assert hasattr(bpy.types, "ANIMATE_ANYTHING_OT_create_environment")
-    env = aa("operators.environment")
-    assert env.bpy is not None and env.classes
+    env = aa("operators.adapter.environments")
+    assert aa("operators.create_environment").classes
     if bpy.app.online_access:
         pytest.skip("this Blender allows online access; the refusal cannot be shown")
     with pytest.raises(RuntimeError, match="online access"):
@@ -29,7 +29,7 @@ def test_timer_follows_the_build_and_sets_the_generator_python(extension, bpy_mo
     """The UI path (a bpy.app.timers function; timers never fire in the bpy module, so the test
     calls it): it polls until the build ends, then points the preferences at the new Python."""
     bpy = bpy_module
-    env = aa("operators.environment")
+    env = aa("operators.adapter.environments")
     prefs = bpy.context.preferences.addons[extension.__name__].preferences
     fake_python = tmp_path / "env" / "bin" / "python"
     build = env.EnvironmentBuild([[sys.executable, "-c", "print('step one')"]], tmp_path / "env.log").start()

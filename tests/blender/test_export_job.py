@@ -12,7 +12,7 @@ W, H = 64, 48
 
 def _scene(bpy, aa, scene, engine="BLENDER_WORKBENCH"):
     """A moving camera looking at a plane 5 units away, one drag stroke, tiny render."""
-    compat = aa("operators.compat")
+    compat = aa("operators.adapter.compat")
     cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
     scene.collection.objects.link(cam)
     scene.camera = cam
@@ -57,7 +57,7 @@ def _settings_snapshot(bpy, scene):
 def test_export_rendered_job(ext, aa, bpy_module, tmp_path):
     bpy = bpy_module
     _, scene = ext
-    export = aa("operators.export_job")
+    export = aa("operators.adapter.job_export")
     job = aa("blender_animate.job")
     camera = aa("blender_animate.camera")
     _scene(bpy, aa, scene)
@@ -101,7 +101,7 @@ def test_export_file_reference_crops_like_k(ext, aa, bpy_module, tmp_path):
 
     bpy = bpy_module
     _, scene = ext
-    export = aa("operators.export_job")
+    export = aa("operators.adapter.job_export")
     job = aa("blender_animate.job")
     camera = aa("blender_animate.camera")
     _scene(bpy, aa, scene)
@@ -117,7 +117,7 @@ def test_export_file_reference_crops_like_k(ext, aa, bpy_module, tmp_path):
     assert spec.reference_source == "file" and spec.reference_path == str(tmp_path / "pic.png")
     assert not (job_dir / "depth.npy").exists()
     assert spec.fallback_depth == pytest.approx(5.0, rel=1e-4)  # the drag starts on the plane
-    render_K = aa("operators.scene_camera").read_camera(bpy.context, 1, 17, 9).K
+    render_K = aa("operators.adapter.scene_camera").read_camera(bpy.context, 1, 17, 9).K
     np.testing.assert_allclose(cond.K, camera.rescale_intrinsics(render_K, (160, 90), (W, H)), atol=1e-9)
     ref = np.asarray(Image.open(job_dir / "reference.png"))
     assert ref[:, : W // 2 - 2].max() < 5 and ref[:, W // 2 + 2 :].min() > 250
@@ -126,7 +126,7 @@ def test_export_file_reference_crops_like_k(ext, aa, bpy_module, tmp_path):
 def test_invalid_settings_are_refused_and_nothing_is_written(ext, aa, bpy_module, tmp_path):
     bpy = bpy_module
     _, scene = ext
-    export = aa("operators.export_job")
+    export = aa("operators.adapter.job_export")
     s = scene.animate_anything
     with pytest.raises(export.ExportError, match="add a camera"):
         export.export_job(bpy.context, tmp_path)
@@ -163,7 +163,7 @@ def test_invalid_settings_are_refused_and_nothing_is_written(ext, aa, bpy_module
 def test_a_failed_write_leaves_nothing(ext, aa, bpy_module, tmp_path, monkeypatch):
     bpy = bpy_module
     _, scene = ext
-    export = aa("operators.export_job")
+    export = aa("operators.adapter.job_export")
     job = aa("blender_animate.job")
     _scene(bpy, aa, scene)
 
@@ -200,7 +200,7 @@ def test_downloads_need_blenders_online_access(ext, aa, bpy_module, tmp_path):
     prefs.allow_download = True
     try:
         assert bpy.app.online_access is False
-        job_dir, _ = aa("operators.export_job").export_job(bpy.context, str(tmp_path))
+        job_dir, _ = aa("operators.adapter.job_export").export_job(bpy.context, str(tmp_path))
         assert aa("blender_animate.job").read_spec(job_dir).allow_download is False
     finally:
         prefs.allow_download = False

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -19,7 +20,25 @@ pytestmark = pytest.mark.blender
 
 
 def gen():
-    return submodule("operators.generate")
+    """The runs this Blender follows (operators/adapter/runs.py)."""
+    return submodule("operators.adapter.runs")
+
+
+def status(scene) -> SimpleNamespace:
+    """What the sidebar shows of `scene`'s last run, read from the run state kept in memory (the
+    .blend holds none)."""
+    run = gen().run_for(scene)
+    if run is None:
+        return SimpleNamespace(
+            job_running=False, job_stage="", job_progress=0.0, last_job_dir="", last_message=""
+        )
+    return SimpleNamespace(
+        job_running=gen().is_running() and gen().active_run() is run,
+        job_stage=run.stage,
+        job_progress=run.fraction,
+        last_job_dir=str(run.job_dir),
+        last_message=run.full_message() if run.finished else "",
+    )
 
 
 @pytest.fixture
@@ -73,16 +92,18 @@ def test_the_timer_follows_a_real_generator_and_imports_the_result(world, bpy_mo
     run = gen().run_job(bpy.context, job)
     run.start_timer()  # what the operator does with a UI (the timer never fires here)
     assert bpy.app.timers.is_registered(run.timer)
-    settings = scene.animate_anything
-    assert gen().is_running() and settings.job_running
+    assert gen().is_running() and status(scene).job_running
     assert not bpy.ops.animate_anything.generate.poll(), "one run at a time"
     assert bpy.ops.animate_anything.cancel.poll()
     seen = []
-    intervals = tick_to_end(run, on_tick=lambda r: seen.append((settings.job_stage, settings.job_progress)))
+    intervals = tick_to_end(
+        run, on_tick=lambda r: seen.append((status(scene).job_stage, status(scene).job_progress))
+    )
     assert intervals[-1] is None and set(intervals[:-1]) == {gen().POLL_INTERVAL}
     assert any(stage.startswith(("flow", "splat", "write")) for stage, _ in seen), seen
     assert all(0.0 <= p <= 1.0 for _, p in seen) and any(0.0 < p for _, p in seen)
     assert run.state == "done", run.full_message()
+    settings = status(scene)
     assert not settings.job_running and settings.job_stage == "done"
     assert settings.last_job_dir == str(job) and settings.last_message.startswith("Imported 9 frames")
     assert scene.sequence_editor.strips["AA shot"].frame_final_duration == 9
@@ -109,7 +130,7 @@ def test_esc_in_the_modal_handler_cancels_and_changes_nothing(world, bpy_module,
     assert not (job / "out").exists() and job.is_dir()
     level, message = reports_of(run)[-1]
     assert level == "WARNING" and "cancel" in message and str(job) in message
-    assert not world.animate_anything.job_running
+    assert not status(world).job_running
 
 
 def test_the_cancel_operator_stops_the_run(world, bpy_module, tmp_path):
@@ -191,7 +212,7 @@ def test_a_failure_is_reported_and_changes_nothing(world, bpy_module, tmp_path, 
     assert run.hint, "every failure comes with a hint"
     assert_unchanged(before, data_snapshot())
     assert job.is_dir() and not (job / "out" / "result.json").exists()
-    settings = world.animate_anything
+    settings = status(world)
     assert not settings.job_running and settings.last_message == message
     assert not gen().is_running()
 
@@ -239,7 +260,9 @@ def small_settings(scene, tmp_path):
 @pytest.fixture
 def python_path(extension):
     """Set the add-on preference python_path for one test."""
-    prefs = gen().exporter.preferences(extension and __import__("bpy").context)
+    prefs = submodule("operators.adapter.preferences").get_preferences(
+        extension and __import__("bpy").context
+    )
     if prefs is None or not hasattr(prefs, "python_path"):
         pytest.skip("the add-on preferences are not registered")
     old = prefs.python_path
@@ -256,6 +279,7 @@ def test_generate_runs_synchronously_in_background_and_imports(world, bpy_module
     settings = small_settings(world, tmp_path)
     assert bpy.app.background
     assert bpy.ops.animate_anything.generate() == {"FINISHED"}
+    settings = status(world)
     job = Path(settings.last_job_dir)
     assert job.parent == tmp_path / "jobs" and (job / "out" / "result.json").is_file()
     assert not settings.job_running and settings.last_message.startswith("Imported 9 frames")
@@ -278,6 +302,7 @@ def test_the_preferences_interpreter_is_used_and_a_missing_one_is_reported(
     with pytest.raises(RuntimeError, match="does not exist"):
         bpy.ops.animate_anything.generate()
     assert_unchanged(before, data_snapshot())
+    settings = status(world)
     job = Path(settings.last_job_dir)
     assert job.is_dir() and (job / "job.json").is_file() and not (job / "out").exists()
     assert "job folder kept" in settings.last_message and not settings.job_running
@@ -324,28 +349,39 @@ def test_with_a_window_generate_is_modal_and_the_timer_ends_it(world, bpy_module
     the operator then returns RUNNING_MODAL at once with the timer registered, and the timer
     function (called here by hand) runs the job to the end."""
     bpy = bpy_module
-    settings = small_settings(world, tmp_path)
+    small_settings(world, tmp_path)
     assert bpy.context.window is not None
     monkeypatch.setattr(gen(), "run_synchronously", lambda context, wait: False)
     assert bpy.ops.animate_anything.generate("INVOKE_DEFAULT") == {"RUNNING_MODAL"}
     run = gen().active_run()
-    assert run is not None and not run.finished and settings.job_running
+    assert run is not None and not run.finished and status(world).job_running
     assert bpy.app.timers.is_registered(run.timer)
     tick_to_end(run)
-    assert run.state == "done" and not bpy.app.timers.is_registered(run.timer)
+    # The generator is done; the operator imports (its undo step), not the timer.
+    assert run.ready_to_import and not bpy.app.timers.is_registered(run.timer)
+    assert world.sequence_editor is None or not world.sequence_editor.strips
     assert gen().modal_step(run, "TIMER", "NOTHING") == {"FINISHED"}
+    assert run.state == "done" and not run.ready_to_import
     assert world.sequence_editor.strips[0].frame_final_duration == 9
+    assert "UNDO" in bpy.types.ANIMATE_ANYTHING_OT_generate.bl_options
 
 
 def test_a_file_saved_during_a_run_opens_as_not_running(world, bpy_module, tmp_path):
+    """The run state lives in memory: progress writes nothing into the scene, so a file saved
+    mid-run holds none of it."""
     bpy = bpy_module
-    settings = world.animate_anything
-    settings.job_running, settings.job_stage = True, "splat 3/9"
+    run = gen().run_job(bpy.context, make_job(tmp_path / "shot", width=256, height=192, num_frames=33))
+    tick_until_started(run)
     path = tmp_path / "saved_while_running.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    for _ in range(5):
+        run.tick()
+        time.sleep(0.05)
+    saved = set(bpy.context.scene.animate_anything.keys())
+    assert not saved & {"job_running", "job_progress", "job_stage", "last_job_dir", "last_message"}
     bpy.ops.wm.open_mainfile(filepath=str(path))
-    settings = bpy.context.scene.animate_anything
-    assert not settings.job_running and settings.job_stage == "interrupted"
+    assert run.state == "cancelled" and not gen().is_running()
+    assert gen().run_for(bpy.context.scene) is None and not status(bpy.context.scene).job_running
 
 
 def test_a_scene_deleted_during_the_run_is_reported_not_crashed(world, bpy_module, tmp_path):
@@ -375,7 +411,7 @@ import bpy, addon_utils
 zip_path, out_dir = sys.argv[1], sys.argv[2]
 bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
 pkg = "bl_ext.user_default.animate_anything"
-gen = sys.modules[pkg + ".operators.generate"]
+gen = sys.modules[pkg + ".operators.adapter.runs"]
 bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
 scene = bpy.context.scene
 cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
@@ -392,8 +428,8 @@ result = bpy.ops.animate_anything.generate()
 run = gen.active_run()
 out = {
     "result": sorted(result),
-    "message": s.last_message,
-    "job": s.last_job_dir,
+    "message": run.full_message(),
+    "job": str(run.job_dir),
     "root": str(run.process.extension_root),
     "paths": run.process.extra_paths,
     "strips": [st.name for st in scene.sequence_editor.strips],

@@ -72,7 +72,7 @@ def add_camera(bpy, scene):
 
 
 def importer():
-    return submodule("operators.import_result")
+    return submodule("operators.adapter.result_import")
 
 
 def test_mp4_becomes_strip_movie_image_and_camera_background(ext, job_copy, bpy_module):

@@ -73,7 +73,7 @@ def test_reference_from_rgba_png_and_16_bit_png(ext, aa, bpy_module, tmp_path):
     from PIL import Image
 
     bpy = bpy_module
-    reference = aa("operators.reference")
+    reference = aa("operators.adapter.reference")
     camera = aa("blender_animate.camera")
     # An RGBA PNG 200x100 with a distinct quadrant pattern; the job is 64x48 (aspect 4:3).
     rgba = np.zeros((100, 200, 4), np.uint8)
@@ -125,7 +125,7 @@ def test_reference_from_rgba_png_and_16_bit_png(ext, aa, bpy_module, tmp_path):
 def test_rendered_reference_and_depth(ext, aa, bpy_module, engine):
     bpy = bpy_module
     _, scene = ext
-    reference = aa("operators.reference")
+    reference = aa("operators.adapter.reference")
     _plane_scene(bpy, scene, engine, distance=5.0)
     scene.render.resolution_percentage = 50  # renders 48x36 -> upscaled to the job's 64x48
     scene.frame_current = 3
@@ -169,8 +169,8 @@ def test_depth_with_grease_pencil_strokes(ext, aa, bpy_module, strokes):
     The depth reads the plane's distance; strokes drawn in front of it stay out of the depth."""
     bpy = bpy_module
     _, scene = ext
-    reference = aa("operators.reference")
-    compat = aa("operators.compat")
+    reference = aa("operators.adapter.reference")
+    compat = aa("operators.adapter.compat")
     _plane_scene(bpy, scene, "CYCLES", distance=5.0)
     scene.cycles.samples = 1
     gp = _strokes(bpy, compat, scene, distance=3.0)
@@ -195,8 +195,8 @@ def test_depth_with_grease_pencil_strokes(ext, aa, bpy_module, strokes):
 def test_a_failed_render_restores_every_setting(ext, aa, bpy_module, monkeypatch):
     bpy = bpy_module
     _, scene = ext
-    reference = aa("operators.reference")
-    compat = aa("operators.compat")
+    reference = aa("operators.adapter.reference")
+    compat = aa("operators.adapter.compat")
     _plane_scene(bpy, scene, "CYCLES")
     scene.render.use_sequencer, scene.render.use_border = True, True
     scene.render.image_settings.file_format = "JPEG"

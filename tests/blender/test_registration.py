@@ -57,7 +57,7 @@ def test_register_unregister_twice(extension, bpy_module, aa):
 def test_panels_say_why_export_is_grey(ext, aa, bpy_module):
     bpy = bpy_module
     _, scene = ext
-    export = aa("operators.export_job")
+    export = aa("operators.adapter.job_export")
     problems = export.settings_problems(bpy.context)
     assert problems == ["No scene camera: add a camera and set it as the scene camera"]
     assert not bpy.ops.animate_anything.export_job.poll()

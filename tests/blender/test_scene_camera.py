@@ -49,7 +49,7 @@ def _assert_matches_blender(bpy, aa, scene, samples, rng, tol=5e-3):
 def test_random_static_cameras_match_world_to_camera_view(ext, aa, bpy_module):
     bpy = bpy_module
     _, scene = ext
-    scene_camera = aa("operators.scene_camera")
+    scene_camera = aa("operators.adapter.scene_camera")
     rng = np.random.default_rng(0)
     cam = _camera(bpy, scene)
     for trial in range(12):
@@ -79,7 +79,7 @@ def test_opencv_axes_convention(ext, aa, bpy_module):
     x is world +X, y is world -Y and z (forward) is world -Z; a point to world +X lands right of centre."""
     bpy = bpy_module
     _, scene = ext
-    scene_camera = aa("operators.scene_camera")
+    scene_camera = aa("operators.adapter.scene_camera")
     camera = aa("blender_animate.camera")
     _camera(bpy, scene)
     scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 200, 100, 100
@@ -93,7 +93,7 @@ def test_opencv_axes_convention(ext, aa, bpy_module):
 def test_parented_to_animated_empty_with_subframes(ext, aa, bpy_module):
     bpy = bpy_module
     _, scene = ext
-    scene_camera = aa("operators.scene_camera")
+    scene_camera = aa("operators.adapter.scene_camera")
     empty = bpy.data.objects.new("Rig", None)
     scene.collection.objects.link(empty)
     for frame, loc, rot in ((1, (0, 0, 0), (0, 0, 0)), (10, (4, -2, 1), (0.3, 0.2, 1.2))):
@@ -118,7 +118,7 @@ def test_parented_to_animated_empty_with_subframes(ext, aa, bpy_module):
 def test_track_to_constraint_and_animated_lens(ext, aa, bpy_module):
     bpy = bpy_module
     _, scene = ext
-    scene_camera = aa("operators.scene_camera")
+    scene_camera = aa("operators.adapter.scene_camera")
     target = bpy.data.objects.new("Target", None)
     scene.collection.objects.link(target)
     target.location = (0, 0, 0)
@@ -156,7 +156,7 @@ def test_track_to_constraint_and_animated_lens(ext, aa, bpy_module):
 def test_camera_errors(ext, aa, bpy_module):
     bpy = bpy_module
     _, scene = ext
-    scene_camera = aa("operators.scene_camera")
+    scene_camera = aa("operators.adapter.scene_camera")
     with pytest.raises(scene_camera.SceneCameraError, match="no active camera"):
         scene_camera.read_camera(bpy.context, 1, 10, 10)
     cam = _camera(bpy, scene)
@@ -184,7 +184,7 @@ def test_49_frames_each_sample_its_own_frame(ext, aa, bpy_module):
     last one repeated). Speed is measured in benchmarks/bench_scene_read.py, not asserted here."""
     bpy = bpy_module
     _, scene = ext
-    scene_camera = aa("operators.scene_camera")
+    scene_camera = aa("operators.adapter.scene_camera")
     cam = _camera(bpy, scene)
     for frame in (1, 49):
         cam.location = (frame * 0.1, 0, 0)
@@ -208,7 +208,7 @@ def test_49_frames_each_sample_its_own_frame(ext, aa, bpy_module):
 def test_camera_switch_from_markers_warns(ext, aa, bpy_module):
     bpy = bpy_module
     _, scene = ext
-    scene_camera = aa("operators.scene_camera")
+    scene_camera = aa("operators.adapter.scene_camera")
     first = _camera(bpy, scene, "First")
     second = _camera(bpy, scene, "Second")
     second.location = (0.0, 0.0, 5.0)
@@ -228,7 +228,7 @@ def test_sheared_and_mirrored_cameras_give_rotations(ext, aa, bpy_module):
     left-right on the frames without shear."""
     bpy = bpy_module
     _, scene = ext
-    scene_camera = aa("operators.scene_camera")
+    scene_camera = aa("operators.adapter.scene_camera")
     cam = _camera(bpy, scene)
     cam.location = (0.5, -6, 1)
     cam.rotation_euler = (math.radians(80), 0, math.radians(5))

@@ -17,12 +17,12 @@ def _setup(bpy, scene, aa, frame_end=9):
     scene.camera = cam
     scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = W, H, 100
     scene.frame_start, scene.frame_end = 1, frame_end
-    samples = aa("operators.scene_camera").read_camera(bpy.context, 1, frame_end, frame_end)
+    samples = aa("operators.adapter.scene_camera").read_camera(bpy.context, 1, frame_end, frame_end)
     return samples
 
 
 def _gp_object(bpy, aa, name="Drags"):
-    compat = aa("operators.compat")
+    compat = aa("operators.adapter.compat")
     gpd = compat.grease_pencil_data().new(name)
     ob = bpy.data.objects.new(name, gpd)
     bpy.context.scene.collection.objects.link(ob)
@@ -71,7 +71,7 @@ def test_grease_pencil_world_space_tracks_and_radius(ext, aa, bpy_module):
     bpy = bpy_module
     _, scene = ext
     samples = _setup(bpy, scene, aa)
-    strokes_mod = aa("operators.scene_strokes")
+    strokes_mod = aa("operators.adapter.scene_strokes")
     ob = _gp_object(bpy, aa)
     ob.location = (0.3, -0.2, -8.0)
     ob.rotation_euler = (0.0, 0.0, 0.4)
@@ -118,7 +118,7 @@ def test_timing_and_later_keyframe(ext, aa, bpy_module):
     bpy = bpy_module
     _, scene = ext
     samples = _setup(bpy, scene, aa, frame_end=9)
-    strokes_mod = aa("operators.scene_strokes")
+    strokes_mod = aa("operators.adapter.scene_strokes")
     tracks_mod = aa("blender_animate.tracks")
     ob = _gp_object(bpy, aa)
     layer = ob.data.layers.new("L")
@@ -159,7 +159,7 @@ def test_closed_and_filled_strokes_are_region_masks(ext, aa, bpy_module):
     bpy = bpy_module
     _, scene = ext
     samples = _setup(bpy, scene, aa)
-    strokes_mod = aa("operators.scene_strokes")
+    strokes_mod = aa("operators.adapter.scene_strokes")
     ob = _gp_object(bpy, aa)
     fill = bpy.data.materials.new("Fill")
     bpy.data.materials.create_gpencil_data(fill)
@@ -193,7 +193,7 @@ def test_bad_strokes_warn_not_crash(ext, aa, bpy_module):
     bpy = bpy_module
     _, scene = ext
     samples = _setup(bpy, scene, aa)
-    strokes_mod = aa("operators.scene_strokes")
+    strokes_mod = aa("operators.adapter.scene_strokes")
     ob = _gp_object(bpy, aa)
     layer = ob.data.layers.new("L")
     ob.data.layers.new("Empty").frames.new(1)
@@ -237,8 +237,8 @@ def test_annotation_strokes(ext, aa, bpy_module):
     bpy = bpy_module
     _, scene = ext
     samples = _setup(bpy, scene, aa)
-    strokes_mod = aa("operators.scene_strokes")
-    compat = aa("operators.compat")
+    strokes_mod = aa("operators.adapter.scene_strokes")
+    compat = aa("operators.adapter.compat")
     window = bpy.context.window_manager.windows[0]
     area = next(a for a in window.screen.areas if a.type == "VIEW_3D")
     region = next(r for r in area.regions if r.type == "WINDOW")
@@ -256,7 +256,7 @@ def test_annotation_strokes(ext, aa, bpy_module):
     cam = scene.camera
     cam.location = co.mean(axis=0) + np.array([0.0, 0.0, 10.0])
     bpy.context.view_layer.update()
-    samples = aa("operators.scene_camera").read_camera(bpy.context, 1, 9, 9)
+    samples = aa("operators.adapter.scene_camera").read_camera(bpy.context, 1, 9, 9)
     strokes, warnings = strokes_mod.collect_strokes(bpy.context, "ANNOTATION", None, "", 1, 9)
     assert warnings == [] and len(strokes) == 1 and strokes[0].radius is None
     drags = strokes_mod.strokes_to_drags(strokes, samples.c2w[0], samples.K[0], W, H, samples.times)
@@ -273,7 +273,7 @@ def test_100_strokes_of_50_points_become_tracks(ext, aa, bpy_module):
     bpy = bpy_module
     _, scene = ext
     samples = _setup(bpy, scene, aa, frame_end=49)
-    strokes_mod = aa("operators.scene_strokes")
+    strokes_mod = aa("operators.adapter.scene_strokes")
     ob = _gp_object(bpy, aa)
     rng = np.random.default_rng(0)
     start = np.column_stack([rng.uniform(-2, 2, 100), rng.uniform(-1.5, 1.5, 100), np.full(100, -10.0)])
@@ -310,7 +310,7 @@ def test_layer_parented_to_another_object(ext, aa, bpy_module):
     bpy = bpy_module
     _, scene = ext
     _setup(bpy, scene, aa)
-    strokes_mod = aa("operators.scene_strokes")
+    strokes_mod = aa("operators.adapter.scene_strokes")
     ob = _gp_object(bpy, aa)
     ob.location = (5.0, 5.0, 5.0)  # must not matter
     empty = bpy.data.objects.new("Handle", None)

@@ -49,17 +49,18 @@ def sidebar(ext):
 def test_cancel_follows_the_real_run_not_the_saved_flag(sidebar, bpy_module, monkeypatch):
     bpy = bpy_module
     scene = bpy.context.scene
-    generate = submodule("operators.generate")
-    settings = scene.animate_anything
-    # A file saved mid-run: the flag says running, but nothing runs in this Blender.
-    settings.job_running = True
+    runs = submodule("operators.adapter.runs")
+    # Nothing runs in this Blender: Generate, no Cancel (the .blend holds no run state at all).
+    assert not {"job_running", "job_stage", "last_message"} & set(
+        scene.animate_anything.bl_rna.properties.keys()
+    )
     ops = draw_output(bpy).operators()
     assert "animate_anything.generate" in ops and "animate_anything.cancel" not in ops
     # A run in progress (in this scene): progress and Cancel, no Generate.
-    run = types.SimpleNamespace(scene=scene)
-    monkeypatch.setattr(generate, "is_running", lambda: True)
-    monkeypatch.setattr(generate, "active_run", lambda: run)
-    settings.job_stage, settings.job_progress = "splat 3/9", 0.3
+    run = types.SimpleNamespace(scene=scene, stage="splat 3/9", fraction=0.3, finished=False)
+    monkeypatch.setattr(runs, "is_running", lambda: True)
+    monkeypatch.setattr(runs, "active_run", lambda: run)
+    monkeypatch.setattr(runs, "run_for", lambda s: run if run.scene == s else None)
     layout = draw_output(bpy)
     ops = layout.operators()
     assert "animate_anything.cancel" in ops and "animate_anything.generate" not in ops
@@ -77,6 +78,13 @@ def test_cancel_follows_the_real_run_not_the_saved_flag(sidebar, bpy_module, mon
     assert ("label", None, "Generating in scene '?'") in draw_output(bpy).calls
 
 
+def _last_run(monkeypatch, job_dir):
+    """This scene's last run, finished, in job_dir (what the sidebar reads from the run state)."""
+    runs = submodule("operators.adapter.runs")
+    run = types.SimpleNamespace(job_dir=job_dir, finished=True, full_message=lambda: "Imported 9 frames")
+    monkeypatch.setattr(runs, "run_for", lambda scene: run)
+
+
 def _job(tmp_path, *, frames: bool, video: bool):
     out = tmp_path / "job" / "out"
     (out / "frames").mkdir(parents=True)
@@ -90,15 +98,14 @@ def _job(tmp_path, *, frames: bool, video: bool):
 
 def test_encode_mp4_shows_for_a_job_with_png_frames_only(sidebar, bpy_module, tmp_path, monkeypatch):
     bpy = bpy_module
-    settings = bpy.context.scene.animate_anything
     clock = [1000.0]  # the panel's clock, advanced by hand: no dependence on how fast this machine is
     monkeypatch.setattr(sidebar, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
     assert "animate_anything.encode_video" not in draw_output(bpy).operators()  # no job yet
     job = _job(tmp_path, frames=True, video=False)
-    settings.last_job_dir = str(job)
+    _last_run(monkeypatch, job)
     assert "animate_anything.encode_video" in draw_output(bpy).operators()
     # The disk is asked once per ENCODE_CHECK_SECONDS, however often the panel redraws.
-    encode_video = submodule("operators.encode_video")
+    encode_video = submodule("operators.adapter.encoding")
     asked = []
     real = encode_video.needs_encoding
     monkeypatch.setattr(encode_video, "needs_encoding", lambda d: asked.append(d) or real(d))
@@ -111,15 +118,53 @@ def test_encode_mp4_shows_for_a_job_with_png_frames_only(sidebar, bpy_module, tm
     assert "animate_anything.encode_video" not in draw_output(bpy).operators()
     assert asked == [str(job)]
     # Not for an unfinished job (no result.json).
-    settings.last_job_dir = str(tmp_path / "job2")
+    _last_run(monkeypatch, tmp_path / "job2")
     (tmp_path / "job2" / "out" / "frames").mkdir(parents=True)
     (tmp_path / "job2" / "out" / "frames" / "0000.png").write_bytes(b"png")
     assert "animate_anything.encode_video" not in draw_output(bpy).operators()
 
 
 def test_needs_encoding(ext, tmp_path):
-    needs_encoding = submodule("operators.encode_video").needs_encoding
+    needs_encoding = submodule("operators.adapter.encoding").needs_encoding
     assert needs_encoding(_job(tmp_path / "a", frames=True, video=False))
     assert not needs_encoding(_job(tmp_path / "b", frames=True, video=True))
     assert not needs_encoding(_job(tmp_path / "c", frames=False, video=False))
     assert not needs_encoding(tmp_path / "nowhere") and not needs_encoding("")
+
+
+def test_why_the_buttons_are_grey_is_computed_once_per_change(ext, bpy_module, monkeypatch):
+    """The panel and the Generate/Export polls ask on every redraw; the answer is cached and
+    recomputed only after a setting, the camera or a grease-pencil datablock changed."""
+    bpy = bpy_module
+    _, scene = ext
+    checks = submodule("operators.adapter.settings")
+    compat = submodule("operators.adapter.compat")
+    computed = []
+    real = checks._problems
+    monkeypatch.setattr(checks, "_problems", lambda context: computed.append(1) or real(context))
+    checks.invalidate()
+    cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    scene.collection.objects.link(cam)
+    scene.camera = cam
+    for _ in range(3):  # one redraw: the panel, then both polls
+        draw_output(bpy)
+        bpy.ops.animate_anything.generate.poll()
+        bpy.ops.animate_anything.export_job.poll()
+    assert len(computed) == 1 and checks.settings_problems(bpy.context) == []
+    # A setting changed (its update callback): asked again, and the new answer is drawn.
+    ob = bpy.data.objects.new("Drags", compat.grease_pencil_data().new("Drags"))
+    scene.collection.objects.link(ob)
+    layer = ob.data.layers.new("Drag")
+    settings = scene.animate_anything
+    settings.drag_source, settings.drag_object, settings.drag_layer = "GREASE_PENCIL", ob, "Drag"
+    assert checks.settings_problems(bpy.context) == [] and len(computed) == 2
+    # The layer renamed in the grease-pencil data (a depsgraph update, not one of our settings).
+    layer.name = "Renamed"
+    assert checks.settings_problems(bpy.context) == []  # not seen yet: nothing was evaluated
+    bpy.context.view_layer.update()
+    problems = checks.settings_problems(bpy.context)
+    assert problems == ["'Drags' has no layer 'Drag'"] and len(computed) == 3
+    assert ("label", None, "'Drags' has no layer 'Drag'") in draw_output(bpy).calls
+    assert not bpy.ops.animate_anything.generate.poll() and len(computed) == 3
+    # The export never trusts the cache.
+    assert checks.settings_problems(bpy.context, fresh=True) == problems and len(computed) == 4

@@ -87,7 +87,8 @@ def tiny_ckpt_15(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_pipe(tiny_ckpt):
     """The 1.0 tiny checkpoint loaded through the real loading code, with its text encoder."""
-    from backend.guided.loading import Checkpoint, load_pipeline
+    from backend.guided.load import load_pipeline
+    from backend.runtime.checkpoints import Checkpoint
 
     pipe = load_pipeline(Checkpoint(str(tiny_ckpt), tiny_ckpt), dtype="fp32", with_text_encoder=True)
     pipe.set_progress_bar_config(disable=True)

@@ -21,8 +21,9 @@ def copy(src, dst):
 
 
 def test_local_folder_loads_through_the_real_loaders(tiny_ckpt):
-    from backend.guided.loading import load_pipeline, resolve_checkpoint
+    from backend.guided.load import load_pipeline
     from backend.guided.pipeline import GuidedCogVideoXPipeline
+    from backend.runtime.checkpoints import resolve_checkpoint
 
     ckpt = resolve_checkpoint(str(tiny_ckpt))
     assert ckpt.path == tiny_ckpt.resolve()
@@ -34,7 +35,7 @@ def test_local_folder_loads_through_the_real_loaders(tiny_ckpt):
 
 
 def test_missing_folder_names_where_it_looked(tmp_path):
-    from backend.guided.loading import resolve_checkpoint
+    from backend.runtime.checkpoints import resolve_checkpoint
 
     with pytest.raises(JobFailure) as err:
         resolve_checkpoint(str(tmp_path / "nowhere"))
@@ -45,7 +46,7 @@ def test_missing_folder_names_where_it_looked(tmp_path):
 def test_hub_id_offline_not_cached_names_the_cache():
     from huggingface_hub import constants
 
-    from backend.guided.loading import resolve_checkpoint
+    from backend.runtime.checkpoints import resolve_checkpoint
 
     with pytest.raises(JobFailure) as err:
         resolve_checkpoint("animate-anything-tests/no-such-model", allow_download=False)
@@ -55,7 +56,8 @@ def test_hub_id_offline_not_cached_names_the_cache():
 
 
 def test_incomplete_checkpoint_lists_what_is_missing(tiny_ckpt, tmp_path):
-    from backend.guided.loading import PIPELINE_COMPONENTS, load_pipeline, require_parts, resolve_checkpoint
+    from backend.guided.load import load_pipeline
+    from backend.runtime.checkpoints import PIPELINE_COMPONENTS, require_parts, resolve_checkpoint
 
     broken = copy(tiny_ckpt, tmp_path / "broken")
     (broken / "transformer" / "diffusion_pytorch_model.safetensors").unlink()
@@ -72,7 +74,8 @@ def test_incomplete_checkpoint_lists_what_is_missing(tiny_ckpt, tmp_path):
 
 
 def test_pickle_weights_are_refused(tiny_ckpt, tmp_path):
-    from backend.guided.loading import load_pipeline, resolve_checkpoint
+    from backend.guided.load import load_pipeline
+    from backend.runtime.checkpoints import resolve_checkpoint
 
     ckpt_dir = copy(tiny_ckpt, tmp_path / "pickled")
     weights = ckpt_dir / "vae" / "diffusion_pytorch_model.safetensors"
@@ -85,7 +88,7 @@ def test_pickle_weights_are_refused(tiny_ckpt, tmp_path):
 
 
 def test_sharded_weights_with_a_missing_shard(tiny_ckpt, tmp_path):
-    from backend.guided.loading import missing_parts
+    from backend.runtime.checkpoints import missing_parts
 
     ckpt_dir = copy(tiny_ckpt, tmp_path / "sharded")
     folder = ckpt_dir / "transformer"
@@ -109,7 +112,9 @@ def test_sharded_weights_with_a_missing_shard(tiny_ckpt, tmp_path):
 def test_prompt_embeddings_cached_then_text_encoder_skipped(tiny_ckpt, tmp_path):
     from diffusers import CogVideoXImageToVideoPipeline
 
-    from backend.guided.loading import load_pipeline, prompt_embeddings, resolve_checkpoint
+    from backend.guided.load import load_pipeline
+    from backend.runtime.checkpoints import resolve_checkpoint
+    from backend.runtime.prompts import prompt_embeddings
 
     ckpt_dir = copy(tiny_ckpt, tmp_path / "ckpt")
     ckpt = resolve_checkpoint(str(ckpt_dir))
@@ -136,7 +141,8 @@ def test_prompt_embeddings_cached_then_text_encoder_skipped(tiny_ckpt, tmp_path)
 
 
 def test_prompt_cache_key_depends_on_model_prompt_and_length(tiny_ckpt, tmp_path):
-    from backend.guided.loading import Checkpoint, prompt_key
+    from backend.runtime.checkpoints import Checkpoint
+    from backend.runtime.prompts import prompt_key
 
     a = Checkpoint("a", tiny_ckpt)
     b = Checkpoint("b", tmp_path)
@@ -151,7 +157,7 @@ def test_prompt_cache_key_depends_on_model_prompt_and_length(tiny_ckpt, tmp_path
 
 
 def test_parameter_count_from_safetensors_headers(tiny_ckpt, tiny_pipe):
-    from backend.guided.loading import Checkpoint, count_parameters
+    from backend.runtime.checkpoints import Checkpoint, count_parameters
 
     ckpt = Checkpoint("tiny", tiny_ckpt)
     for name in ("transformer", "vae", "text_encoder"):

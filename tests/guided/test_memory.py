@@ -1,12 +1,12 @@
 """The memory plan: a pure function of free bytes and the request, checked against the real
-CogVideoX sizes; applying it to a tiny pipeline; the doctor's report."""
+CogVideoX sizes; applying it to a tiny pipeline (backend/runtime/memory.py, placement.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from backend.guided import memory
-from backend.guided.memory import GiB, ModelSpec, plan_memory
+from backend.runtime import memory, placement, real_configs
+from backend.runtime.memory import GiB, ModelSpec, plan_memory
 
 
 def card(gb: float) -> int:
@@ -65,7 +65,7 @@ def test_estimates_follow_the_real_sizes():
         ModelSpec(text_encoder_needed=False), "bf16", "none", True
     )
     assert "text_encoder" not in memory.phase_peaks(ModelSpec(), "bf16", "group", True)  # T5 on the CPU
-    v15 = ModelSpec.from_configs(memory.COGVIDEOX_15_5B_I2V_CONFIG, 768, 1360, 81)
+    v15 = ModelSpec.from_configs(real_configs.cogvideox_15_5b_i2v_transformer(), 768, 1360, 81)
     assert v15.latent_frames == 22 and v15.tokens() == 11 * 48 * 85 + 226
     assert memory.vae_peak_bytes(v15, 2, False) > 3 * memory.vae_peak_bytes(spec, 2, False) / 2
 
@@ -73,7 +73,7 @@ def test_estimates_follow_the_real_sizes():
 @pytest.mark.torch
 def test_parameter_counts_match_the_real_configs():
     pytest.importorskip("diffusers")
-    counts = memory.count_parameters(include_text_encoder=False)
+    counts = real_configs.real_parameter_counts(include_text_encoder=False)
     assert counts["transformer_1.0"] == memory.COGVIDEOX_5B_I2V_TRANSFORMER
     assert counts["transformer_1.5"] == memory.COGVIDEOX_15_5B_I2V_TRANSFORMER
     assert counts["vae"] == memory.COGVIDEOX_VAE
@@ -82,22 +82,12 @@ def test_parameter_counts_match_the_real_configs():
 @pytest.mark.torch
 def test_apply_plan_on_cpu_sets_vae_switches(tiny_pipe):
     plan = plan_memory(card(64), ModelSpec(), device="cpu", vae_tiling="on")
-    memory.apply_plan(tiny_pipe, plan)
+    placement.apply_plan(tiny_pipe, plan)
     try:
         assert tiny_pipe.vae.use_tiling and tiny_pipe.vae.use_slicing
     finally:
-        memory.apply_plan(tiny_pipe, plan_memory(card(64), ModelSpec(), device="cpu", vae_tiling="off"))
+        placement.apply_plan(tiny_pipe, plan_memory(card(64), ModelSpec(), device="cpu", vae_tiling="off"))
     assert not tiny_pipe.vae.use_tiling and not tiny_pipe.vae.use_slicing
-
-
-@pytest.mark.torch
-def test_doctor_report_on_this_machine():
-    report = memory.doctor_report()
-    assert report["mode"] == "guided" and report["torch"]
-    assert report["plan_720x480x49"]["dtype"] in ("bf16", "fp16", "fp32")
-    assert report["plan_summary"].startswith(report["device"])
-    if not report["cuda_available"]:
-        assert report["device"] == "cpu" and any("no CUDA GPU" in n for n in report["notes"])
 
 
 def _run_tiny(pipe):
@@ -131,11 +121,12 @@ def test_offloaded_pipeline_gives_the_same_video(tiny_ckpt, tiny_pipe, offload):
     not change the result, and VAE tiling/slicing are set as planned."""
     import numpy as np
 
-    from backend.guided.loading import Checkpoint, load_pipeline
+    from backend.guided.load import load_pipeline
+    from backend.runtime.checkpoints import Checkpoint
 
     pipe = load_pipeline(Checkpoint("tiny", tiny_ckpt), with_text_encoder=True)
     plan = memory.MemoryPlan("cpu", "fp32", offload, vae_tiling=True, vae_slicing=True, peak_bytes=0)
-    memory.apply_plan(pipe, plan)
+    placement.apply_plan(pipe, plan)
     assert pipe.vae.use_tiling and pipe.vae.use_slicing
     np.testing.assert_array_equal(_run_tiny(pipe), _run_tiny(tiny_pipe))
 
@@ -143,12 +134,12 @@ def test_offloaded_pipeline_gives_the_same_video(tiny_ckpt, tiny_pipe, offload):
 @pytest.mark.torch
 def test_sequential_offload_is_refused_on_the_cpu(tiny_pipe):
     """diffusers' sequential offload with CPU as execution device fails in the first forward
-    (memory.apply_plan's docstring says why): apply_plan refuses it up front, pipeline untouched."""
+    (placement.apply_plan's docstring says why): apply_plan refuses it up front, pipeline untouched."""
     from backend.errors import JobFailure
 
     plan = memory.MemoryPlan("cpu", "fp32", "sequential", vae_tiling=False, vae_slicing=True, peak_bytes=0)
     with pytest.raises(JobFailure) as info:
-        memory.apply_plan(tiny_pipe, plan)
+        placement.apply_plan(tiny_pipe, plan)
     assert info.value.kind == "invalid_job" and "needs a GPU" in info.value.message
     assert not hasattr(tiny_pipe.transformer, "_hf_hook")
 
@@ -158,13 +149,14 @@ def test_sequential_offload_hooks_give_the_same_video(tiny_ckpt, tiny_pipe):
     """The hooks a CUDA run with offload 'sequential' gets (accelerate.cpu_offload on every component,
     as diffusers' enable_sequential_cpu_offload attaches them: weights on "meta" between forwards,
     loaded per leaf module from the CPU state dict), run with an index-less CPU execution device
-    (`cpu`, where diffusers would pass `cpu:0`, see memory.apply_plan): transformer, VAE (tiling,
+    (`cpu`, where diffusers would pass `cpu:0`, see placement.apply_plan): transformer, VAE (tiling,
     slicing, causal-conv caches) and T5 give the unhooked pipeline's result bit for bit."""
     import numpy as np
     import torch
     from accelerate import cpu_offload
 
-    from backend.guided.loading import Checkpoint, load_pipeline
+    from backend.guided.load import load_pipeline
+    from backend.runtime.checkpoints import Checkpoint
 
     pipe = load_pipeline(Checkpoint("tiny", tiny_ckpt), with_text_encoder=True)
     for component in pipe.components.values():

@@ -87,20 +87,20 @@ def test_generate_in_process(tiny_ckpt, tmp_path, cache_env):
 
 def test_cancel_between_steps_stops_before_decode_and_frees(tiny_ckpt, tmp_path, cache_env, monkeypatch):
     from backend.cancel import CancelState
-    from backend.guided import loading
+    from backend.guided import load
     from backend.guided.pipeline import GuidedCogVideoXPipeline
     from backend.modes import guided
 
     decodes, pipes = [], []
     monkeypatch.setattr(GuidedCogVideoXPipeline, "decode_latents", lambda self, x: decodes.append(1))
-    real_load = loading.load_pipeline
+    real_load = load.load_pipeline
 
     def load_and_watch(*a, **kw):
         pipe = real_load(*a, **kw)
         pipes.append(weakref.ref(pipe))
         return pipe
 
-    monkeypatch.setattr(loading, "load_pipeline", load_and_watch)
+    monkeypatch.setattr(load, "load_pipeline", load_and_watch)
     state = CancelState()
     rec = Recorder(cancel_at=("denoise", 1), state=state)
     ctx = context(guided_job(tmp_path / "job", tiny_ckpt, steps=6, strength=1.0), rec, cancel=state)

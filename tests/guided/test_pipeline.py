@@ -157,7 +157,8 @@ def test_input_checks(tiny_pipe):
 def test_cogvideox_15_layout(tiny_ckpt_15):
     from PIL import Image
 
-    from backend.guided.loading import Checkpoint, load_pipeline
+    from backend.guided.load import load_pipeline
+    from backend.runtime.checkpoints import Checkpoint
 
     pipe = load_pipeline(Checkpoint("tiny-1.5", tiny_ckpt_15), with_text_encoder=True)
     pipe.set_progress_bar_config(disable=True)

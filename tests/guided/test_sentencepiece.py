@@ -44,7 +44,8 @@ def spm_ckpt(tmp_path_factory):
 def test_layout_is_the_real_one_and_t5_tokenizer_reads_it(spm_ckpt):
     from transformers import T5Tokenizer
 
-    from backend.guided.loading import Checkpoint, encode_prompts, load_text_encoder, missing_parts
+    from backend.runtime.checkpoints import Checkpoint, missing_parts
+    from backend.runtime.text import encode_prompts, load_text_encoder
 
     assert {p.name for p in (spm_ckpt / "tokenizer").iterdir()} == REAL_LAYOUT
     assert missing_parts(spm_ckpt) == []
@@ -68,10 +69,12 @@ def test_layout_is_the_real_one_and_t5_tokenizer_reads_it(spm_ckpt):
 
 def test_pipeline_encodes_226_tokens_and_runs(spm_ckpt, tmp_path):
     """The pipeline's own prompt encoding (tokenizer + T5 in the pipeline) and the cached
-    embeddings of loading.prompt_embeddings (what the mode passes) give the same video."""
+    embeddings of prompts.prompt_embeddings (what the mode passes) give the same video."""
     from PIL import Image
 
-    from backend.guided.loading import Checkpoint, load_pipeline, prompt_embeddings
+    from backend.guided.load import load_pipeline
+    from backend.runtime.checkpoints import Checkpoint
+    from backend.runtime.prompts import prompt_embeddings
 
     from .conftest import reference_image, shifted_video
 
@@ -127,8 +130,9 @@ def test_mode_runs_on_a_sentencepiece_checkpoint(spm_ckpt, tmp_path, monkeypatch
 
 @pytest.mark.parametrize("absent", ["sentencepiece", "google.protobuf"])
 def test_missing_sentencepiece_says_to_install_it(spm_ckpt, tiny_ckpt, tmp_path, monkeypatch, absent):
-    from backend.guided.loading import Checkpoint, load_text_encoder
     from backend.modes import guided
+    from backend.runtime.checkpoints import Checkpoint
+    from backend.runtime.text import load_text_encoder
 
     from .test_mode import Recorder, context, guided_job
 

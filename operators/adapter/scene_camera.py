@@ -10,7 +10,7 @@ Convention (DESIGN.md):
   (integer, as Blender truncates it). The *job size* (width x height of the job) is reached by the
   centre-crop rule of `blender_animate.camera.rescale_intrinsics`: scale uniformly until the render
   frame covers the job frame, then crop the centre. The reference image goes through the very same
-  crop (operators/reference.py), so K always describes reference.png.
+  crop (reference.py), so K always describes reference.png.
 - Sampling: `num_frames` samples evenly spaced from frame_start to frame_end inclusive; when the
   counts differ the samples fall on sub-frames (`scene.frame_set(frame, subframe=...)`).
 
@@ -185,7 +185,7 @@ def read_camera(context, frame_start: int, frame_end: int, num_frames: int) -> C
 def job_intrinsics(samples: CameraSamples, width: int, height: int) -> np.ndarray:
     """K (F,3,3) rescaled from the render size to the job size by the centre-crop rule of
     blender_animate.camera.rescale_intrinsics (the same crop reference.py applies to the image)."""
-    from ..blender_animate.camera import rescale_intrinsics
+    from ...blender_animate.camera import rescale_intrinsics
 
     return np.asarray(
         rescale_intrinsics(samples.K, (samples.width, samples.height), (width, height)), dtype=np.float64

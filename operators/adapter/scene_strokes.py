@@ -287,8 +287,8 @@ def strokes_to_drags(
     """Project world strokes through the first frame's camera (c2w0 (4,4) OpenCV, K0 (3,3) pixels of
     width x height) and build tracks over len(times) frames (`times`: the scene frame of each job
     frame). See the module docstring for the rules."""
-    from ..blender_animate.camera import project_points
-    from ..blender_animate.tracks import DEFAULT_RADIUS, build_tracks, polygon_mask
+    from ...blender_animate.camera import project_points
+    from ...blender_animate.tracks import DEFAULT_RADIUS, build_tracks, polygon_mask
 
     if timing not in TIMINGS:
         raise DragSourceError(f"unknown drag timing {timing!r}: use ARC_LENGTH or RECORDED")

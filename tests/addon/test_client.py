@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from blender_animate.client import GeneratorProcess, extension_site_packages
+from blender_animate.addon.client import GeneratorProcess, extension_site_packages
 from tests.jobfiles import make_job
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_to_end(proc: GeneratorProcess, timeout=60.0, on_event=None) -> list[dict]:
@@ -213,7 +213,7 @@ def test_the_child_gets_the_extension_root_and_extra_paths_on_pythonpath(tmp_pat
 
 PARENT = """
 import sys, time
-from blender_animate.client import GeneratorProcess
+from blender_animate.addon.client import GeneratorProcess
 proc = GeneratorProcess(sys.argv[1], args=["--watch-parent"]).start()
 while not any(e["event"] == "started" for e in proc.poll()):
     time.sleep(0.02)

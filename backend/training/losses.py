@@ -19,15 +19,13 @@ embeddings, Flow-VAE latents), the usual practice for CogVideoX fine-tuning.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
-from diffusers import CogVideoXImageToVideoPipeline
 
-from .camera_reference import CameraReferenceModel
-from .flow_generation import FlowGenerationModel
-from .transformer import AnimateAnythingTransformer
+from ..animateanything.camera_reference import CameraReferenceModel
+from ..animateanything.flow_generation import FlowGenerationModel
+from ..animateanything.transformer import AnimateAnythingTransformer, rotary_embeddings
 
 
 @dataclass
@@ -52,16 +50,6 @@ class Stage1Batch:
     reference_latents: torch.Tensor
     plucker: torch.Tensor
     condition: torch.Tensor
-
-
-def rotary_embeddings(transformer, height: int, width: int, latent_frames: int, device) -> tuple | None:
-    """The 3-D RoPE the stock I2V pipeline gives the transformer (its own method, called unbound)."""
-    if not transformer.config.use_rotary_positional_embeddings:
-        return None
-    holder = SimpleNamespace(transformer=transformer, vae_scale_factor_spatial=8)
-    return CogVideoXImageToVideoPipeline._prepare_rotary_positional_embeddings(
-        holder, height, width, latent_frames, device
-    )
 
 
 def stage2_loss(

@@ -8,7 +8,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 from backend.animateanything.flow_generation import build_condition  # noqa: E402
-from backend.animateanything.training import (  # noqa: E402
+from backend.animateanything.transformer import AnimateAnythingTransformer  # noqa: E402
+from backend.training.losses import (  # noqa: E402
     Stage1Batch,
     Stage2Batch,
     rotary_embeddings,
@@ -16,7 +17,6 @@ from backend.animateanything.training import (  # noqa: E402
     stage1_loss,
     stage2_loss,
 )
-from backend.animateanything.transformer import AnimateAnythingTransformer  # noqa: E402
 
 pytestmark = pytest.mark.torch
 

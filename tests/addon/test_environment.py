@@ -1,10 +1,12 @@
-"""The generator-environment builder behind the preferences button, without Blender: the argument
-lists, the offline refusal, and real background processes (a venv + pip with a requirements file
-that needs no network), failure and cancel."""
+"""The generator-environment builder behind the preferences button (blender_animate.addon), without
+Blender: the argument lists, the offline refusal, and real background processes (a venv + pip with
+a requirements file that needs no network), failure and cancel."""
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,22 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def env_module():
-    import importlib.util
+    from blender_animate.addon import environment
 
-    spec = importlib.util.spec_from_file_location("aa_environment", ROOT / "operators" / "environment.py")
-    module = importlib.util.module_from_spec(spec)
-    # Load it the bpy-free way even where the bpy wheel is installed.
-    saved = sys.modules.get("bpy")
-    sys.modules["bpy"] = None  # makes `import bpy` raise ImportError
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        if saved is None:
-            del sys.modules["bpy"]
-        else:
-            sys.modules["bpy"] = saved
-    assert module.bpy is None and module.classes == ()
-    return module
+    return environment
 
 
 def test_commands_are_argument_lists(env_module, tmp_path):
@@ -93,3 +82,37 @@ def test_cancel_stops_the_running_process(env_module, tmp_path):
     build.cancel()
     assert build.state == "cancelled" and proc.poll() is not None
     assert build.poll() is True  # finished stays finished
+
+
+def test_cancel_also_ends_what_the_step_started(env_module, tmp_path):
+    """pip starts build processes of its own: cancelling must end the whole group, not only pip."""
+    pid_file = tmp_path / "grandchild.pid"
+    spawn = (
+        "import subprocess, sys, time; "
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(60)"
+    )
+    build = env_module.EnvironmentBuild([[sys.executable, "-c", spawn]], tmp_path / "g.log").start()
+    deadline = time.monotonic() + 20
+    while not pid_file.is_file() or not pid_file.read_text():
+        assert time.monotonic() < deadline and not build.poll()
+        time.sleep(0.05)
+    grandchild = int(pid_file.read_text())
+    build.cancel()
+    assert build.state == "cancelled"
+    deadline = time.monotonic() + 10
+    while _alive(grandchild):
+        assert time.monotonic() < deadline, "the step's own child outlived the cancel"
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (killed, not yet reaped by its dead parent's reaper) counts as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False

@@ -33,14 +33,15 @@ import threading
 import time
 from pathlib import Path
 
+from .processes import SIGKILL, new_process_group, signal_group
+
 LOG_NAME = "generator.log"
 CANCEL_FILE = "cancel"  # same name as blender_animate.job.CANCEL_FILE (kept stdlib-only here)
 TERMINAL_EVENTS = ("done", "error")
-_SIGKILL = getattr(signal, "SIGKILL", signal.SIGTERM)  # Windows has no SIGKILL
 # Packages the preview generator cannot run without (module name -> what the user installs).
 REQUIRED_MODULES = {"numpy": "numpy", "PIL": "Pillow"}
 
-EXTENSION_ROOT = Path(__file__).resolve().parent.parent
+EXTENSION_ROOT = Path(__file__).resolve().parents[2]
 
 HINT = (
     "Set the generator's Python in Preferences > Add-ons > Animate Anything (leave it empty to use "
@@ -58,28 +59,6 @@ def extension_site_packages(paths=None) -> list[str]:
             if parts.index("extensions") < parts.index(".local") and p not in out:
                 out.append(p)
     return out
-
-
-def new_process_group() -> dict:
-    """Popen keyword arguments that start the child in its own process group (a new session on
-    POSIX), so that `signal_group` ends it together with anything it started."""
-    if os.name == "posix":
-        return {"start_new_session": True}
-    return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)}
-
-
-def signal_group(proc: subprocess.Popen, sig=_SIGKILL) -> None:
-    """Send `sig` to the process group `proc` leads (started with `new_process_group`); on Windows,
-    terminate (SIGTERM) or kill the process itself. A process already gone is not an error."""
-    try:
-        if os.name == "posix":
-            os.killpg(proc.pid, sig)
-        elif sig == signal.SIGTERM:
-            proc.terminate()
-        else:
-            proc.kill()
-    except (ProcessLookupError, PermissionError, OSError):
-        pass
 
 
 def _error(kind: str, message: str, hint: str = "") -> dict:
@@ -261,7 +240,7 @@ class GeneratorProcess:
             return self._deliver(events, exited=True)
         if code is not None and time.monotonic() - self._exited_at > 2.0:
             # The process is gone but something it started still holds stdout open: end the group.
-            self._signal_group(_SIGKILL)
+            self._signal_group(SIGKILL)
         return self._deliver(events)
 
     def _deliver(self, events: list[dict], exited: bool = False) -> list[dict]:
@@ -291,7 +270,7 @@ class GeneratorProcess:
         try:
             self.proc.wait(timeout=self.kill_after)
         except subprocess.TimeoutExpired:
-            self._signal_group(_SIGKILL)
+            self._signal_group(SIGKILL)
             self.proc.wait()
 
     @property
@@ -332,7 +311,7 @@ class GeneratorProcess:
         """End the whole process group now (Blender quitting, the add-on being disabled)."""
         if self.proc is not None and self.proc.poll() is None:
             self.cancel_requested_at = self.cancel_requested_at or time.monotonic()
-            self._signal_group(_SIGKILL)
+            self._signal_group(SIGKILL)
             try:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -343,7 +322,7 @@ class GeneratorProcess:
             return
         elapsed = time.monotonic() - self.cancel_requested_at
         if elapsed >= self.kill_after and "KILL" not in self._signals_sent:
-            self._signal_group(_SIGKILL)
+            self._signal_group(SIGKILL)
             self._signals_sent.append("KILL")
         elif elapsed >= self.term_after and "TERM" not in self._signals_sent:
             self._signal_group(signal.SIGTERM)
@@ -406,7 +385,7 @@ class GeneratorProcess:
     def __del__(self):  # never leave an orphan behind when the object is dropped
         try:
             if self.proc is not None and self.proc.poll() is None:
-                self._signal_group(_SIGKILL)
+                self._signal_group(SIGKILL)
             self._close_log()
         except Exception:
             pass

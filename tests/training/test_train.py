@@ -14,7 +14,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("accelerate")
 
-from .conftest import build_tiny_pipeline, save_base, write_tiny_dataset  # noqa: E402
+from tests.animateanything.conftest import build_tiny_pipeline, save_base  # noqa: E402
+
+from .conftest import write_tiny_dataset  # noqa: E402
 
 pytestmark = [pytest.mark.torch]
 
@@ -25,7 +27,7 @@ TINY = ["--num-frames", "9", "--height", "32", "--width", "32", "--save-every", 
 def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2", HF_HUB_OFFLINE="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "backend.animateanything.train", *args, *TINY],
+        [sys.executable, "-m", "backend.training.train", *args, *TINY],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     if check:
@@ -59,7 +61,7 @@ def setup(tmp_path_factory):
 
 
 def test_dataset_reads_the_format(setup):
-    from backend.animateanything.data import ClipDataset
+    from backend.training.data import ClipDataset
 
     _, _, _, data, _ = setup
     torch.manual_seed(0)
@@ -79,7 +81,7 @@ def test_dataset_reads_the_format(setup):
 def test_missing_pose_file_names_the_clip(setup, tmp_path):
     import shutil
 
-    from backend.animateanything.data import ClipDataset, DatasetError
+    from backend.training.data import ClipDataset, DatasetError
 
     _, _, _, data, _ = setup
     broken = tmp_path / "data"
@@ -169,7 +171,7 @@ def test_video_clip_and_flow_at_another_size(setup, tmp_path):
 
     import numpy as np
 
-    from backend.animateanything.data import ClipDataset
+    from backend.training.data import ClipDataset
     from blender_animate.flowviz import load_flow, resize_flow, save_flow
 
     _, _, _, data, _ = setup

@@ -1,4 +1,4 @@
-"""Choosing dtype, offloading and VAE tiling/slicing from the free GPU memory.
+"""The memory planner: dtype, offloading and VAE tiling/slicing from the free GPU memory.
 
 `plan_memory(free_bytes, spec)` is a pure function: it estimates the peak memory of each phase
 of a guided run (T5 prompt encoding, the denoising loop, the VAE encode of the layout prior and the
@@ -16,82 +16,26 @@ Estimates (bytes; b = bytes per element of the dtype):
   on CPU (benchmarks/memory_plan.py --measure-vae); tiling works on 240x360 tiles (+ overlap).
 Offload: "none" keeps transformer and VAE on the GPU; "model" keeps one component at a time
 (enable_model_cpu_offload); "group" streams transformer blocks (enable_group_offload, block level);
-"sequential" streams every layer (slowest, smallest).
+"sequential" streams every layer (slowest, smallest). Pure: no torch; placing a pipeline as
+a plan says is backend/runtime/placement.py, the real configs are backend/runtime/configs/.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .devices import pick_dtype
+
 GiB = 1024**3
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 # Parameter (+ persistent buffer) counts of the public checkpoints, counted on the meta device from
-# the configs below (benchmarks/memory_plan.py prints them; tests/guided/test_memory.py checks them).
+# their real configs (backend/runtime/configs/, counted by real_configs.real_parameter_counts;
+# benchmarks/memory_plan.py prints them; tests/guided/test_memory.py checks them).
 # The 5b-I2V transformer holds 5_570_479_680 parameters + a 54_607_872-value learned positional table.
 COGVIDEOX_5B_I2V_TRANSFORMER = 5_625_087_552
 COGVIDEOX_15_5B_I2V_TRANSFORMER = 5_571_594_880
 COGVIDEOX_VAE = 215_583_907
 T5_V1_1_XXL_ENCODER = 4_893_906_944
-
-# The real configs (THUDM/CogVideoX-5b-I2V and CogVideoX1.5-5B-I2V, diffusers layout).
-COGVIDEOX_5B_I2V_CONFIG = {
-    "activation_fn": "gelu-approximate",
-    "attention_bias": True,
-    "attention_head_dim": 64,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "in_channels": 32,
-    "max_text_seq_length": 226,
-    "norm_elementwise_affine": True,
-    "norm_eps": 1e-05,
-    "num_attention_heads": 48,
-    "num_layers": 42,
-    "out_channels": 16,
-    "patch_size": 2,
-    "sample_frames": 49,
-    "sample_height": 60,
-    "sample_width": 90,
-    "spatial_interpolation_scale": 1.875,
-    "temporal_compression_ratio": 4,
-    "temporal_interpolation_scale": 1.0,
-    "text_embed_dim": 4096,
-    "time_embed_dim": 512,
-    "timestep_activation_fn": "silu",
-    "use_learned_positional_embeddings": True,
-    "use_rotary_positional_embeddings": True,
-}
-COGVIDEOX_15_5B_I2V_CONFIG = {
-    **COGVIDEOX_5B_I2V_CONFIG,
-    "patch_size_t": 2,
-    "patch_bias": False,
-    "ofs_embed_dim": 512,
-    "sample_height": 300,
-    "sample_width": 300,
-    "sample_frames": 81,
-    "use_learned_positional_embeddings": False,
-}
-COGVIDEOX_VAE_CONFIG = {
-    "block_out_channels": [128, 256, 256, 512],
-    "down_block_types": ["CogVideoXDownBlock3D"] * 4,
-    "up_block_types": ["CogVideoXUpBlock3D"] * 4,
-    "latent_channels": 16,
-    "layers_per_block": 3,
-    "norm_num_groups": 32,
-    "scaling_factor": 0.7,
-    "temporal_compression_ratio": 4,
-    "sample_height": 480,
-    "sample_width": 720,
-}
-T5_V1_1_XXL_CONFIG = {
-    "d_model": 4096,
-    "d_ff": 10240,
-    "d_kv": 64,
-    "num_heads": 64,
-    "num_layers": 24,
-    "vocab_size": 32128,
-    "feed_forward_proj": "gated-gelu",
-    "relative_attention_num_buckets": 32,
-}
 # Live activations of one transformer block, in units of (batch x tokens x hidden x bytes):
 # input, two norms, q/k/v, attention output, the 4x feed-forward hidden and its gelu (~12), plus the
 # float32 copies of q and k that diffusers' RoPE makes (~4 more at bf16).
@@ -254,16 +198,6 @@ def phase_peaks(spec: ModelSpec, dtype: str, offload: str, tiling: bool) -> dict
     return phases
 
 
-def pick_dtype(device: str, requested: str, bf16_supported: bool) -> str:
-    if requested != "auto":
-        return requested
-    if device == "cpu":
-        return "fp32"
-    if device == "cuda":
-        return "bf16" if bf16_supported else "fp16"
-    return "fp16"
-
-
 def plan_memory(
     free_bytes: int | None,
     spec: ModelSpec | None = None,
@@ -329,170 +263,3 @@ def plan_memory(
         fits=fits,
         reasons=reasons,
     )
-
-
-def apply_plan(pipe, plan: MemoryPlan) -> None:
-    """Move a CPU-loaded pipeline to plan.device with its offloading and VAE switches.
-
-    Sequential offload is refused on the CPU (plan_memory never picks it there): it streams weights
-    from the CPU to an accelerator, and CPU -> CPU it fails in the first forward. diffusers'
-    enable_sequential_cpu_offload makes the execution device `cpu:0`; accelerate's hook then loads
-    each weight with `Parameter(value).to("cpu:0")`, and since a CPU tensor's device is `cpu` (no
-    index), torch copies it and returns a plain Tensor instead of the Parameter; the post-forward
-    offload to "meta" then calls `Tensor(value, requires_grad=...)` and raises a TypeError (torch 2.13,
-    accelerate 1.11). On CUDA the value is already on `cuda:0`, `.to("cuda:0")` is a no-op and the
-    Parameter stays one; tests/guided/test_memory.py runs the same hooks with an index-less CPU
-    execution device to check that the pipeline, the VAE and T5 work under them."""
-    import torch
-
-    if plan.offload == "sequential" and torch.device(plan.device).type == "cpu":
-        from ..errors import JobFailure
-
-        raise JobFailure(
-            "invalid_job",
-            "offload 'sequential' needs a GPU: it streams the weights from the CPU to the GPU layer by "
-            "layer, and on the CPU there is nothing to offload (and diffusers' sequential offload fails "
-            "with CPU as its execution device)",
-            "Set offload to auto or none for a CPU run, or run on a CUDA GPU.",
-        )
-    if plan.offload == "none":
-        pipe.to(plan.device)
-    elif plan.offload == "model":
-        pipe.enable_model_cpu_offload(device=plan.device)
-    elif plan.offload == "sequential":
-        pipe.enable_sequential_cpu_offload(device=plan.device)
-    elif plan.offload == "group":
-        pipe.enable_group_offload(
-            onload_device=torch.device(plan.device),
-            offload_device=torch.device("cpu"),
-            offload_type="block_level",
-            num_blocks_per_group=1,
-            use_stream=plan.device.startswith("cuda"),
-            exclude_modules=["vae"],  # 0.4 GiB; its causal-conv caches stay simple on one device
-        )
-    if plan.vae_tiling:
-        pipe.vae.enable_tiling()
-    else:
-        pipe.vae.disable_tiling()
-    if plan.vae_slicing:
-        pipe.vae.enable_slicing()
-    else:
-        pipe.vae.disable_slicing()
-
-
-def resolve_device(requested: str) -> str:
-    """ "auto" -> cuda if available, else mps, else cpu; an unavailable explicit device is refused."""
-    import torch
-
-    from ..errors import JobFailure
-
-    cuda = torch.cuda.is_available()
-    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    if requested in ("", "auto"):
-        return "cuda" if cuda else ("mps" if mps else "cpu")
-    if requested == "cuda" and not cuda:
-        raise JobFailure(
-            "missing_dependency",
-            f"device cuda was requested but this torch ({torch.__version__}) sees no CUDA GPU",
-            "Install a CUDA build of torch in the generator environment, or set the device to auto/cpu.",
-        )
-    if requested == "mps" and not mps:
-        raise JobFailure("missing_dependency", "device mps was requested but is not available here")
-    return requested
-
-
-def free_memory(device: str) -> int | None:
-    """Free bytes on `device` (CUDA: cudaMemGetInfo), None where unknown."""
-    import torch
-
-    if device.startswith("cuda") and torch.cuda.is_available():
-        free, _total = torch.cuda.mem_get_info(torch.device(device))
-        return int(free)
-    if device == "cpu":
-        try:
-            import os
-
-            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            return None
-    return None
-
-
-def doctor_report() -> dict:
-    """What `python -m backend doctor` shows for mode guided: packages, the accelerator, its free
-    memory and the plan that a 720x480x49 CogVideoX-5b-I2V job would get. Never raises."""
-    report: dict = {"mode": "guided", "ok": False}
-    try:
-        import torch
-
-        report["torch"] = torch.__version__
-        report["cuda_available"] = torch.cuda.is_available()
-        report["cuda_version"] = torch.version.cuda
-    except Exception as exc:  # noqa: BLE001 - the doctor reports, never fails
-        report["problems"] = [f"torch is not importable: {exc}"]
-        return report
-    from importlib import metadata
-
-    problems, notes = [], []
-    for name in ("diffusers", "transformers", "accelerate", "safetensors", "sentencepiece", "protobuf"):
-        try:
-            report[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            report[name] = None
-            if name in ("sentencepiece", "protobuf"):
-                notes.append(
-                    f"{name} is not installed: needed to encode a new prompt with a checkpoint whose "
-                    "tokenizer is only spiece.model (the THUDM ones); pip install sentencepiece protobuf"
-                )
-            else:
-                problems.append(f"{name} is not installed")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    report["device"] = device
-    bf16 = False
-    if device == "cuda":
-        props = torch.cuda.get_device_properties(0)
-        report["gpu"] = props.name
-        report["gpu_total_gib"] = round(props.total_memory / GiB, 2)
-        bf16 = bool(torch.cuda.is_bf16_supported())
-        report["bf16_supported"] = bf16
-    else:
-        notes.append("no CUDA GPU: mode guided would run on the CPU (hours per video at 720x480)")
-    free = free_memory(device)
-    report["free_gib"] = None if free is None else round(free / GiB, 2)
-    plan = plan_memory(free, ModelSpec(), device=device, bf16_supported=bf16)
-    report["plan_720x480x49"] = plan.as_dict()
-    report["plan_summary"] = plan.summary()
-    report["offload_options"] = list(OFFLOADS)
-    report["problems"] = problems
-    report["notes"] = notes + plan.reasons
-    report["ok"] = not problems
-    return report
-
-
-def count_parameters(include_text_encoder: bool = True) -> dict:
-    """Parameter + persistent buffer counts of the real configs above, built on the meta device
-    (no memory, no weights): {"transformer_1.0", "transformer_1.5", "vae", "text_encoder"}."""
-    from accelerate import init_empty_weights
-    from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
-
-    def total(model) -> int:
-        params = sum(p.numel() for p in model.parameters())
-        return params + sum(b.numel() for _, b in model.named_buffers() if _persistent(model, _))
-
-    with init_empty_weights():
-        counts = {
-            "transformer_1.0": total(CogVideoXTransformer3DModel(**COGVIDEOX_5B_I2V_CONFIG)),
-            "transformer_1.5": total(CogVideoXTransformer3DModel(**COGVIDEOX_15_5B_I2V_CONFIG)),
-            "vae": total(AutoencoderKLCogVideoX(**COGVIDEOX_VAE_CONFIG)),
-        }
-        if include_text_encoder:
-            from transformers import T5Config, T5EncoderModel
-
-            counts["text_encoder"] = total(T5EncoderModel(T5Config(**T5_V1_1_XXL_CONFIG)))
-    return counts
-
-
-def _persistent(model, name: str) -> bool:
-    module_name, _, buffer_name = name.rpartition(".")
-    module = model.get_submodule(module_name) if module_name else model
-    return buffer_name not in getattr(module, "_non_persistent_buffers_set", set())

@@ -1,11 +1,11 @@
 """Train AnimateAnything.
 
-    python -m backend.animateanything.train --stage 2 --data DIR --base COGVIDEOX --output OUT
+    python -m backend.training.train --stage 2 --data DIR --base COGVIDEOX --output OUT
 
 
 Stage 2 trains the flow encoder, the fusion block and the frequency weights on top of the frozen
-CogVideoX I2V model (``training.stage2_loss``). Stage 1 trains the Flow Generation Model and the
-Camera Reference Model (``training.stage1_loss``) with both VAEs frozen; it starts from an
+CogVideoX I2V model (``losses.stage2_loss``). Stage 1 trains the Flow Generation Model and the
+Camera Reference Model (``losses.stage1_loss``) with both VAEs frozen; it starts from an
 AnimateAnything checkpoint that holds stage-1 parts (``--init``, e.g. made from SD1.5 with the recipe
 in docs/animateanything.md).
 
@@ -13,7 +13,7 @@ The output folder is an AnimateAnything checkpoint (``AnimateAnythingPipeline.sa
 trained parts in safetensors, the CogVideoX base referenced), loadable by ``from_pretrained`` and by
 the mode (``animateanything_model``), plus ``training_state.json`` and ``optimizer.safetensors`` for
 ``--resume`` and ``train_log.jsonl`` (one JSON line per optimizer step). Nothing is pickled.
-Data format: backend/animateanything/data.py and docs/animateanything.md ("Training data").
+Data format: backend/training/data.py and docs/animateanything.md ("Training data").
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ LOG_FILE = "train_log.jsonl"
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m backend.animateanything.train", description="Train AnimateAnything (stage 1 or 2)."
+        prog="python -m backend.training.train", description="Train AnimateAnything (stage 1 or 2)."
     )
     p.add_argument("--stage", type=int, choices=(1, 2), required=True)
     p.add_argument(
@@ -76,7 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from ..guided.loading import offline_env
+    from ..runtime.checkpoints import offline_env
 
     offline_env(args.allow_download)  # before diffusers / huggingface_hub are imported
     try:
@@ -103,9 +103,11 @@ def build_pipeline(args, init_dir: str | None):
     """The AnimateAnythingPipeline whose parts are trained, with its base recorded (fingerprints)."""
     import torch
 
-    from ..guided.loading import JobFailure, load_pipeline, resolve_checkpoint
-    from .checkpoint import IncompleteCheckpointError
-    from .pipeline import AnimateAnythingPipeline
+    from ..animateanything.checkpoint import IncompleteCheckpointError
+    from ..animateanything.pipeline import AnimateAnythingPipeline
+    from ..errors import JobFailure
+    from ..guided.load import load_pipeline
+    from ..runtime.checkpoints import resolve_checkpoint
 
     if init_dir is not None:
         try:
@@ -132,10 +134,10 @@ def build_pipeline(args, init_dir: str | None):
             raise TrainingSetupError(
                 f"{exc.message}; pass --base FOLDER (diffusers layout) or --allow-download"
             ) from exc
-        from . import configs
-        from .flow_encoder import FlowEncoder3D
-        from .flow_fusion import FlowFusionBlock
-        from .frequency_attention import FrequencyStabilizer
+        from ..animateanything import configs
+        from ..animateanything.flow_encoder import FlowEncoder3D
+        from ..animateanything.flow_fusion import FlowFusionBlock
+        from ..animateanything.frequency_attention import FrequencyStabilizer
 
         sized = {
             n: getattr(configs, f"{args.sizes.upper()}_{n}")
@@ -157,7 +159,7 @@ def build_pipeline(args, init_dir: str | None):
     # Trained parts in float32 (autocast does the rest). Stage 2: the frozen CogVideoX base in the
     # mixed-precision dtype (it is referenced, never saved). Everything that is saved into the output
     # folder and not trained (stage-1 VAEs, the other stage's parts) keeps the dtype it was loaded in.
-    from .checkpoint import BASE, TRAINED
+    from ..animateanything.checkpoint import BASE, TRAINED
 
     trained = TRAINED if args.stage == 2 else ("flow_generator", "camera_reference")
     casts = {name: torch.float32 for name in trained}
@@ -172,10 +174,10 @@ def build_pipeline(args, init_dir: str | None):
 
 
 def set_trainable(pipe, stage: int, flow_noise: float) -> list:
-    """Freeze what the paper freezes (training.py's selection); return the trainable parameters."""
+    """Freeze what the paper freezes (losses.py's selection); return the trainable parameters."""
     import torch
 
-    from .training import set_stage1_trainable
+    from .losses import set_stage1_trainable
 
     for module in pipe.components.values():
         if isinstance(module, torch.nn.Module):
@@ -202,7 +204,7 @@ def encode_prompts(pipe, prompts: list[str], device) -> dict:
     """T5 embeddings of every distinct prompt, computed once (the text encoder is frozen)."""
     import torch
 
-    from ..guided.loading import encode_prompts as t5
+    from ..runtime.text import encode_prompts as t5
 
     unique = sorted(set(prompts))
     if pipe.text_encoder is None or pipe.tokenizer is None:
@@ -223,7 +225,7 @@ def stage2_batch(pipe, batch: dict, prompt_cache: dict, device, generator):
     """Video latents, I2V image latents (frame 0 in slot 0, zeros after), T5 embeddings and flow."""
     import torch
 
-    from .training import Stage2Batch
+    from .losses import Stage2Batch
 
     vae = pipe.vae
     sf = vae.config.scaling_factor
@@ -245,8 +247,8 @@ def stage1_batch(pipe, batch: dict, device):
     """Flow-VAE latents of the GT flow, image-VAE latent of frame 0, Plücker, FGM condition."""
     import torch
 
-    from .flow_generation import build_condition
-    from .training import Stage1Batch
+    from ..animateanything.flow_generation import build_condition
+    from .losses import Stage1Batch
 
     flow = batch["flow"].to(device)  # (B, F, H, W, 2)
     b, f, h, w, _ = flow.shape
@@ -305,7 +307,7 @@ def train(args) -> int:
     from accelerate.utils import set_seed
 
     from .data import ClipDataset, DatasetError, collate, find_clips
-    from .training import stage1_loss, stage2_loss
+    from .losses import stage1_loss, stage2_loss
 
     out = Path(args.output)
     state_path = out / STATE_FILE

@@ -1,0 +1,142 @@
+"""The scene settings as the operators and panels read them: the frame range, the video's fps, the
+output folder, and `settings_problems` (why the settings cannot be exported now).
+
+`settings_problems` is asked by the sidebar's draw() and by the Generate and Export polls (several
+times per redraw, in every editor showing the sidebar), and it touches the disk (the motion video)
+and walks grease-pencil layers. So its answer is cached per scene, camera and frame range, and
+forgotten when something else it reads may have changed: a scene setting (their update callback is
+`invalidate`), a camera or grease-pencil datablock (a depsgraph update), a file load.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import bpy
+
+from . import compat, scene_camera
+
+_cache: dict[tuple, list[str]] = {}
+
+
+def frame_range(scene, settings) -> tuple[int, int]:
+    """(frame_start, frame_end) scene frames of the camera move."""
+    if settings.use_scene_range:
+        return scene.frame_start, scene.frame_end
+    return settings.frame_start, settings.frame_end
+
+
+def video_fps(scene, settings) -> float:
+    """The job's fps: the setting, or (0) the rate at which num_frames last as long as the range plays."""
+    if settings.fps > 0:
+        return float(settings.fps)
+    start, end = frame_range(scene, settings)
+    scene_fps = scene.render.fps / scene.render.fps_base
+    fps = (settings.num_frames - 1) * scene_fps / max(end - start, 1)
+    return float(min(max(fps, 0.01), 240.0))
+
+
+def output_folder(scene) -> Path:
+    """The folder that receives job folders: settings.output_dir (// = next to the .blend; the
+    temporary folder while the file is unsaved)."""
+    folder = scene.animate_anything.output_dir or "//animate_anything/"
+    if folder.startswith("//") and not bpy.data.filepath:
+        return Path(bpy.app.tempdir or tempfile.gettempdir()) / "animate_anything"
+    return Path(bpy.path.abspath(folder))
+
+
+def settings_problems(context, *, fresh: bool = False) -> list[str]:
+    """Why the current settings cannot be exported, cheapest checks only (used by poll functions and
+    drawn by the panel). [] when export can be tried; the export itself checks the rest. Cached
+    (see the module docstring); `fresh`: recompute now (the export does)."""
+    scene = context.scene
+    key = _cache_key(scene)
+    if not fresh and key in _cache:
+        return list(_cache[key])
+    problems = _problems(context)
+    if len(_cache) > 16:
+        _cache.clear()
+    _cache[key] = problems
+    return list(problems)
+
+
+def _cache_key(scene) -> tuple:
+    """What the answer depends on that no update callback or depsgraph update reports in every
+    Blender (the bpy module evaluates nothing on its own): the scene, its camera and frame range."""
+    if scene is None:
+        return (0,)
+    cam = scene.camera
+    return (scene.as_pointer(), cam.as_pointer() if cam else 0, scene.frame_start, scene.frame_end)
+
+
+def invalidate(*_args) -> None:
+    """Forget every cached answer (an update callback of the scene settings, a file load)."""
+    _cache.clear()
+
+
+def _problems(context) -> list[str]:
+    scene = context.scene
+    settings = getattr(scene, "animate_anything", None)
+    if settings is None:
+        return ["the add-on's scene settings are missing: re-enable Animate Anything"]
+    problems = []
+    cam = scene.camera
+    if cam is None:
+        problems.append("No scene camera: add a camera and set it as the scene camera")
+    elif cam.type != "CAMERA":
+        problems.append(f"The scene camera '{cam.name}' is not a camera object")
+    elif cam.data.type != "PERSP":
+        kind = scene_camera.LENS_TYPES.get(cam.data.type, cam.data.type.lower())
+        problems.append(f"Camera '{cam.name}' is {kind}: set its lens type to Perspective")
+    start, end = frame_range(scene, settings)
+    if end <= start:
+        problems.append(f"The frame range {start}-{end} is empty: set End after Start")
+    for name in ("width", "height"):
+        value = getattr(settings, name)
+        if value % 8:
+            problems.append(
+                f"{name.capitalize()} {value} is not a multiple of 8: use {max(16, value // 8 * 8)}"
+            )
+    if settings.mode in ("guided", "animateanything") and settings.num_frames % 4 != 1:
+        problems.append(f"{settings.mode} mode needs 4k+1 frames (49 or 81), not {settings.num_frames}")
+    if settings.reference_source == "FILE" and settings.reference_image is None:
+        problems.append("No reference image: pick one, or set Reference to Render")
+    if settings.drag_source == "GREASE_PENCIL" and settings.drag_object is not None and settings.drag_layer:
+        if settings.drag_layer not in {layer.name for layer in settings.drag_object.data.layers}:
+            problems.append(f"'{settings.drag_object.name}' has no layer '{settings.drag_layer}'")
+    if settings.reference_video and not Path(bpy.path.abspath(settings.reference_video)).is_file():
+        problems.append("The motion video does not exist: pick another file or clear it")
+    return problems
+
+
+def _read_by_the_checks(id_) -> bool:
+    """A datablock whose change can change the answer: cameras (lens type) and grease pencil
+    (layer names), as objects or data."""
+    if isinstance(id_, bpy.types.Object):
+        return id_.type in {"CAMERA", compat.GP_OBJECT_TYPE}
+    return isinstance(id_, bpy.types.Camera) or id_.id_type.startswith("GREASEPENCIL")
+
+
+@bpy.app.handlers.persistent
+def _on_depsgraph_update(_scene, depsgraph) -> None:
+    if any(_read_by_the_checks(update.id) for update in depsgraph.updates):
+        _cache.clear()
+
+
+_HANDLERS = (
+    (bpy.app.handlers.depsgraph_update_post, _on_depsgraph_update),
+    (bpy.app.handlers.load_post, bpy.app.handlers.persistent(invalidate)),
+)
+
+
+def register():
+    for handlers, fn in _HANDLERS:
+        handlers.append(fn)
+
+
+def unregister():
+    for handlers, fn in _HANDLERS:
+        if fn in handlers:
+            handlers.remove(fn)
+    _cache.clear()
