@@ -256,11 +256,12 @@ def _smooth_falloff(dist, radius):
 
 
 def _box_blur(a, k, axis):
-    """Mean over a window of 2k + 1 along ``axis`` (zero outside), via a cumulative sum."""
+    """Mean over a window of 2k + 1 along ``axis``, via a cumulative sum. Beyond the ends the edge
+    values continue (a mask touching the image border stays whole up to it)."""
     n = a.shape[axis]
     pad = [(0, 0)] * a.ndim
     pad[axis] = (k + 1, k)
-    c = np.cumsum(np.pad(a, pad), axis=axis, dtype=np.float32)
+    c = np.cumsum(np.pad(a, pad, mode="edge"), axis=axis, dtype=np.float32)
     hi = np.take(c, np.arange(2 * k + 1, 2 * k + 1 + n), axis=axis)
     lo = np.take(c, np.arange(0, n), axis=axis)
     return (hi - lo) / np.float32(2 * k + 1)
@@ -275,6 +276,8 @@ def _feather(mask, k):
     if ys.size == 0:
         return m
     H, W = mask.shape
+    # The window reaches 2k + 1 px of zeros beyond the mask wherever that is inside the image, so
+    # the edge padding of _box_blur continues zeros there and the mask only at the image border.
     pad = 2 * k + 1
     y0, y1 = max(ys.min() - pad, 0), min(ys.max() + pad + 1, H)
     x0, x1 = max(xs.min() - pad, 0), min(xs.max() + pad + 1, W)

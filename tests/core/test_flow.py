@@ -288,3 +288,17 @@ def test_unified_errors():
         unified_flow(
             np.ones((H, W)), K_of(), c2w, np.zeros((1, 3, 2)), None, [3.0], np.zeros((1, 5, 5), bool)
         )
+
+
+def test_a_region_moves_uniformly_up_to_the_image_border():
+    """A feathered region touching the border moves by the whole drag at the border and in the
+    corner too (the feather softens only the edges inside the image)."""
+    c2w = np.tile(np.eye(4), (3, 1, 1))
+    region = np.zeros((1, H, W), bool)
+    region[0, :10, :12] = True  # the top-left corner of the image
+    tracks = drag((4.5, 4.5), (4.0, 0.0))
+    res = unified_flow(np.full((H, W), 5.0), K_of(), c2w, tracks, None, [2.0], region, region_feather=4)
+    for y, x in ((5, 5), (0, 5), (5, 0), (0, 0)):  # inside, top border, left border, corner
+        np.testing.assert_allclose(res.flow[2, y, x], [4.0, 0.0], atol=1e-5, err_msg=f"pixel {(y, x)}")
+    # The inner edges stay soft: part of the way at the region's edge, nothing far from it.
+    assert 0.0 < res.flow[2, 5, 12, 0] < 4.0 and res.flow[2, 5, 20, 0] == 0.0
