@@ -83,6 +83,14 @@ class JobContext:
             self.cancel.check()
 
 
+def check_job_dir(job_dir: Path) -> None:
+    """JobFailure("invalid_job") unless `job_dir` is a directory."""
+    if not Path(job_dir).is_dir():
+        raise JobFailure(
+            "invalid_job", f"{job_dir} is not a directory", "Pass the job directory Blender exported."
+        )
+
+
 def load_context(
     job_dir: str | os.PathLike,
     *,
@@ -90,13 +98,13 @@ def load_context(
     cancel: CancelState | None = None,
     device: str = "auto",
 ) -> JobContext:
-    """Validate the job directory and read it. Raises JobFailure("invalid_job") naming the file and
-    what to do, or JobFailure("missing_dependency") when Pillow is absent."""
+    """Validate the job directory and read it, all before `started`: job.json's fields (types, then
+    ranges), conditions.npz (dtypes, shapes, rigid cameras), depth.npy, the reference image and the
+    reference video; every input a plain file in the folder (no symbolic links). Raises
+    JobFailure("invalid_job") naming the file and what to do, or JobFailure("missing_dependency")
+    when Pillow is absent."""
     job_dir = Path(job_dir)
-    if not job_dir.is_dir():
-        raise JobFailure(
-            "invalid_job", f"{job_dir} is not a directory", "Pass the job directory Blender exported."
-        )
+    check_job_dir(job_dir)
     try:
         spec, cond = jobio.load_job(job_dir)
         depth = jobio.load_depth(job_dir)
@@ -106,12 +114,20 @@ def load_context(
     if spec.reference_video:
         from .preview.refvideo import probe
 
-        probe(job_dir / spec.reference_video)
+        try:
+            video = jobio.check_input(job_dir / spec.reference_video)
+        except jobio.JobError as exc:
+            raise JobFailure("invalid_job", str(exc)) from exc
+        except FileNotFoundError as exc:
+            raise JobFailure("invalid_job", f"the reference video {exc.filename} is missing") from exc
+        probe(video)
     return JobContext(job_dir, spec, cond, reference, depth, device=device, events=events, cancel=cancel)
 
 
 def read_reference(path: Path, width: int, height: int) -> np.ndarray:
-    """Read an 8-bit image as (H, W, 3) uint8 RGB and check it is width x height pixels."""
+    """Read an 8-bit PNG as (H, W, 3) uint8 RGB and check it is width x height pixels. The size in
+    its header is checked before any pixel is decoded (a decompression bomb is refused unread),
+    and only Pillow's PNG reader is used. The file must be a plain file (jobio.open_input)."""
     try:
         from PIL import Image, UnidentifiedImageError
     except ModuleNotFoundError as exc:
@@ -120,25 +136,36 @@ def read_reference(path: Path, width: int, height: int) -> np.ndarray:
             "Pillow is not installed in this Python, and the generator needs it to read images",
             "Use the Python Blender runs (the extension bundles Pillow) or `pip install Pillow`.",
         ) from exc
+    redo = "Save the reference frame as an 8-bit RGB PNG, or export the job again."
     try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode not in ("RGB", "RGBA", "L", "LA", "P", "PA"):
+        with jobio.open_input(path) as fh, Image.open(fh, formats=["PNG"]) as im:
+            size = im.size
+            if size != (width, height):
                 raise JobFailure(
                     "invalid_job",
-                    f"{path} is a {im.mode} image; the reference must be 8-bit RGB",
-                    "Save the reference frame as an 8-bit RGB PNG, or export the job again.",
+                    f"{path} is {size[0]}x{size[1]} pixels but job.json says {width}x{height}",
+                    "Export the job again so the reference frame and job.json agree.",
                 )
-            size = im.size
+            if im.mode not in ("RGB", "RGBA", "L", "LA", "P", "PA"):
+                raise JobFailure(
+                    "invalid_job", f"{path} is a {im.mode} image; the reference must be 8-bit RGB", redo
+                )
+            im.load()
             rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (JobFailure, MemoryError):
+        raise
+    except jobio.JobError as exc:
+        raise JobFailure("invalid_job", str(exc)) from exc
     except FileNotFoundError as exc:
         raise JobFailure("invalid_job", f"{path} is missing") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise JobFailure("invalid_job", f"{path} is not a readable image ({exc})") from exc
-    if size != (width, height):
+    except Image.DecompressionBombError as exc:
+        raise JobFailure("invalid_job", f"{path} is far too large to be the reference ({exc})", redo) from exc
+    except UnidentifiedImageError as exc:
+        raise JobFailure("invalid_job", f"{path} is not a readable image: not a PNG file", redo) from exc
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds on corrupt data (OSError, zlib...)
         raise JobFailure(
-            "invalid_job",
-            f"{path} is {size[0]}x{size[1]} pixels but job.json says {width}x{height}",
-            "Export the job again so the reference frame and job.json agree.",
-        )
+            "invalid_job", f"{path} is not a readable image (a broken PNG: {type(exc).__name__}: {exc})", redo
+        ) from exc
+    if rgb.shape != (height, width, 3):
+        raise JobFailure("invalid_job", f"{path} decodes to {rgb.shape}, not {height}x{width} RGB", redo)
     return np.ascontiguousarray(rgb)

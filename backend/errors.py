@@ -2,23 +2,42 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 
-KINDS = ("invalid_job", "missing_dependency", "missing_model", "out_of_memory", "cancelled", "internal")
+KINDS = (
+    "invalid_job",
+    "busy",
+    "cannot_write",
+    "missing_dependency",
+    "missing_model",
+    "out_of_memory",
+    "cancelled",
+    "internal",
+)
 
 EXIT_DONE = 0
 EXIT_FAILED = 1
-EXIT_INVALID_JOB = 2
+EXIT_INVALID_JOB = 2  # also "busy": the job cannot run as it is (another run holds the folder)
 EXIT_CANCELLED = 3
 
 DEFAULT_HINTS = {
     "invalid_job": (
         "Export the job again from Blender (Animate Anything > Generate), or fix the file named above."
     ),
+    "busy": (
+        "Wait for the other run to end, or cancel it (create a file named `cancel` in the job folder), "
+        "then run again. One run per job folder at a time."
+    ),
+    "cannot_write": (
+        "Free some disk space, or make the job folder writable (or export the job to another folder), "
+        "then run again. A previous out/ is kept as it was."
+    ),
     "missing_dependency": (
         "Run `python -m backend doctor` with the generator's Python to see what is missing, install "
-        "the generator environment (pip install -r requirements.txt) and set that Python in the "
-        "add-on preferences."
+        "the generator environment (Preferences > Add-ons > Animate Anything > Create Generator "
+        "Environment, or pip install -r backend/requirements-generator.txt from the extension "
+        "folder) and set that Python in the add-on preferences."
     ),
     "missing_model": (
         "Set the model folder in the add-on preferences, or allow downloads there; "
@@ -28,14 +47,16 @@ DEFAULT_HINTS = {
         "Lower the resolution or the number of frames, set offload to 'model' or 'sequential' and dtype to "
         "bf16/fp16 in the preferences, or close other programs using the GPU."
     ),
-    "cancelled": "The run was stopped on request; nothing was written to out/.",
+    "cancelled": "The run was stopped on request; out/ is as it was before the run.",
     "internal": "This is a bug: keep the job directory and the generator's log (stderr) and report them.",
 }
 
 
 def exit_code(kind: str) -> int:
-    """The process exit code for an error kind: 2 invalid job, 3 cancelled, 1 anything else."""
-    return {"invalid_job": EXIT_INVALID_JOB, "cancelled": EXIT_CANCELLED}.get(kind, EXIT_FAILED)
+    """The process exit code for an error kind: 2 invalid job or busy, 3 cancelled, 1 anything else."""
+    return {"invalid_job": EXIT_INVALID_JOB, "busy": EXIT_INVALID_JOB, "cancelled": EXIT_CANCELLED}.get(
+        kind, EXIT_FAILED
+    )
 
 
 class JobFailure(Exception):
@@ -77,14 +98,44 @@ def _is_job_error(exc: BaseException) -> bool:
     return job is not None and isinstance(exc, job.JobError)
 
 
-def classify(exc: BaseException) -> JobFailure:
-    """Turn any exception a job raised into a JobFailure with the right kind and a useful hint."""
+# errno values that mean "this folder cannot take the file", wherever they happen.
+DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
+READ_ONLY = {errno.EROFS}
+NO_PERMISSION = {errno.EACCES, errno.EPERM}
+
+
+def write_failure(exc: OSError, folder) -> JobFailure:
+    """A `cannot_write` failure for an OSError raised while writing into `folder`, in words: the
+    disk is full, the folder is read-only, or it cannot be written (with the OS's reason)."""
+    name = exc.filename
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in DISK_FULL:
+        message = (
+            f"the disk is full: {name} could not be written ({reason})"
+            if name
+            else f"the disk is full: nothing more fits into {folder} ({reason})"
+        )
+    elif exc.errno in READ_ONLY:
+        message = f"the folder cannot be written: {folder} is on a read-only file system"
+    elif exc.errno in NO_PERMISSION:
+        message = f"the folder cannot be written: no permission to write {name or folder} ({reason})"
+    else:
+        message = f"the folder cannot be written: writing {name or f'into {folder}'} failed ({reason})"
+    return JobFailure("cannot_write", message)
+
+
+def classify(exc: BaseException, folder=None) -> JobFailure:
+    """Turn any exception a job raised into a JobFailure with the right kind and a useful hint: the
+    one place exceptions become error kinds. `folder`: the job folder, named by write failures (a
+    full disk or a read-only file system is `cannot_write` wherever it happens)."""
     if isinstance(exc, JobFailure):
         return exc
     if isinstance(exc, KeyboardInterrupt):
         return Cancelled("interrupted")
     if _is_job_error(exc):
         return JobFailure("invalid_job", str(exc))
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL | READ_ONLY:
+        return write_failure(exc, folder or exc.filename or "the output folder")
     if is_out_of_memory(exc):
         return JobFailure("out_of_memory", f"out of memory: {exc}".strip())
     if isinstance(exc, ModuleNotFoundError):

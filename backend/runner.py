@@ -1,33 +1,55 @@
 """`python -m backend run JOB`: validate, run the mode, write out/ atomically, report events.
 
 Steps of a run:
-1. Claim stdout for events, install the cancel watcher (SIGTERM/SIGINT/SIGHUP, `JOB/cancel`).
-2. Validate and read the job (`load_context`): a bad job ends with `error` kind invalid_job, exit 2.
-3. `started`; remove the previous `out/` and partial folders left by dead runs.
-4. Run `backend.modes.<mode>.generate(ctx)` and check what it returns.
-5. Write everything into `JOB/.out-partial-<pid>/`, result.json last, then rename it to `JOB/out`.
-6. `done` with the output paths (relative to the job directory), exit 0.
-Any failure becomes one `error` event (kind, message, hint) and exit 1/2/3; the partial folder is
-removed, so a failed, cancelled or killed run never leaves an `out/result.json`.
+1. Claim stdout for events, install the cancel watcher (SIGTERM/SIGINT/SIGHUP, `JOB/cancel`); a
+   signal that arrived during start-up (`early_signals`) cancels at once.
+2. Take the job folder's lock (`JOB/.run-lock`, flock): while another run holds it this run ends
+   with `error` kind busy, exit 2, and touches nothing. A folder that cannot be written ends with
+   kind cannot_write. Then remove what dead runs left (`.out-partial-*`, `.out-old-*`: under the
+   lock no other run is alive here); the previous `out/` stays until the new one is complete.
+3. Validate and read the job (`load_context`): a bad job ends with `error` kind invalid_job, exit 2.
+4. `started`.
+5. Run `backend.modes.<mode>.generate(ctx)` and check what it returns.
+6. Write everything into `JOB/.out-partial-<pid>/`, result.json last, then swap it in: the
+   previous `out/` (a folder, or a stray file or link) is renamed to `.out-old-<pid>`, the partial
+   folder to `out`, and the old one is removed.
+7. `done` with the output paths (relative to the job directory), exit 0.
+Any failure becomes one `error` event (kind, message, hint; `errors.classify`) and exit 1/2/3; the
+partial folder is removed, so a failed, cancelled or killed run never leaves an `out/result.json`
+of its own, and the previous complete `out/` is still there.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import platform
 import shutil
+import signal
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
 
 from blender_animate import result as contract
+from blender_animate.job import LOCK_FILE
 from blender_animate.result import PARTIAL_PREFIX, out_path
 
 from .cancel import CancelState, CancelWatcher
-from .errors import DEFAULT_HINTS, EXIT_CANCELLED, EXIT_DONE, Cancelled, classify, exit_code
+from .errors import (
+    DEFAULT_HINTS,
+    EXIT_CANCELLED,
+    EXIT_DONE,
+    Cancelled,
+    JobFailure,
+    classify,
+    exit_code,
+    write_failure,
+)
 from .events import Events
+
+OLD_PREFIX = ".out-old-"  # + pid: the previous out/ during the swap
 
 
 def run(
@@ -37,12 +59,16 @@ def run(
     watch_parent: bool = False,
     parent_pid: int | None = None,
     events=None,
+    early_signals=(),
 ) -> int:
-    """Run one job; returns the process exit code (0 done, 1 failed, 2 invalid job, 3 cancelled)."""
+    """Run one job; returns the process exit code (0 done, 1 failed, 2 invalid job or busy, 3
+    cancelled). `early_signals`: signal numbers received before this function installed its
+    handlers (`python -m backend` records them from its first line): the run is cancelled."""
     job_dir = Path(job_dir).absolute()
     events = events if events is not None else Events.take_stdout()
     state = CancelState()
     partial = job_dir / f"{PARTIAL_PREFIX}{os.getpid()}"
+    lock = FolderLock(job_dir / LOCK_FILE)
 
     def emergency(reason: str) -> None:
         # Watcher thread, main thread stuck: say why, remove what is half-written, then os._exit(3).
@@ -54,61 +80,76 @@ def run(
             message=f"cancelled ({reason})",
             hint=DEFAULT_HINTS["cancelled"],
         )
-        shutil.rmtree(partial, ignore_errors=True)
+        if lock.held:
+            _remove(partial)
 
     watcher = CancelWatcher(
         state, job_dir / "cancel", emergency=emergency, watch_parent=watch_parent, parent_pid=parent_pid
     )
-    watcher.start()
     code = EXIT_DONE
     try:
         try:
-            _run(job_dir, partial, device, events, state)
+            watcher.start()
+            for signum in list(early_signals)[:1]:
+                state.request(_signal_name(signum))
+            _run(job_dir, partial, device, events, state, lock)
         except BaseException as exc:  # noqa: BLE001 - every failure becomes one error event
-            failure = classify(exc)
+            failure = classify(exc, job_dir)
             if failure.kind == "internal":
                 traceback.print_exc(file=sys.stderr)
             events.emit("error", final=True, kind=failure.kind, message=failure.message, hint=failure.hint)
             code = exit_code(failure.kind)
         finally:
-            shutil.rmtree(partial, ignore_errors=True)
+            if lock.held:
+                _remove(partial)
     except Cancelled as exc:  # a cancel that arrived while the failure above was being reported
         events.emit("error", final=True, kind="cancelled", message=exc.message, hint=exc.hint)
-        shutil.rmtree(partial, ignore_errors=True)
+        if lock.held:
+            _remove(partial)
         code = EXIT_CANCELLED
     finally:
         state.armed = False
         watcher.stop()
+        lock.release()
     return code
 
 
-def _run(job_dir: Path, partial: Path, device: str, events: Events, state: CancelState) -> None:
-    from .context import load_context
+def _run(
+    job_dir: Path, partial: Path, device: str, events: Events, state: CancelState, lock: FolderLock
+) -> None:
+    from .context import check_job_dir, load_context
     from .modes import load_mode
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    # 2. Validate and read the job (a cancel file already there cancels at once).
+    # 2. One run per job folder (a cancel file already there cancels at once).
+    check_job_dir(job_dir)
+    state.check()
+    lock.acquire()
+    # What dead runs left (nobody else is alive here now); the previous out/ stays until the new
+    # one is complete (one caught in a killed run's swap is put back).
+    with writing(job_dir):
+        remove_leftovers(job_dir)
     if (job_dir / "cancel").exists():
         state.request("cancel file")
     state.check()
+    # 3. Validate and read the job.
     ctx = load_context(job_dir, events=events, cancel=state, device=device)
     spec = ctx.spec
     events.emit("started", job=str(job_dir), mode=spec.mode, pid=os.getpid())
-    # 3. Nothing from an earlier run may look like this run's result.
-    _remove_stale_outputs(job_dir)
     timings["load"] = time.perf_counter() - t0
 
-    # 4. Generate.
+    # 5. Generate.
     t = time.perf_counter()
     mode = load_mode(spec.mode)
     result = mode.generate(ctx).check(spec.num_frames, spec.height, spec.width)
     timings["generate"] = time.perf_counter() - t
     ctx.check_cancel()
 
-    # 5. Write into the partial folder; result.json last; rename.
+    # 6. Write into the partial folder; result.json last; swap it in.
     t = time.perf_counter()
-    outputs = write_outputs(partial, result, ctx)
+    with writing(job_dir):
+        outputs = write_outputs(partial, result, ctx, timings)
     timings["write"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     payload = {
@@ -125,131 +166,277 @@ def _run(job_dir: Path, partial: Path, device: str, events: Events, state: Cance
         "generator": _environment(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    contract.write_result(partial, payload, default=_json_default)
+    with writing(job_dir):
+        contract.write_result(partial, payload, default=_json_default)
     ctx.check_cancel()
     state.armed = False  # from here on the run completes; a late cancel is ignored
-    os.replace(partial, job_dir / contract.OUT_DIR)
+    with writing(job_dir):
+        swap_in(partial, job_dir)
     events.emit("done", final=True, outputs=outputs)
 
 
-def write_outputs(partial: Path, result, ctx) -> dict:
+def write_outputs(partial: Path, result, ctx, timings: dict | None = None) -> dict:
     """Write frames, video, flow and flow video into `partial`; returns the `done` event's outputs
     (paths relative to the job directory, as they will be after the rename to out/).
 
-    The pieces run side by side on a small thread pool (zlib, FFmpeg and numpy release the GIL):
-    one task encodes video.mp4, one colours the flow and encodes flow.mp4 (or writes flow PNGs),
-    one writes flow.npz, and the PNG frames are spread over the rest."""
-    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+    One pass over the frames in order (whole arrays or a FrameStream: `result.stream()`; a stream
+    makes its frames during this pass, progress stage `render`): each frame is checked, encoded
+    into video.mp4 (PyAV), written as a PNG (on a small thread pool: zlib releases the GIL) when
+    there is no video or ANIMATE_ANYTHING_PNG=1 asks for them (the import uses the mp4), and its
+    flow appended to flow.npz, whose range is taken as it goes. Then (stage `write`) flow.mp4, or
+    flow PNGs without PyAV, from flow.npz read back a frame at a time and coloured with the whole
+    video's range. A few frames are held at a time, whatever the frame count. `timings` gets
+    "frames" and "flow_video" (seconds)."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
 
     from . import outputs as out
+    from .modes import check_frame
 
     partial.mkdir(parents=True, exist_ok=False)
-    frames, flow, spec = result.frames, result.flow, ctx.spec
-    n = len(frames)
-    files = {"video": None, "frames": out_path(contract.FRAMES_DIR), "flow": None, "flow_video": None}
+    spec = ctx.spec
+    F, H, W = spec.num_frames, spec.height, spec.width
+    stream = result.stream(ctx.workers)
+    files = {"video": None, "frames": None, "flow": None, "flow_video": None}
     have_av = out.have_pyav()
     if not have_av:
         ctx.warn(
             "PyAV is not installed, so out/ holds PNG frames and no mp4 (Blender imports the frames as a "
             "sequence); install the generator environment for video.mp4 and flow.mp4"
         )
-    stop = threading.Event()
-    lock = threading.Lock()
-    total = n * (1 + int(have_av) + int(flow is not None))
-    done = [0]
-
-    def check_stop(_i=None):
-        if stop.is_set():
-            raise Cancelled("stopped")
-
-    def tick(_i=None):
-        check_stop()
-        with lock:
-            done[0] += 1
-            step = done[0]
-        if step % max(1, total // 8) == 0 or step == total:
-            # Events are thread-safe; cancellation is checked in the main thread below.
-            if ctx.events is not None:
-                ctx.events.emit(
-                    "progress", stage="write", step=step, total=total, message="writing frames and videos"
-                )
-
-    def video_task():
-        try:
-            out.encode_mp4(partial / contract.VIDEO, frames, spec.fps, on_frame=tick)
-            files["video"] = out_path(contract.VIDEO)
-        except RuntimeError as exc:
-            ctx.warn(f"video.mp4 was not written ({exc}); the PNG frames are complete")
-
-    def flow_npz_task():
-        out.write_flow_npz(partial / contract.FLOW_NPZ, flow)
-        files["flow"] = out_path(contract.FLOW_NPZ)
-
-    def flow_video_task():
-        colors = out.flow_colors(flow, on_frame=check_stop)
+    timings = {} if timings is None else timings
+    video = flow_file = flow_video = pool = None
+    try:
+        t = time.perf_counter()
         if have_av:
             try:
-                out.encode_mp4(partial / contract.FLOW_VIDEO, colors, spec.fps, on_frame=tick, fast=True)
-                files["flow_video"] = out_path(contract.FLOW_VIDEO)
-                return
-            except RuntimeError:
-                pass
-        out.write_png_sequence(partial / contract.FLOW_FRAMES_DIR, colors, on_frame=tick)
-        files["flow_frames"] = out_path(contract.FLOW_FRAMES_DIR)
-
-    (partial / contract.FRAMES_DIR).mkdir()
-
-    def png_task(i: int):
-        check_stop()
-        out.save_png(partial / contract.FRAMES_DIR / contract.frame_name(i), frames[i])
-        tick()
-
-    pool = ThreadPoolExecutor(max_workers=max(2, ctx.workers), thread_name_prefix="write")
-    try:
-        futures = []
-        if have_av:
-            futures.append(pool.submit(video_task))
-        if flow is not None:
-            futures.append(pool.submit(flow_video_task))
-            futures.append(pool.submit(flow_npz_task))
-        futures += [pool.submit(png_task, i) for i in range(n)]
-        pending = set(futures)
+                video = out.Mp4Writer(partial / contract.VIDEO, W, H, spec.fps)
+            except RuntimeError as exc:
+                ctx.warn(f"video.mp4 was not written ({exc}); the PNG frames are complete")
+        png = out.png_frames_wanted(video is not None)
+        if png:
+            (partial / contract.FRAMES_DIR).mkdir()
+            pool = ThreadPoolExecutor(max_workers=max(1, ctx.workers), thread_name_prefix="write")
+        if stream.has_flow:
+            flow_file = out.FlowFileWriter(partial / contract.FLOW_NPZ, F, H, W)
+        pending: deque = deque()
+        for f, (frame, flow) in enumerate(stream.frames(ctx)):
+            check_frame(f, frame, flow, H, W, stream.has_flow)
+            if pool is not None:
+                png_path = partial / contract.FRAMES_DIR / contract.frame_name(f)
+                pending.append(pool.submit(out.save_png, png_path, frame))
+                while len(pending) > 2 * max(1, ctx.workers):  # bounded: a few frames in flight
+                    pending.popleft().result()
+            if video is not None:
+                video.write(frame)
+            if flow_file is not None:
+                flow_file.write(flow)
         while pending:
-            finished, pending = wait(pending, timeout=0.1, return_when=FIRST_EXCEPTION)
             ctx.check_cancel()
-            for fut in finished:
-                fut.result()  # re-raise a task's failure here
-    except BaseException:
-        stop.set()
-        raise
+            pending.popleft().result()
+        if video is not None:
+            video.close()
+            files["video"] = out_path(contract.VIDEO)
+        if png:
+            files["frames"] = out_path(contract.FRAMES_DIR)
+        timings["frames"] = time.perf_counter() - t
+        if flow_file is not None:
+            t = time.perf_counter()
+            flow_file.close()
+            files["flow"] = out_path(contract.FLOW_NPZ)
+            lut = out.flow_lut(flow_file.max_magnitude)
+            if have_av:
+                try:
+                    flow_video = out.Mp4Writer(partial / contract.FLOW_VIDEO, W, H, spec.fps, fast=True)
+                except RuntimeError:
+                    flow_video = None
+            if flow_video is None:
+                (partial / contract.FLOW_FRAMES_DIR).mkdir()
+            colors = np.empty((H, W, 3), np.uint8)
+            for f, fl in enumerate(out.read_flow_frames(partial / contract.FLOW_NPZ)):
+                ctx.check_cancel()
+                if f % max(1, F // 8) == 0 or f == F - 1:
+                    ctx.progress("write", f + 1, F, "writing the flow video")
+                out.color_flow(fl, lut, out=colors)
+                if flow_video is not None:
+                    flow_video.write(colors)
+                else:
+                    out.save_png(partial / contract.FLOW_FRAMES_DIR / contract.frame_name(f), colors)
+            if flow_video is not None:
+                flow_video.close()
+                files["flow_video"] = out_path(contract.FLOW_VIDEO)
+            else:
+                files["flow_frames"] = out_path(contract.FLOW_FRAMES_DIR)
+            timings["flow_video"] = time.perf_counter() - t
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        for writer in (video, flow_file, flow_video):
+            if writer is not None:
+                writer.abort()  # a no-op for the ones closed
     files["result"] = out_path(contract.RESULT_JSON)
     return files
 
 
-def _remove_stale_outputs(job_dir: Path) -> None:
-    """Remove `out/` of an earlier run, and partial folders whose process is gone (POSIX)."""
-    old = job_dir / contract.OUT_DIR
-    if old.exists() or old.is_symlink():
-        trash = job_dir / f".out-old-{os.getpid()}"
-        os.replace(old, trash)  # result.json vanishes at once, the rest is removed after
-        shutil.rmtree(trash, ignore_errors=True)
-    for prefix in (PARTIAL_PREFIX, ".out-old-"):
-        for p in job_dir.glob(prefix + "*"):
-            pid = p.name[len(prefix) :]
-            if pid.isdigit() and int(pid) != os.getpid() and os.name == "posix" and not _alive(int(pid)):
-                shutil.rmtree(p, ignore_errors=True)
+class FolderLock:
+    """The job folder's run lock: `path` (JOB/.run-lock) locked exclusively and without waiting,
+    flock on POSIX (the system releases it when the process ends, however it ends), msvcrt on
+    Windows. The holder writes its pid into the file (for the busy message) and removes the file
+    when it is done; a file left by a killed run is simply locked again."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise JobFailure: busy (another run holds it; nothing was changed),
+        cannot_write (the folder cannot be written), invalid_job (the lock is a symbolic link)."""
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        for _ in range(20):
+            try:
+                fd = os.open(self.path, flags, 0o666)
+            except OSError as exc:
+                if os.path.islink(self.path):
+                    raise JobFailure(
+                        "invalid_job", f"{self.path} is a symbolic link: remove it and run again"
+                    ) from None
+                raise write_failure(exc, self.path.parent) from None
+            if not _try_lock(fd):
+                holder = _read_pid(fd)
+                os.close(fd)
+                raise JobFailure(
+                    "busy",
+                    f"another run{f' (process {holder})' if holder else ''} holds the job folder "
+                    f"{self.path.parent}; this run changed nothing",
+                )
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except OSError:
+                same = False
+            if same:
+                self._fd = fd
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
+                    os.write(fd, f"{os.getpid()}\n".encode())
+                return
+            os.close(fd)  # the holder removed the file while we opened it: lock the new one
+        raise JobFailure("busy", f"the lock {self.path} keeps changing: another run is starting there")
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        if os.name == "posix":  # remove, then unlock: a run that opened the old file sees it go
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            os.close(fd)
+        else:  # Windows cannot remove an open file
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
 
 
-def _alive(pid: int) -> bool:
+def _try_lock(fd: int) -> bool:
+    """True when this process now holds the lock on `fd` (or the file system has no locks)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+        import fcntl
+    except ImportError:
+        fcntl = None
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        import msvcrt
+
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
         return True
-    return True
+    except ImportError:
+        return True
+    except OSError as exc:
+        # A file system without locks (some network mounts): run unlocked rather than not at all.
+        return exc.errno in _NO_LOCKS
+
+
+_NO_LOCKS = {errno.ENOLCK, errno.ENOSYS, getattr(errno, "EOPNOTSUPP", errno.ENOSYS)}
+
+
+def _read_pid(fd: int) -> str:
+    with contextlib.suppress(OSError, ValueError):
+        text = os.pread(fd, 32, 0) if hasattr(os, "pread") else b""
+        pid = text.decode("ascii", "replace").strip()
+        if pid.isdigit():
+            return pid
+    return ""
+
+
+@contextlib.contextmanager
+def writing(job_dir: Path):
+    """Inside, an OSError is a write failure of the job folder: kind cannot_write, in words (the disk
+    is full, the folder is read-only or not writable), naming the folder."""
+    try:
+        yield
+    except OSError as exc:
+        raise write_failure(exc, job_dir) from exc
+
+
+def remove_leftovers(job_dir: Path) -> None:
+    """Remove what runs that are gone left (`.out-partial-*`, `.out-old-*`): the lock is held, so
+    no other run is alive in this folder. A previous out/ that a run killed in mid-swap left as
+    `.out-old-*` (and no out/) is put back first."""
+    out = job_dir / contract.OUT_DIR
+    if not os.path.lexists(out):
+        olds = [p for p in job_dir.glob(OLD_PREFIX + "*") if p.is_dir() and not p.is_symlink()]
+        complete = [p for p in olds if (p / contract.RESULT_JSON).is_file()]
+        if complete:
+            os.replace(max(complete, key=lambda p: p.stat().st_mtime), out)
+    for prefix in (PARTIAL_PREFIX, OLD_PREFIX):
+        for p in job_dir.glob(prefix + "*"):
+            _remove(p)
+
+
+def swap_in(partial: Path, job_dir: Path) -> None:
+    """Make `partial` the job's out/: the previous out/ (a folder, or a stray file or link) moves to
+    `.out-old-<pid>`, `partial` to out/, then the old one is removed (a link itself, never what it
+    points to). If the second rename fails the previous out/ is put back."""
+    out = job_dir / contract.OUT_DIR
+    old = job_dir / f"{OLD_PREFIX}{os.getpid()}"
+    had_old = os.path.lexists(out)
+    if had_old:
+        _remove(old)
+        os.replace(out, old)
+    try:
+        os.replace(partial, out)
+    except BaseException:
+        if had_old:
+            with contextlib.suppress(OSError):
+                os.replace(old, out)
+        raise
+    if had_old:
+        _remove(old)
+
+
+def _remove(path: Path) -> None:
+    """Remove a folder tree, a file or a link (the link, not its target); quiet when it is gone."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink()
+    except OSError:
+        pass
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def _environment() -> dict:

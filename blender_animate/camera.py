@@ -338,7 +338,7 @@ def write_realestate10k(
     Intrinsics are normalised by the track's width and height (skew is not representable and must be 0);
     poses are written as 3x4 world-to-camera rows with 9 significant digits. ``timestamps_us`` (F,)
     defaults to the track's own, else frame / ``fps`` in microseconds. ``url`` defaults to the track's."""
-    from .job import atomic_write
+    from .atomic import atomic_write
 
     track.validate()
     K = track.K

@@ -7,28 +7,42 @@ Layout (DESIGN.md)::
     JOB/depth.npy          optional planar depth (H, W) float32, scene units, aligned with reference.png
     JOB/conditions.npz     c2w (F,4,4) float64 OpenCV camera-to-world, K (F,3,3) float64 pixels,
                            tracks (P,F,2) float32 pixels, track_visible (P,F) bool,
-                           track_radius (P,) float32 pixels, optional region_masks (R,H,W) bool
+                           track_radius (P,) float32 pixels, region_masks (R,H,W) bool
     JOB/reference_video.*  optional motion reference (any container FFmpeg reads)
     JOB/cancel             created by whoever wants the run to stop
+    JOB/.run-lock          held (flock) by the run in progress; one run per job folder
     JOB/out/               written by the generator
 
 Everything here is stdlib + numpy so that Blender, the generator and a render farm share one
 validator. Validation raises JobError with a message that says what to change.
+
+job.json's schema is the JobSpec dataclass below: one line per field, its JSON type from the
+annotation and its rules (required, choices, range, multiple) from `_field(...)`. Every field is
+type-checked by name before its range, and a missing required field is named. Adding a field is
+one line there.
+
+conditions.npz is `Conditions` (conditions.py); the input files are read by job_files.py (plain
+files only, bounded, no pickles); job.json is read up to MAX_JOB_JSON_BYTES.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
-import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .tracks import DEFAULT_RADIUS
+# Re-exported (`x as x`): the atomic writer, conditions.npz and the job's error are this module's API too.
+from .atomic import atomic_write as atomic_write
+from .conditions import MAX_REGIONS as MAX_REGIONS
+from .conditions import MAX_TRACKS as MAX_TRACKS
+from .conditions import Conditions as Conditions
+from .job_files import JobError as JobError
+from .job_files import check_input, open_input, read_npy
 
 SCHEMA_VERSION = 1
 MODES = ("preview", "guided", "animateanything")
@@ -42,91 +56,128 @@ REFERENCE_PNG = "reference.png"
 DEPTH_NPY = "depth.npy"
 CONDITIONS_NPZ = "conditions.npz"
 CANCEL_FILE = "cancel"
+LOCK_FILE = ".run-lock"
 OUT_DIR = "out"
 
+MAX_JOB_JSON_BYTES = 1 << 20  # job.json is a few kB; a bigger one is not ours (or /dev/zero)
 
-class JobError(ValueError):
-    """An invalid job or setting; the message says what to change."""
+
+# ----------------------------------------------------------------------------------------------
+# job.json: the schema
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """What a job.json field may hold besides its type. `min`/`max` are inclusive (`min_exclusive`:
+    strictly above `min`); `choices` lists the allowed values; `file_name`: a plain file name inside
+    the job folder (or "")."""
+
+    required: bool = False
+    choices: tuple = ()
+    min: float | None = None
+    max: float | None = None
+    min_exclusive: bool = False
+    multiple_of: int | None = None
+    unit: str = ""
+    file_name: bool = False
+
+    def words(self) -> str:
+        """The rule in words, e.g. 'a multiple of 8 between 16 and 4096 pixels'."""
+        parts = []
+        if self.multiple_of:
+            parts.append(f"a multiple of {self.multiple_of}")
+        lo, hi = self.min, self.max
+        if lo is not None and hi is not None:
+            parts.append(
+                f"more than {lo} and at most {hi}" if self.min_exclusive else f"between {lo} and {hi}"
+            )
+        elif lo is not None:
+            parts.append(f"more than {lo}" if self.min_exclusive else f"at least {lo}")
+        elif hi is not None:
+            parts.append(f"at most {hi}")
+        if self.unit:
+            parts.append(self.unit)
+        return " ".join(parts)
+
+
+def _field(default, **rule):
+    """A JobSpec field: its default and its FieldRule (see there)."""
+    meta = {"rule": FieldRule(**rule)}
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# JSON type of each annotation, and how a message names it.
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict}
+_TYPE_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "str": "text",
+    "bool": "true or false",
+    "dict": "an object",
+}
 
 
 @dataclass
 class JobSpec:
-    """Settings of one generation job (job.json). Sizes in pixels, fps in frames per second."""
+    """Settings of one generation job (job.json). Sizes in pixels, fps in frames per second.
+    One line per field: `name: json type = _field(default, rules)`."""
 
-    mode: str = "preview"
-    width: int = 720
-    height: int = 480
-    num_frames: int = 49
-    fps: float = 8.0
-    prompt: str = ""
-    negative_prompt: str = ""
-    seed: int = 0
-    steps: int = 50
-    guidance_scale: float = 6.0
+    schema_version: int = _field(SCHEMA_VERSION, required=True)
+    mode: str = _field("preview", required=True, choices=MODES)
+    width: int = _field(720, required=True, min=16, max=4096, multiple_of=8, unit="pixels")
+    height: int = _field(480, required=True, min=16, max=4096, multiple_of=8, unit="pixels")
+    num_frames: int = _field(49, required=True, min=2, max=1024)
+    fps: float = _field(8.0, min=0, max=240, min_exclusive=True, unit="frames per second")
+    prompt: str = _field("")
+    negative_prompt: str = _field("")
+    seed: int = _field(0, min=0, max=2**63 - 1)
+    steps: int = _field(50, min=1, max=1000)
+    guidance_scale: float = _field(6.0, min=0, max=50)
     # guided mode: 1.0 = plain image-to-video, lower = closer to the preview's motion (SDEdit).
-    strength: float = 0.8
-    noise_warp: bool = False
+    strength: float = _field(0.8, min=0, max=1)
+    noise_warp: bool = _field(False)
+    # guided mode (docs/guided.md): the model family of `model`, how the preview steers it
+    # ("ttm" Time-to-Move, "sdedit" by `strength`, "none", "tracks" Wan-Move), Time-to-Move's step
+    # indices (-1 = the family's default), fresh noise mixed into the warped noise, an optional
+    # diffusers LoRA (.safetensors) at a scale, and a Wan transformer file (original format).
+    model_family: str = _field("cogvideox", choices=("cogvideox", "wan"))
+    guidance: str = _field("ttm", choices=("ttm", "sdedit", "none", "tracks"))
+    tweak_index: int = _field(-1, min=-1, max=1000)
+    tstrong_index: int = _field(-1, min=-1, max=1000)
+    noise_degradation: float = _field(0.0, min=0, max=1)
+    lora: str = _field("")
+    lora_scale: float = _field(1.0, min=-10, max=10)
+    transformer_file: str = _field("")
     # A local folder or a hub id; downloads only when allow_download is true.
-    model: str = ""
-    animateanything_model: str = ""
-    allow_download: bool = False
-    device: str = "auto"
-    dtype: str = "auto"
-    offload: str = "auto"
-    vae_tiling: str = "auto"  # "auto", "on", "off"
+    model: str = _field("")
+    animateanything_model: str = _field("")
+    allow_download: bool = _field(False)
+    device: str = _field("auto", choices=DEVICES)
+    dtype: str = _field("auto", choices=DTYPES)
+    offload: str = _field("auto", choices=OFFLOADS)
+    vae_tiling: str = _field("auto", choices=("auto", "on", "off"))
     # Where the reference image came from ("file" or "render") and the original path if a file.
-    reference_source: str = "file"
-    reference_path: str = ""
+    reference_source: str = _field("file", choices=REFERENCE_SOURCES)
+    reference_path: str = _field("")
     # Planar depth used when depth.npy is absent: a fronto-parallel plane at this distance
     # (scene units); 0 means "unknown" and the generator picks its documented default.
-    fallback_depth: float = 0.0
-    reference_video: str = ""  # file name inside the job directory, or ""
-    schema_version: int = SCHEMA_VERSION
+    fallback_depth: float = _field(0.0, min=0, unit="scene units")
+    reference_video: str = _field("", file_name=True)  # a file name inside the job directory, or ""
     # Free-form provenance (Blender version, scene, frame range); never interpreted.
-    info: dict = field(default_factory=dict)
+    info: dict = _field({})
 
     def validate(self) -> JobSpec:
-        """Check every field; raise JobError naming the field and what to change."""
-        if self.schema_version != SCHEMA_VERSION:
-            raise JobError(
-                f"job schema_version {self.schema_version} is not supported (this generator reads "
-                f"{SCHEMA_VERSION}): export the job again with the same extension version"
-            )
-        _choice("mode", self.mode, MODES)
-        _choice("device", self.device, DEVICES)
-        _choice("dtype", self.dtype, DTYPES)
-        _choice("offload", self.offload, OFFLOADS)
-        _choice("vae_tiling", self.vae_tiling, ("auto", "on", "off"))
-        _choice("reference_source", self.reference_source, REFERENCE_SOURCES)
-        for name in ("width", "height"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or not 16 <= v <= 4096 or v % 8:
-                raise JobError(f"{name} must be a multiple of 8 between 16 and 4096 pixels, got {v!r}")
-        if not isinstance(self.num_frames, int) or not 2 <= self.num_frames <= 1024:
-            raise JobError(f"num_frames must be between 2 and 1024, got {self.num_frames!r}")
-        if not 0 < float(self.fps) <= 240:
-            raise JobError(f"fps must be in (0, 240], got {self.fps!r}")
-        if not isinstance(self.steps, int) or not 1 <= self.steps <= 1000:
-            raise JobError(f"steps must be between 1 and 1000, got {self.steps!r}")
-        if not 0.0 <= float(self.strength) <= 1.0:
-            raise JobError(f"strength must be between 0 and 1, got {self.strength!r}")
-        if not 0.0 <= float(self.guidance_scale) <= 50.0:
-            raise JobError(f"guidance_scale must be between 0 and 50, got {self.guidance_scale!r}")
-        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
-            raise JobError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if not np.isfinite(self.fallback_depth) or self.fallback_depth < 0:
-            raise JobError(f"fallback_depth must be >= 0 scene units, got {self.fallback_depth!r}")
+        """Check every field (its type, then its range); raise JobError naming the field and what to
+        change. Numbers are normalised (an integer fps becomes a float)."""
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _check_field(f, getattr(self, f.name)))
         if self.mode in ("guided", "animateanything") and self.num_frames % 4 != 1:
             raise JobError(
                 f"mode {self.mode!r} needs 4k+1 frames (CogVideoX latents), got {self.num_frames}: "
                 "use 49 for CogVideoX 1.0 or 81 for 1.5"
             )
-        if self.reference_video and (
-            os.sep in self.reference_video
-            or "/" in self.reference_video
-            or self.reference_video.startswith(".")
-        ):
-            raise JobError("reference_video must be a plain file name inside the job directory")
         return self
 
     def to_json(self) -> str:
@@ -134,116 +185,110 @@ class JobSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> JobSpec:
+        """The JobSpec of job.json's object: the schema version first, then unknown fields, the types
+        of the fields present, missing required fields, then ranges (validate)."""
         if not isinstance(data, dict):
-            raise JobError("job.json must hold a JSON object")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise JobError(f"job.json has unknown fields {unknown}: was it written by a newer extension?")
+            raise JobError(f"job.json must hold a JSON object ({{...}}), not {_json_type(data)}")
         if "schema_version" not in data:
             raise JobError("job.json has no schema_version: it was not written by this extension")
-        return cls(**data).validate()
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        _in_job_json(_check_field, fields["schema_version"], data["schema_version"])
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise JobError(f"job.json has unknown fields {unknown}: was it written by a newer extension?")
+        for name, value in data.items():
+            _in_job_json(_check_type, fields[name], value)
+        missing = [n for n, f in fields.items() if f.metadata["rule"].required and n not in data]
+        if missing:
+            raise JobError(
+                f"job.json lacks the required field{'s' if len(missing) > 1 else ''} {', '.join(missing)}: "
+                "export the job again"
+            )
+        return _in_job_json(cls(**data).validate)
 
 
-def _choice(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise JobError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-
-
-@dataclass
-class Conditions:
-    """conditions.npz. Shapes: c2w (F,4,4) float64 OpenCV camera-to-world; K (F,3,3) float64 in
-    pixels of the job size (origin top-left, pixel centres at i + 0.5); tracks (P,F,2) float32
-    pixel (x, y); track_visible (P,F) bool; track_radius (P,) float32 pixels; region_masks
-    (R,H,W) bool (closed strokes: areas that move with the drags that start inside them)."""
-
-    c2w: np.ndarray
-    K: np.ndarray
-    tracks: np.ndarray
-    track_visible: np.ndarray
-    track_radius: np.ndarray
-    region_masks: np.ndarray
-
-    @classmethod
-    def create(
-        cls, c2w, K, tracks=None, track_visible=None, track_radius=None, region_masks=None, *, height, width
-    ):
-        c2w = np.asarray(c2w, np.float64)
-        F = c2w.shape[0] if c2w.ndim == 3 else 0
-        tracks = np.zeros((0, F, 2), np.float32) if tracks is None else np.asarray(tracks, np.float32)
-        P = tracks.shape[0]
-        if track_visible is None:
-            track_visible = np.ones(tracks.shape[:2], bool)
-        if track_radius is None:
-            track_radius = np.full((P,), DEFAULT_RADIUS, np.float32)
-        if region_masks is None:
-            region_masks = np.zeros((0, height, width), bool)
-        return cls(
-            c2w,
-            np.asarray(K, np.float64),
-            tracks,
-            np.asarray(track_visible, bool),
-            np.asarray(track_radius, np.float32),
-            np.asarray(region_masks, bool),
-        )
-
-    def validate(self, num_frames: int, height: int, width: int) -> Conditions:
-        F = num_frames
-        _shape("c2w", self.c2w, (F, 4, 4))
-        _shape("K", self.K, (F, 3, 3))
-        P = self.tracks.shape[0] if self.tracks.ndim == 3 else -1
-        _shape("tracks", self.tracks, (P, F, 2))
-        _shape("track_visible", self.track_visible, (P, F))
-        _shape("track_radius", self.track_radius, (P,))
-        R = self.region_masks.shape[0] if self.region_masks.ndim == 3 else -1
-        _shape("region_masks", self.region_masks, (R, height, width))
-        for name in ("c2w", "K", "tracks", "track_radius"):
-            if not np.all(np.isfinite(getattr(self, name))):
-                raise JobError(f"conditions.npz: {name} holds NaN or infinite values")
-        if np.any(self.track_radius <= 0):
-            raise JobError("conditions.npz: every track_radius must be > 0 pixels")
-        return self
-
-    def save(self, path: str | os.PathLike) -> None:
-        arrays = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> Conditions:
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                missing = [f.name for f in dataclasses.fields(cls) if f.name not in z]
-                if missing:
-                    raise JobError(f"{path}: missing arrays {missing}")
-                return cls(**{f.name: z[f.name] for f in dataclasses.fields(cls)})
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            if isinstance(exc, JobError):
-                raise
-            raise JobError(f"{path} is not a readable conditions file ({exc}): export the job again") from exc
-
-
-def _shape(name: str, arr: np.ndarray, shape: tuple) -> None:
-    if arr.ndim != len(shape) or any(s != -1 and a != s for a, s in zip(arr.shape, shape)):
-        want = "x".join("N" if s == -1 else str(s) for s in shape)
-        raise JobError(f"conditions.npz: {name} has shape {arr.shape}, expected ({want})")
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Write a file under a temporary name in the same folder, then rename it into place, so a
-    reader never sees a half-written file. `write(fh)` receives a binary file object."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+def _in_job_json(check, *args):
+    """check(*args), its JobError saying that the field is job.json's."""
     try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        return check(*args)
+    except JobError as exc:
+        raise JobError(f"job.json: {exc}") from None
+
+
+def _json_type(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _shown(value) -> str:
+    """The value as job.json spells it, cut to a readable length."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_type(f: dataclasses.Field, value):
+    """`value` as field `f`'s type (an int for a float field becomes a float), or JobError."""
+    want = f.type if isinstance(f.type, str) else f.type.__name__
+    kind = _TYPES[want]
+    if isinstance(value, np.generic) and not isinstance(value, np.bool_):
+        value = value.item()  # numpy scalars from a script
+    ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        ok, value = True, float(value)
+    if ok and kind is float and not math.isfinite(value):
+        raise JobError(f"{f.name} must be a finite number, got {_shown(value)}")
+    if not ok:
+        raise JobError(f"{f.name} must be {_TYPE_WORDS[want]}, got {_shown(value)} ({_json_type(value)})")
+    return value
+
+
+def _check_field(f: dataclasses.Field, value):
+    """Type, then range, of one field; returns the normalised value."""
+    value = _check_type(f, value)
+    rule: FieldRule = f.metadata["rule"]
+    if f.name == "schema_version":
+        if value != SCHEMA_VERSION:
+            raise JobError(
+                f"schema_version {value} is not supported (this generator reads {SCHEMA_VERSION}): "
+                "export the job again with the same extension version"
+            )
+        return value
+    if rule.choices and value not in rule.choices:
+        raise JobError(f"{f.name} must be one of {', '.join(rule.choices)}; got {_shown(value)}")
+    bad = (
+        (rule.min is not None and (value <= rule.min if rule.min_exclusive else value < rule.min))
+        or (rule.max is not None and value > rule.max)
+        or (rule.multiple_of is not None and value % rule.multiple_of)
+    )
+    if bad:
+        raise JobError(f"{f.name} must be {rule.words()}, got {_shown(value)}")
+    if (
+        rule.file_name
+        and value
+        and (os.sep in value or "/" in value or "\\" in value or value.startswith("."))
+    ):
+        raise JobError(f"{f.name} must be a plain file name inside the job directory, got {_shown(value)}")
+    return value
+
+
+# ----------------------------------------------------------------------------------------------
+# The job folder
 
 
 def write_spec(job_dir: str | os.PathLike, spec: JobSpec) -> None:
@@ -252,52 +297,72 @@ def write_spec(job_dir: str | os.PathLike, spec: JobSpec) -> None:
 
 
 def read_spec(job_dir: str | os.PathLike) -> JobSpec:
+    """job.json of `job_dir`, checked (JobSpec.from_dict). Refuses a link or special file, more than
+    MAX_JOB_JSON_BYTES, invalid UTF-8 or JSON, and nesting too deep to parse."""
     path = Path(job_dir) / JOB_JSON
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open_input(path) as fh:
+            raw = fh.read(MAX_JOB_JSON_BYTES + 1)
     except FileNotFoundError:
         raise JobError(f"{path} does not exist: is {job_dir} a job directory?") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise JobError(f"{path} is not valid JSON ({exc}): export the job again") from exc
+    except OSError as exc:
+        raise JobError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_JOB_JSON_BYTES:
+        raise JobError(
+            f"{path} is larger than {MAX_JOB_JSON_BYTES // 1024} kB: not a job.json this extension wrote"
+        )
     try:
-        return JobSpec.from_dict(data)
-    except TypeError as exc:
-        raise JobError(f"{path}: {exc}") from exc
+        data = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise JobError(f"{path} nests too deeply to read: export the job again") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, and integers of 4300+ digits
+        raise JobError(f"{path} is not valid JSON ({exc}): export the job again") from None
+    return JobSpec.from_dict(data)
 
 
 def load_job(job_dir: str | os.PathLike) -> tuple[JobSpec, Conditions]:
-    """Read and validate job.json and conditions.npz and check that the files it names exist.
-    Images are checked by the generator that reads them (PIL lives outside the core)."""
+    """Read and validate job.json and conditions.npz and check that the files it names exist and are
+    plain files. Images are checked by the generator that reads them (PIL lives outside the core)."""
     job_dir = Path(job_dir)
     spec = read_spec(job_dir)
-    if not (job_dir / REFERENCE_PNG).is_file():
-        raise JobError(f"{job_dir / REFERENCE_PNG} is missing: export the job again")
-    if spec.reference_video and not (job_dir / spec.reference_video).is_file():
-        raise JobError(f"the reference video {job_dir / spec.reference_video} is missing")
+    _require_file(job_dir / REFERENCE_PNG, "export the job again")
+    if spec.reference_video:
+        _require_file(job_dir / spec.reference_video, "", what="the reference video ")
     cond_path = job_dir / CONDITIONS_NPZ
-    if not cond_path.is_file():
-        raise JobError(f"{cond_path} is missing: export the job again")
+    _require_file(cond_path, "export the job again")
     cond = Conditions.load(cond_path).validate(spec.num_frames, spec.height, spec.width)
-    depth_path = job_dir / DEPTH_NPY
-    if depth_path.exists():
-        depth = load_depth(job_dir)
-        if depth.shape != (spec.height, spec.width):
-            raise JobError(f"{depth_path} has shape {depth.shape}, expected ({spec.height}, {spec.width})")
+    depth = load_depth(job_dir)
+    if depth is not None and depth.shape != (spec.height, spec.width):
+        raise JobError(
+            f"{job_dir / DEPTH_NPY} has shape {depth.shape}, expected ({spec.height}, {spec.width})"
+        )
     return spec, cond
+
+
+def _require_file(path: Path, todo: str, what: str = "") -> None:
+    try:
+        check_input(path)
+    except FileNotFoundError:
+        raise JobError(f"{what}{path} is missing" + (f": {todo}" if todo else "")) from None
 
 
 def load_depth(job_dir: str | os.PathLike) -> np.ndarray | None:
     """Planar depth (H, W) float32 in scene units, or None when the job has none. Non-finite or
     non-positive values (background) are kept: callers treat them as "far"."""
     path = Path(job_dir) / DEPTH_NPY
-    if not path.exists():
+    if not os.path.lexists(path):
         return None
     try:
-        depth = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise JobError(f"{path} is not a readable .npy file ({exc})") from exc
+        with open_input(path) as fh:
+            depth = read_npy(fh, os.fstat(fh.fileno()).st_size, str(path))
+    except (JobError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the file vanished, or an I/O error
+        raise JobError(f"{path} is not a readable .npy file ({exc})") from None
     if depth.ndim != 2:
         raise JobError(f"{path} must be a 2-D (H, W) array, got shape {depth.shape}")
+    if depth.dtype.kind not in "iuf":
+        raise JobError(f"{path} holds {depth.dtype} values, expected numbers (float32 depth)")
     return depth.astype(np.float32, copy=False)
 
 

@@ -14,7 +14,7 @@ import time
 
 import bpy
 
-from ..operators.adapter import encoding, runs, settings
+from ..operators.adapter import encoding, farm, runs, settings
 
 CATEGORY = "Animate"
 ENCODE_CHECK_SECONDS = 2.0  # how long the "job needs encoding" answer is reused by draw()
@@ -71,6 +71,9 @@ class _Main(_Base):
         col.prop(s, "reference_source", expand=True)
         if s.reference_source == "FILE":
             col.template_ID(s, "reference_image", open="image.open")
+            col.prop(s, "fallback_depth")
+        else:
+            col.prop(s, "render_quality")
         col = layout.column(align=True)
         col.prop(s, "use_scene_range")
         sub = col.column(align=True)
@@ -82,6 +85,11 @@ class _Main(_Base):
         col.prop(s, "width")
         col.prop(s, "height")
         col.prop(s, "fps")
+        crop = settings.crop_warning(context.scene, s)
+        if crop:
+            layout.label(text=crop, icon="INFO")
+        for note in settings.limit_notes(s):  # Blender's silent clamps (2000 frames -> 1024)
+            layout.label(text=note, icon="INFO")
 
 
 class _Drags(_Base):
@@ -116,6 +124,8 @@ class _Generation(_Base):
         col.active = s.mode == "guided"
         col.prop(s, "strength")
         col.prop(s, "noise_warp")
+        col.prop(s, "model_family")
+        col.prop(s, "guidance")
 
 
 class _Output(_Base):
@@ -154,6 +164,28 @@ class _Output(_Base):
         if mine is not None and mine.finished:
             box = layout.box()
             box.label(text=mine.full_message(), icon="INFO")
+        draw_farm(layout.box())
+
+
+def draw_farm(box) -> None:
+    """The farm box: submit / cancel, and one row per job of the current submission."""
+    box.label(text="Farm", icon="NETWORK_DRIVE")
+    run = farm.active_farm()
+    if farm.is_submitting():
+        box.operator("animate_anything.farm_cancel", icon="CANCEL")
+    else:
+        box.operator("animate_anything.farm_submit", icon="EXPORT")
+    if run is None:
+        return
+    for label, stage, fraction, message in run.rows():
+        row = box.row()
+        row.label(text=label)
+        if stage in ("done", "failed", "cancelled"):
+            row.label(text=message or stage, icon="CHECKMARK" if stage == "done" else "ERROR")
+        else:
+            row.progress(factor=fraction, text=stage)
+    if run.message:
+        box.label(text=run.message, icon="INFO")
 
 
 def _scene_name(run) -> str:

@@ -13,14 +13,20 @@ read the camera or render the reference are restored).
 
 Sizes: the camera's K is computed at the render size and brought to the job size by the centre-crop
 rule; the reference image goes through the same crop (reference.py).
+
+A folder that cannot take the job (read-only, a full disk, no permission) is refused with
+OutputFolderError, which names the folder and what to do; it is checked before any rendering.
+The job folder and its files get the modes of ordinary files (the umask), so a render-farm worker
+running as another user can read them.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import secrets
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,11 +43,43 @@ class ExportError(ValueError):
     """The job cannot be exported; the message says what to change."""
 
 
+class OutputFolderError(ExportError, OSError):
+    """The output folder cannot take the job (read-only, full, no permission): the message names
+    the folder and what to do. Both an ExportError and an OSError."""
+
+
+def folder_error(exc: OSError, directory) -> OutputFolderError:
+    """The OSError of writing into `directory`, in words that name the folder and what to do."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG):
+        text = f"the disk holding the output folder {directory} is full ({reason}): free some space there"
+    elif exc.errno == errno.EROFS:
+        text = f"the output folder {directory} is on a read-only disk ({reason})"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        text = f"the output folder {directory} cannot be written ({reason})"
+    else:
+        text = f"the job could not be written into the output folder {directory} ({reason})"
+    return OutputFolderError(f"{text}, or pick another Output folder")
+
+
+def _new_hidden_folder(directory: Path, name: str) -> Path:
+    """A new empty folder `.<name>.partial-<random>` in `directory`, with the mode of any folder
+    this process makes (0777 less the umask; tempfile.mkdtemp would make it 0700)."""
+    while True:
+        tmp = directory / f".{name}.partial-{secrets.token_hex(4)}"
+        try:
+            tmp.mkdir()
+            return tmp
+        except FileExistsError:
+            continue
+
+
 def make_spec(context, settings, *, reference_source: str, reference_path: str = "") -> jobfile.JobSpec:
     """The JobSpec for the settings and the add-on preferences, validated (raises ExportError)."""
     scene = context.scene
     prefs = get_preferences(context)
     video = ""
+    family = getattr(settings, "model_family", "cogvideox")
     if settings.reference_video:
         video = "reference_video" + Path(bpy.path.abspath(settings.reference_video)).suffix.lower()
     spec = jobfile.JobSpec(
@@ -58,7 +96,10 @@ def make_spec(context, settings, *, reference_source: str, reference_path: str =
         strength=float(settings.strength),
         noise_warp=bool(settings.noise_warp),
         # getattr's default also stands in when the preferences are missing (prefs is None).
-        model=getattr(prefs, "cogvideox_model", ""),
+        model=getattr(prefs, "wan_model" if family == "wan" else "cogvideox_model", ""),
+        model_family=family,
+        guidance=getattr(settings, "guidance", "ttm"),
+        lora=bpy.path.abspath(getattr(prefs, "lora", "")) if getattr(prefs, "lora", "") else "",
         animateanything_model=getattr(prefs, "animateanything_model", ""),
         # Downloads need both the user's yes and Blender's "Allow Online Access".
         allow_download=bool(getattr(prefs, "allow_download", False)) and bool(bpy.app.online_access),
@@ -110,12 +151,15 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
     )
 
 
-def export_job(context, directory) -> tuple[Path, list[str]]:
+def export_job(context, directory, *, rendered=None) -> tuple[Path, list[str]]:
     """Write a new job folder inside `directory` for the scene's settings; return (job_dir, warnings).
+    `rendered`: a reference already rendered (reference_job.Rendered: Generate renders in a
+    background Blender first); else a rendered reference is rendered here, in this process.
 
     Raises ExportError (or the readers' own ValueError subclasses: SceneCameraError,
     DragSourceError, ReferenceImageError, JobError) with a message that says what to change, and
-    OSError when the folder cannot be written. Nothing is left behind on failure."""
+    OutputFolderError (an ExportError and an OSError) naming the folder when it cannot be written.
+    Nothing is left behind on failure."""
     scene = context.scene
     settings = scene.animate_anything
     problems = settings_problems(context, fresh=True)
@@ -131,10 +175,9 @@ def export_job(context, directory) -> tuple[Path, list[str]]:
     directory = Path(directory)
     try:  # first, so that a bad folder is refused before any rendering
         directory.mkdir(parents=True, exist_ok=True)
+        _new_hidden_folder(directory, "write-check").rmdir()
     except OSError as exc:
-        raise ExportError(
-            f"cannot create the output folder {directory} ({exc}): pick another Output folder"
-        ) from exc
+        raise folder_error(exc, directory) from exc
 
     # 1. The camera (K at the render size, then at the job size).
     cam = scene_camera.read_camera(context, start, end, F)
@@ -145,12 +188,21 @@ def export_job(context, directory) -> tuple[Path, list[str]]:
     warnings += drags.warnings
     # 3. The reference image (and depth when rendered).
     depth = None
-    if source == "render":
-        rgb, depth, render_wh, ref_warnings = reference.render_reference(context, start, W, H)
+    if source == "render" and rendered is not None:
+        rgb, depth, render_wh = rendered.rgb, rendered.depth, rendered.render_wh
+        ref_warnings = list(rendered.warnings)
+    elif source == "render":
+        hide = reference.drag_objects(context, settings)
+        quality = getattr(settings, "render_quality", "FINAL")
+        rgb, depth, render_wh, ref_warnings = reference.render_reference(
+            context, start, W, H, quality=quality, hide=hide
+        )
     else:
         render_wh = (cam.width, cam.height)
         rgb, ref_warnings = reference.reference_from_image(image, W, H, render_wh)
-        spec.fallback_depth = drags.start_depth or _focus_depth(scene, cam.c2w[0])
+        spec.fallback_depth = (
+            getattr(settings, "fallback_depth", 0.0) or drags.start_depth or _focus_depth(scene, cam.c2w[0])
+        )
     warnings += ref_warnings
     if drags.num_strokes and drags.tracks.shape[0] == 0 and not drags.region_masks.shape[0]:
         warnings.append("none of the strokes could be used as a drag (see the warnings above)")
@@ -190,18 +242,28 @@ def export_job(context, directory) -> tuple[Path, list[str]]:
 
     # 4. Write everything into a temporary folder, then rename it into place.
     job_dir = _unique(directory, _job_name(scene))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{job_dir.name}.partial-", dir=directory))
+    tmp = None
     try:
+        tmp = _new_hidden_folder(directory, job_dir.name)
         _write_png(tmp / jobfile.REFERENCE_PNG, rgb)
         if depth is not None:
             jobfile.save_depth(tmp, depth)
         conditions.save(tmp / jobfile.CONDITIONS_NPZ)
         if video_src is not None:
-            shutil.copyfile(video_src, tmp / spec.reference_video)
+            try:
+                shutil.copyfile(video_src, tmp / spec.reference_video)
+            except OSError as exc:
+                if exc.filename is not None and Path(exc.filename) == video_src:
+                    reason = exc.strerror or exc
+                    raise ExportError(f"the motion video {video_src} cannot be read ({reason})") from exc
+                raise
         jobfile.write_spec(tmp, spec)  # last: a job.json means the rest is there
         jobfile.load_job(tmp)  # the generator's own validator accepts it
         os.rename(tmp, job_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and not isinstance(exc, OutputFolderError):
+            raise folder_error(exc, directory) from exc
         raise
     return job_dir, warnings

@@ -25,7 +25,7 @@ from pathlib import Path
 import bpy
 
 from ...blender_animate.result import ResultError, ResultFiles, read_result
-from . import compat
+from . import compat, result_timing
 
 PREFIX = "AA "
 MAX_NAME = 60  # Blender 4.5 ID names hold 63 bytes
@@ -102,6 +102,12 @@ def import_result(
         summary = _import(
             scene, files, undo, strip=strip, background=background, plane=plane, plane_distance=plane_distance
         )
+    except RuntimeError as exc:  # Blender's own load errors: the files changed after the checks
+        undo.run()
+        raise ResultError(
+            f"Blender could not load the result in {files.job_dir / 'out'} ({str(exc).strip()}): its files "
+            "changed while importing; nothing was changed. Import it again, or run Generate again"
+        ) from None
     except BaseException:
         undo.run()
         raise
@@ -112,21 +118,22 @@ def import_result(
 def _import(scene, files: ResultFiles, undo: _Undo, *, strip, background, plane, plane_distance) -> dict:
     warnings = []
     image = _image(files, undo)
-    strip_name, channel = _strip(scene, files, undo) if strip else (None, None)
-    start = scene.frame_start
+    timing = result_timing.timing_for(files.job_dir, files.num_frames)
+    strip_name, channel = _strip(scene, files, undo, timing, warnings) if strip else (None, None)
+    start = timing.start if timing is not None else scene.frame_start
     cam = scene.camera
     has_camera = cam is not None and cam.type == "CAMERA"
     used_bg = background and has_camera
     if used_bg:
-        _camera_background(cam, image, files, start, undo)
+        _camera_background(cam, image, files, start, undo, timing)
     elif background:
         warnings.append("the scene has no active camera: the result was not set as a camera background")
     plane_name = None
     if plane and has_camera:
-        plane_name = _plane(scene, cam, image, files, plane_distance, undo).name
+        plane_name = _plane(scene, cam, image, files, plane_distance, undo, timing).name
     elif plane:
         warnings.append("the scene has no active camera: no camera-facing plane was added")
-    if files.num_frames > scene.frame_end - scene.frame_start + 1:
+    if timing is None and files.num_frames > scene.frame_end - scene.frame_start + 1:
         warnings.append(
             f"the result has {files.num_frames} frames but the scene range is {scene.frame_start}-"
             f"{scene.frame_end}: extend the range to see all of it"
@@ -192,20 +199,33 @@ def _remove_id(collection, idblock):
     collection.remove(idblock)
 
 
-def _strip(scene, files: ResultFiles, undo: _Undo):
+def _strip(scene, files: ResultFiles, undo: _Undo, timing=None, warnings=None):
     name = datablock_name(files.job_dir)
+    frames = files.frames or sorted((files.job_dir / "out" / "frames").glob("*.png"))
+    if timing is not None and len(frames) != files.num_frames:
+        warnings.append(
+            "the strip plays one video frame per scene frame (out/ has no PNG frames to retime it "
+            "with); the camera background and textures are in time with the scene"
+        )
+        timing = None
     if scene.sequence_editor is None:
         scene.sequence_editor_create()
         undo.add(scene.sequence_editor_clear)
     strips = scene.sequence_editor.strips
     old = strips.get(name)
-    start = scene.frame_start
-    end = start + files.num_frames
+    start = timing.start if timing is not None else scene.frame_start
+    end = start + (timing.span if timing is not None else files.num_frames)
     channel = old.channel if old is not None and _channel_free(strips, old.channel, start, end, old) else None
     if channel is None:
         channel = _free_channel(strips, start, end, skip=old)
     temp = name + " (new)" if old is not None else name
-    if files.kind == "movie":
+    if timing is not None:  # in time with the scene: the file of i(f) at each scene frame f
+        names = [frames[timing.index(f)].name for f in range(start, end)]
+        strip = strips.new_image(temp, str(frames[0].parent / names[0]), channel, start, fit_method="FIT")
+        strip.directory = blend_path(frames[0].parent) + os.sep
+        for frame_name in names[1:]:
+            strip.elements.append(frame_name)
+    elif files.kind == "movie":
         strip = strips.new_movie(temp, str(files.video), channel, start, fit_method="FIT")
         strip.filepath = blend_path(files.video)
     else:
@@ -214,14 +234,27 @@ def _strip(scene, files: ResultFiles, undo: _Undo):
         for frame in files.frames[1:]:
             strip.elements.append(frame.name)
     undo.add(_remove_strip, scene, strip.name)
-    if strip.frame_final_duration != files.num_frames:
+    if compat.strip_duration(strip) != end - start:
         raise ResultError(
-            f"the Sequencer reads {strip.frame_final_duration} frames from {files.first_file}, "
+            f"the Sequencer reads {compat.strip_duration(strip)} frames from {files.first_file}, "
             f"out/result.json says {files.num_frames}: the output is damaged; run Generate again"
         )
     if old is not None:  # swap once everything else has worked, so a failure keeps the old one
         undo.on_commit(_replace_strip, scene, old.name, strip.name, name, channel)
+    _keep_rendering_the_scene(scene, undo)
     return name, channel
+
+
+def _keep_rendering_the_scene(scene, undo: _Undo) -> None:
+    """F12 keeps rendering the 3D scene: with strips in the Sequencer and `use_sequencer` on,
+    Blender would render the strips instead (and apply the view transform to the video again).
+    When every strip of the scene is one of ours, the render's Sequencer is turned off; a scene
+    the artist edits in the Sequencer keeps its setting."""
+    render = scene.render
+    ours = all(s.name.startswith("AA ") for s in scene.sequence_editor.strips)
+    if render.use_sequencer and ours and scene.camera is not None:
+        render.use_sequencer = False
+        undo.add(setattr, render, "use_sequencer", True)
 
 
 def _replace_strip(scene, old_name, new_name, name, channel):
@@ -242,7 +275,8 @@ def _channel_free(strips, channel, start, end, skip=None) -> bool:
     for s in strips:
         if s == skip or s.channel != channel:
             continue
-        if s.frame_final_start < end and start < s.frame_final_end:
+        s_start, s_end = compat.strip_span(s)
+        if s_start < end and start < s_end:
             return False
     return True
 
@@ -255,17 +289,24 @@ def _free_channel(strips, start, end, skip=None) -> int:
     raise ResultError("every Sequencer channel is taken over the scene's frames: free one and import again")
 
 
-def _set_image_user(iu, files: ResultFiles, start: int) -> None:
-    iu.frame_duration = files.num_frames
+def _set_image_user(iu, files: ResultFiles, start: int, timing=None, id_data=None, path="") -> None:
+    """Frames of the result on the ImageUser `iu` (at `path` in `id_data`): from `start`, one per
+    scene frame, or in time with the scene by a driver (result_timing)."""
+    iu.frame_duration = timing.span if timing is not None else files.num_frames
     iu.frame_start = start
     # Movies count frames from 1; our PNG files from 0000 (Blender shows file number
     # frame - frame_start + 1 + frame_offset).
-    iu.frame_offset = 0 if files.kind == "movie" else -1
+    base = 0 if files.kind == "movie" else -1
+    iu.frame_offset = base
     iu.use_auto_refresh = True
     iu.use_cyclic = False
+    if id_data is not None and timing is not None:
+        result_timing.drive_frame_offset(id_data, path, timing, base)
+    elif id_data is not None:
+        result_timing.clear_frame_offset_driver(id_data, path)
 
 
-def _camera_background(cam, image, files: ResultFiles, start: int, undo: _Undo):
+def _camera_background(cam, image, files: ResultFiles, start: int, undo: _Undo, timing=None):
     data = cam.data
     bg = next((b for b in data.background_images if b.source == "IMAGE" and b.image == image), None)
     if bg is None:
@@ -279,7 +320,14 @@ def _camera_background(cam, image, files: ResultFiles, start: int, undo: _Undo):
     bg.alpha = 1.0
     bg.frame_method = "FIT"
     bg.show_background_image = True
-    _set_image_user(bg.image_user, files, start)
+    for other in data.background_images:  # the newest result is shown, older ones hidden
+        if other != bg and other.show_background_image and other.image and other.image.name.startswith("AA "):
+            other.show_background_image = False
+            undo.add(setattr, other, "show_background_image", True)
+    path = f"background_images[{list(data.background_images).index(bg)}].image_user"
+    _set_image_user(bg.image_user, files, start, timing, data, path)
+    if timing is not None:
+        undo.add(result_timing.clear_frame_offset_driver, data, path)
     return bg
 
 
@@ -287,7 +335,7 @@ def _remove_background(data, bg):
     data.background_images.remove(bg)
 
 
-def _plane(scene, cam, image, files: ResultFiles, distance: float, undo: _Undo):
+def _plane(scene, cam, image, files: ResultFiles, distance: float, undo: _Undo, timing=None):
     """A quad parented to the camera that fills its view at `distance`, showing the video."""
     name = datablock_name(files.job_dir, " plane")
     frame = [v.copy() for v in cam.data.view_frame(scene=scene)]  # camera space, z < 0
@@ -304,7 +352,7 @@ def _plane(scene, cam, image, files: ResultFiles, distance: float, undo: _Undo):
     new_mesh.update()
 
     mat = bpy.data.materials.get(name) or _new_material(name, undo)
-    _video_material(mat, image, files, scene.frame_start)
+    _video_material(mat, image, files, timing.start if timing is not None else scene.frame_start, timing)
     new_mesh.materials.append(mat)
 
     obj = bpy.data.objects.get(name)
@@ -347,7 +395,7 @@ def _new_material(name: str, undo: _Undo):
     return mat
 
 
-def _video_material(mat, image, files: ResultFiles, start: int) -> None:
+def _video_material(mat, image, files: ResultFiles, start: int, timing=None) -> None:
     """Image Texture -> Emission -> Material Output, so the plane shows the video unlit."""
     tree = compat.node_tree(mat)
     nodes, links = tree.nodes, tree.links
@@ -356,7 +404,7 @@ def _video_material(mat, image, files: ResultFiles, start: int) -> None:
     tex.name = tex.label = "Animate Anything video"
     tex.image = image
     tex.location = (-400, 0)
-    _set_image_user(tex.image_user, files, start)
+    _set_image_user(tex.image_user, files, start, timing, tree, f'nodes["{tex.name}"].image_user')
     emit = nodes.new("ShaderNodeEmission")
     emit.location = (-100, 0)
     out = nodes.new("ShaderNodeOutputMaterial")

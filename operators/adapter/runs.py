@@ -20,6 +20,7 @@ The live state (blender_animate.addon.run_state.RunState) is kept here, in memor
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -28,10 +29,11 @@ import bpy
 from ...blender_animate.addon.client import GeneratorProcess
 from ...blender_animate.addon.run_state import RunState
 from ...blender_animate.result import ResultError
-from . import result_import
+from . import reference, result_import, result_timing
 from .job_export import export_job
-from .preferences import generator_paths, generator_python, is_blenders_python
-from .settings import output_folder
+from .preferences import generator_paths, generator_python, get_preferences, is_blenders_python
+from .reference_job import ReferenceRender
+from .settings import crop_warning, frame_range, output_folder, output_warning, settings_problems
 from .ui import redraw_areas, status_text
 
 POLL_INTERVAL = 0.1  # seconds between two polls of the generator's events
@@ -67,11 +69,21 @@ class GenerateRun(RunState):
     `import_in_operator` is set, leaves that to the Generate operator: `ready_to_import`); it
     returns the next interval, or None when there is nothing more to poll."""
 
-    def __init__(self, scene, job_dir: Path, process: GeneratorProcess, *, warnings=()):
-        python = process.python
+    def __init__(
+        self,
+        scene,
+        job_dir: Path,
+        process: GeneratorProcess | None,
+        *,
+        warnings=(),
+        render=None,
+        python: str = "",
+    ):
+        python = process.python if process is not None else python
         super().__init__(job_dir, python=python, own_python=is_blenders_python(python), warnings=warnings)
         self.scene = scene
         self.process = process
+        self.render: ReferenceRender | None = render  # stage 1 when the reference is rendered
         self.import_in_operator = False
         self.ready_to_import = False
         self.reported = False  # the operator reported the end already
@@ -87,6 +99,8 @@ class GenerateRun(RunState):
         if self.finished or self.ready_to_import:
             return None
         try:
+            if self.process is None:
+                return self._tick_render()
             for event in self.process.poll():
                 outcome = self.apply(event)
                 if outcome == "done":
@@ -103,11 +117,48 @@ class GenerateRun(RunState):
                     return None
                 self._show()
         except Exception as exc:  # a timer must not raise: Blender would drop it and the run hang
-            self.process.kill()
+            if self.process is not None:
+                self.process.kill()
+            if self.render is not None:
+                self.render.close()
             if not self.finished:
-                hint = f"This is a bug: please report it with the job folder and {self.process.log_path}"
+                log = self.process.log_path if self.process is not None else "the reference render's log"
+                hint = f"This is a bug: please report it with the job folder and {log}"
                 self._end("failed", f"internal error while following the generator: {exc!r}", hint)
             return None
+        return POLL_INTERVAL
+
+    def _tick_render(self) -> float | None:
+        """Stage 1: follow the background reference render; when it is done, export the job with
+        it and start the generator (stage 2)."""
+        try:
+            rendered = self.render.poll()
+        except reference.ReferenceImageError as exc:
+            self.render.close()
+            self._end("failed", f"Export failed: {exc}", "nothing was written, the scene is unchanged")
+            return None
+        if rendered is None:
+            self.stage = f"reference {self.render.stage}"
+            self.fraction = 0.1 * self.render.fraction
+            self._show()
+            return POLL_INTERVAL
+        self.render.close()
+        try:
+            if bpy.context.scene != self._scene():
+                raise GenerateError("the scene was switched during the reference render: Generate again")
+            job_dir, warnings = export_job(bpy.context, self.job_dir, rendered=rendered)
+        except ReferenceError:
+            self._end("failed", "the scene was removed during the reference render; nothing was written", "")
+            return None
+        except Exception as exc:  # the exporter's messages say what to change
+            self._end("failed", f"Export failed: {exc}", "")
+            return None
+        self.job_dir = Path(job_dir)
+        self.warnings.extend(warnings)
+        self.process = _generator_process(self.job_dir, self.python)
+        self.process.start()
+        self.stage = "starting"
+        self._show()
         return POLL_INTERVAL
 
     def start_timer(self) -> None:
@@ -122,6 +173,9 @@ class GenerateRun(RunState):
     def cancel(self) -> None:
         if self.ready_to_import:  # the generator is done; only the import was left
             self._end("cancelled", "Generation finished but was not imported: use Import Result")
+        elif not self.finished and self.process is None:  # stage 1: the reference render
+            self.render.close()
+            self._end("cancelled", "Generation cancelled during the reference render: the scene is unchanged")
         elif not self.finished:
             self.process.cancel()
             self.stage = "cancelling"
@@ -215,15 +269,71 @@ class GenerateError(Exception):
 
 
 def start_run(context, *, python: str | None = None) -> GenerateRun:
-    """Export the job and start the generator. Raises GenerateError (nothing started) when the
-    job cannot be exported or a run is already going. The returned run is `active_run()`."""
+    """Check the settings and the model weights, then either start the background reference render
+    (Reference: Render; the export and the generator follow from `tick`) or export the job and start
+    the generator. Raises GenerateError (nothing started, nothing rendered) when the settings are
+    invalid, a model folder is missing, the job cannot be exported or a run is already going. The
+    returned run is `active_run()`."""
+    global _active
     if is_running():
         raise GenerateError("a generation is already running: wait for it or cancel it first")
+    scene = context.scene
+    settings = scene.animate_anything
+    problems = settings_problems(context, fresh=True) + weights_problems(context, settings.mode)
+    if problems:
+        raise GenerateError(f"Export failed: {'; '.join(problems)}")
+    python = python or generator_python(context)
+    folder = output_folder(scene)
+    warnings = [w for w in (output_warning(scene), crop_warning(scene, settings)) if w]
+    if settings.reference_source != "RENDER":
+        try:
+            job_dir, export_warnings = export_job(context, folder)
+        except Exception as exc:  # the exporter's messages (ValueError subclasses) say what to change
+            raise GenerateError(f"Export failed: {exc}") from exc
+        return run_job(context, Path(job_dir), python=python, warnings=warnings + export_warnings)
+    start, _ = frame_range(scene, settings)
+    hide = reference.drag_objects(context, settings)
     try:
-        job_dir, warnings = export_job(context, output_folder(context.scene))
-    except Exception as exc:  # the exporter's messages (ValueError subclasses) say what to change
+        folder.mkdir(parents=True, exist_ok=True)  # refused now, not after the render
+        if not os.access(folder, os.W_OK):
+            raise OSError(f"the output folder {folder} cannot be written: pick another Output folder")
+        render = ReferenceRender(
+            context, start, settings.width, settings.height, quality=settings.render_quality, hide=hide
+        ).start()
+    except (OSError, reference.ReferenceImageError) as exc:
         raise GenerateError(f"Export failed: {exc}") from exc
-    return run_job(context, Path(job_dir), python=python, warnings=warnings)
+    _active = GenerateRun(scene, folder, None, warnings=warnings, render=render, python=python)
+    _active.stage = "reference render 0/2"
+    _by_scene[scene.as_pointer()] = _active
+    _active._show()
+    return _active
+
+
+def weights_problems(context, mode: str) -> list[str]:
+    """What is missing for a model mode, checked before anything renders: a model folder set in the
+    preferences that does not exist. (Whether a folder holds complete weights is the generator's
+    check, `missing_model`, made before it loads anything.)"""
+    prefs = get_preferences(context)
+    name = {"guided": "cogvideox_model", "animateanything": "animateanything_model"}.get(mode)
+    if name is None:
+        return []
+    value = getattr(prefs, name, "")
+    if mode == "animateanything" and not value:
+        return ["AnimateAnything mode needs trained weights: set AnimateAnything Model in the preferences"]
+    looks_like_path = value.startswith(("/", "~", ".", "//")) or "\\" in value or value.count("/") > 1
+    if value and looks_like_path and not Path(bpy.path.abspath(value)).expanduser().is_dir():
+        return [f"the model folder {value} does not exist: fix the path in the add-on preferences"]
+    return []
+
+
+def _generator_process(job_dir: Path, python: str) -> GeneratorProcess:
+    return GeneratorProcess(
+        job_dir,
+        python,
+        extra_paths=generator_paths(python),
+        args=["--watch-parent"],
+        env=result_timing.generator_env(job_dir),
+    )
 
 
 def run_job(context, job_dir, *, python: str | None = None, warnings=()) -> GenerateRun:
@@ -233,7 +343,7 @@ def run_job(context, job_dir, *, python: str | None = None, warnings=()) -> Gene
     if is_running():
         raise GenerateError("a generation is already running: wait for it or cancel it first")
     python = python or generator_python(context)
-    process = GeneratorProcess(job_dir, python, extra_paths=generator_paths(python), args=["--watch-parent"])
+    process = _generator_process(Path(job_dir), python)
     _active = GenerateRun(context.scene, Path(job_dir), process, warnings=warnings)
     _by_scene[context.scene.as_pointer()] = _active
     process.start()
@@ -268,9 +378,13 @@ def stop_active_run() -> None:
     if run is None:
         return
     run.stop_timer()
+    if run.render is not None:
+        run.render.close()
     if not run.finished:
-        run.process.kill()
-        run.state = "cancelled"
+        if run.process is not None:
+            run.process.kill()
+        # Ended, not left "running" with a stale stage (the add-on disabled, another file loaded).
+        run.end("cancelled", "Generation stopped: the add-on was disabled or another file was loaded")
         run._close_progress()
 
 

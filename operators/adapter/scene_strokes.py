@@ -18,12 +18,14 @@ Convention:
   depth, fx * r / z, averaged over the stroke, at least 1 pixel. Annotation points have no radius:
   they get blender_animate.tracks.DEFAULT_RADIUS pixels.
 - Problems that are the drawing's (off-screen or behind-the-camera strokes, single points, empty
-  layers, hidden layers) become warnings, never exceptions. A single-point stroke is kept as a static
+  layers, hidden layers, points at NaN or infinite coordinates) become warnings naming the stroke,
+  never exceptions. A single-point stroke is kept as a static
   pin (it holds the content under it still).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -110,7 +112,7 @@ def _filled_materials(ob) -> np.ndarray:
     out = []
     for slot in ob.material_slots:
         gp = getattr(slot.material, "grease_pencil", None) if slot.material else None
-        out.append(bool(gp is not None and gp.show_fill))
+        out.append(bool(gp is not None and compat.gp_show_fill(gp)))
     return np.array(out, dtype=bool)
 
 
@@ -162,6 +164,10 @@ def read_grease_pencil(ob, layer_name: str, frame_start: int, frame_end: int, de
             material = _attribute(drawing, "material_index", n_curves, np.int32, 0)
             for c in range(n_curves):
                 a, b = int(offsets[c]), int(offsets[c + 1])
+                label = f"'{ob.name}' layer '{layer.name}' frame {frame.frame_number} stroke {c + 1}"
+                if b <= a:  # a curve without points (a script or another tool made it): not a drag
+                    warnings.append(f"{label} has no points: skipped")
+                    continue
                 key = pos[a:b].tobytes()
                 if key in seen:  # the same stroke carried over to a later keyframe
                     continue
@@ -176,7 +182,7 @@ def read_grease_pencil(ob, layer_name: str, frame_start: int, frame_end: int, de
                         times=times if np.ptp(times) > 0 else None,
                         frame=int(frame.frame_number),
                         closed=closed,
-                        label=f"'{ob.name}' layer '{layer.name}' frame {frame.frame_number} stroke {c + 1}",
+                        label=label,
                     )
                 )
         if len(strokes) == count_before:
@@ -297,6 +303,16 @@ def strokes_to_drags(
     polylines, starts, stroke_times, radii, masks, start_depths = [], [], [], [], [], []
     single = 0
     for stroke in strokes:
+        bad = int(np.count_nonzero(~np.isfinite(stroke.points).all(axis=1))) if len(stroke.points) else 0
+        if bad:
+            warnings.append(
+                f"{stroke.label} has {bad} of its {len(stroke.points)} points at NaN or infinite coordinates "
+                "(a script or driver set them?): skipped"
+            )
+            continue
+        if stroke.times is not None and not np.isfinite(stroke.times).all():
+            warnings.append(f"{stroke.label} has NaN or infinite drawing times: it moves at constant speed")
+            stroke = dataclasses.replace(stroke, times=None)
         uv, z = project_points(stroke.points, c2w0, K0)
         if np.any(z <= 1e-9):
             warnings.append(f"{stroke.label} reaches behind the camera at the first frame: skipped")

@@ -10,12 +10,12 @@ forgotten when something else it reads may have changed: a scene setting (their 
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import bpy
 
 from . import compat, scene_camera
+from .preferences import get_preferences
 
 _cache: dict[tuple, list[str]] = {}
 
@@ -37,13 +37,71 @@ def video_fps(scene, settings) -> float:
     return float(min(max(fps, 0.01), 240.0))
 
 
+DEFAULT_UNSAVED_FOLDER = "~/animate_anything"  # the preference's default: a folder that lasts
+
+
+def unsaved_folder(context=None) -> Path:
+    """Where an unsaved file's results go: the add-on preference `unsaved_output_dir` (default
+    ~/animate_anything), never Blender's session temporary folder (deleted on quit)."""
+    prefs = get_preferences(context)
+    folder = getattr(prefs, "unsaved_output_dir", "") or DEFAULT_UNSAVED_FOLDER
+    return Path(folder).expanduser()
+
+
 def output_folder(scene) -> Path:
-    """The folder that receives job folders: settings.output_dir (// = next to the .blend; the
-    temporary folder while the file is unsaved)."""
+    """The folder that receives job folders: settings.output_dir (// = next to the .blend; while the
+    file is unsaved, `unsaved_folder()`: see `output_warning`)."""
     folder = scene.animate_anything.output_dir or "//animate_anything/"
     if folder.startswith("//") and not bpy.data.filepath:
-        return Path(bpy.app.tempdir or tempfile.gettempdir()) / "animate_anything"
+        return unsaved_folder()
     return Path(bpy.path.abspath(folder))
+
+
+def output_warning(scene) -> str:
+    """The warning Generate and Export give when the results of an unsaved file go to the
+    preference's folder ("" when the file is saved or the output folder is absolute)."""
+    folder = scene.animate_anything.output_dir or "//animate_anything/"
+    if folder.startswith("//") and not bpy.data.filepath:
+        return (
+            f"the file is not saved: results go to {unsaved_folder()} (set in the add-on preferences); "
+            "save the file to keep them next to it"
+        )
+    return ""
+
+
+def crop_warning(scene, settings) -> str:
+    """The aspect-ratio crop the video's size makes of the camera's render ("" when the aspects
+    match within 1 %): the render is centre-cropped to the video's aspect, then resized."""
+    r = scene.render
+    rw, rh = r.resolution_x * r.pixel_aspect_x, r.resolution_y * r.pixel_aspect_y
+    vw, vh = settings.width, settings.height
+    if rw <= 0 or rh <= 0 or vw <= 0 or vh <= 0 or abs((rw / rh) / (vw / vh) - 1.0) <= 0.01:
+        return ""
+    cut = "sides" if vw / vh < rw / rh else "top and bottom"
+    return (
+        f"the camera frames {r.resolution_x}x{r.resolution_y} but the video is {vw}x{vh}: its {cut} "
+        "are cropped; match the aspect ratios to keep the whole view"
+    )
+
+
+# Settings whose hard limits Blender enforces without a word: a typed 2000 frames becomes 1024, a
+# width of 7 becomes 16, 16000 becomes 4096. The label each is shown with in the panel.
+CLAMPED = {"num_frames": "Frames", "width": "Width", "height": "Height"}
+
+
+def limit_notes(settings) -> list[str]:
+    """A word for Blender's silent clamps: each of CLAMPED that sits at its property's hard limit
+    (read from the property itself) is most likely a value Blender clamped there without saying so.
+    Not a problem (the value is valid): the panel shows it beside the settings."""
+    notes = []
+    props = settings.bl_rna.properties
+    for name, label in CLAMPED.items():
+        prop, value = props[name], getattr(settings, name)
+        if value >= prop.hard_max:
+            notes.append(f"{label} is {value}, the most it can be: Blender sets a larger value to {value}")
+        elif value <= prop.hard_min:
+            notes.append(f"{label} is {value}, the least it can be: Blender sets a smaller value to {value}")
+    return notes
 
 
 def settings_problems(context, *, fresh: bool = False) -> list[str]:

@@ -204,3 +204,86 @@ def test_downloads_need_blenders_online_access(ext, aa, bpy_module, tmp_path):
         assert aa("blender_animate.job").read_spec(job_dir).allow_download is False
     finally:
         prefs.allow_download = False
+
+
+def test_model_family_guidance_and_lora_reach_the_job(ext, aa, bpy_module, tmp_path):
+    """Mode guided's family picks its model preference; guidance and the LoRA preference are exported."""
+    bpy = bpy_module
+    extension, scene = ext
+    _scene(bpy, aa, scene)
+    prefs = bpy.context.preferences.addons[extension.__name__].preferences
+    s = scene.animate_anything
+    prefs.cogvideox_model, prefs.wan_model, prefs.lora = (
+        "/models/cog",
+        "/models/wan",
+        "/models/gwtf.safetensors",
+    )
+    try:
+        spec = aa("operators.adapter.job_export").make_spec(bpy.context, s, reference_source="render")
+        assert (spec.model_family, spec.guidance, spec.model) == ("cogvideox", "ttm", "/models/cog")
+        s.model_family, s.guidance = "wan", "sdedit"
+        spec = aa("operators.adapter.job_export").make_spec(bpy.context, s, reference_source="render")
+        assert (spec.model_family, spec.guidance, spec.model) == ("wan", "sdedit", "/models/wan")
+        assert spec.lora == "/models/gwtf.safetensors"
+    finally:
+        prefs.cogvideox_model = prefs.wan_model = prefs.lora = ""
+
+
+def test_a_read_only_or_full_output_folder_is_named(ext, aa, bpy_module, tmp_path, monkeypatch):
+    """[Errno 30] / [Errno 28] became a message naming the folder and what to do (issue 10,
+    case 12), before any rendering for a folder that cannot be written at all; nothing is left."""
+    import errno
+
+    bpy = bpy_module
+    _, scene = ext
+    export = aa("operators.adapter.job_export")
+    job = aa("blender_animate.job")
+    _scene(bpy, aa, scene)
+    folder = tmp_path / "renders"
+    folder.mkdir()
+    real_mkdir = type(folder).mkdir
+    rendered = []
+    monkeypatch.setattr(export.reference, "render_reference", lambda *a, **k: rendered.append(1) or 1 / 0)
+
+    def read_only(self, *args, **kwargs):
+        if self.parent == folder:
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(folder), "mkdir", read_only)
+    with pytest.raises(export.OutputFolderError) as info:
+        export.export_job(bpy.context, folder)
+    assert str(info.value) == (
+        f"the output folder {folder} is on a read-only disk (Read-only file system), "
+        "or pick another Output folder"
+    )
+    assert isinstance(info.value, OSError) and rendered == []  # refused before rendering
+    monkeypatch.undo()
+
+    def full(self, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(job.Conditions, "save", full)
+    with pytest.raises(export.ExportError, match=f"the disk holding the output folder {folder} is full"):
+        export.export_job(bpy.context, folder)
+    assert list(folder.iterdir()) == []
+    with pytest.raises(RuntimeError, match="is full"):  # the operator reports it as it is
+        bpy.ops.animate_anything.export_job(directory=str(folder))
+
+
+def test_the_job_folder_has_the_modes_of_ordinary_files(ext, aa, bpy_module, tmp_path):
+    """A farm worker running as another user can read the job (issue 10, case 13)."""
+    import os
+    import stat
+
+    bpy = bpy_module
+    _, scene = ext
+    _scene(bpy, aa, scene)
+    old = os.umask(0o022)
+    try:
+        job_dir, _ = aa("operators.adapter.job_export").export_job(bpy.context, tmp_path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(job_dir.stat().st_mode) == 0o755
+    for p in job_dir.iterdir():
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644, p.name

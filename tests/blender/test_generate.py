@@ -227,6 +227,9 @@ def test_stopping_the_active_run_kills_the_generator(world, bpy_module, tmp_path
     gen().stop_active_run()
     assert run.process.proc.poll() is not None, "the generator must not outlive the add-on"
     assert gen().active_run() is None and not bpy.app.timers.is_registered(run.timer)
+    # Nothing is left looking like a run in progress (issue 10, case 11).
+    assert run.finished and run.state == "cancelled" and run.stage == "cancelled"
+    assert not status(world).job_running and "stopped" in status(world).last_message
 
 
 def test_loading_another_file_ends_the_run(world, bpy_module, tmp_path):

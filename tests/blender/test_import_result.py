@@ -333,3 +333,80 @@ def test_paths_are_relative_to_a_saved_blend(ext, job_copy, bpy_module, tmp_path
     assert strips[frames["strip"]].directory.rstrip("/\\") == "//shot_frames/out/frames"
     assert bpy.data.images[frames["image"]].filepath == "//shot_frames/out/frames/0000.png"
     assert strips[frames["strip"]].frame_final_duration == NUM_FRAMES
+
+
+def test_the_result_is_in_time_with_the_scene(ext, bpy_module, tmp_path):
+    """A job whose info says it sampled the scene range 1-97 every second frame (t_i = 1 + 2 i, as
+    job_export writes for 97 frames into 49), run by Generate's own code and imported."""
+    from blender_animate import job as jobfile
+    from tests.jobfiles import make_job
+
+    bpy = bpy_module
+    _, scene = ext
+    importer = submodule("operators.adapter.result_import")
+    compat = submodule("operators.adapter.compat")
+    runs = submodule("operators.adapter.runs")
+    job = make_job(tmp_path / "long", width=WIDTH, height=HEIGHT, num_frames=49)
+    spec = jobfile.read_spec(job)
+    spec.info = {**(spec.info or {}), "frame_start": 1, "frame_end": 97}
+    spec.info["sample_frames"] = [1.0 + 2.0 * i for i in range(49)]
+    jobfile.write_spec(job, spec)
+    cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    scene.collection.objects.link(cam)
+    scene.camera = cam
+    scene.frame_start, scene.frame_end = 1, 97
+    scene.animate_anything.import_plane = True
+    run = runs.run_job(bpy.context, job, python=python_with_pyav() or sys.executable)
+    run.wait()
+    assert run.state == "done", run.full_message()
+    summary = run.summary
+    # Generate asked for PNG frames beside the video: the strip is made of them.
+    assert len(list((job / "out" / "frames").glob("*.png"))) == 49
+    assert not summary["warnings"], summary["warnings"]
+    strip = scene.sequence_editor.strips[summary["strip"]]
+    assert compat.strip_span(strip) == (1, 98), "the strip spans the job's frame range 1-97"
+    bg = cam.data.background_images[0]
+    tex = bpy.data.materials[summary["plane"]].node_tree.nodes["Animate Anything video"]
+    movie = summary["kind"] == "movie"
+
+    def shown(iu, frame):
+        """The video frame (0-based) an ImageUser shows at `frame`, by Blender's rule: file number
+        frame - frame_start + 1 + frame_offset; movies count from 1, our PNG files from 0000."""
+        return frame - iu.frame_start + 1 + iu.frame_offset - (1 if movie else 0)
+
+    for frame, video_frame in ((1, 0), (2, 0), (3, 1), (49, 24), (50, 24), (97, 48)):
+        scene.frame_set(frame)
+        assert strip.strip_elem_from_frame(frame).filename == f"{video_frame:04d}.png", frame
+        # What the viewport and the renderer draw: the evaluated (driven) ImageUsers.
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        cam_eval = cam.data.evaluated_get(depsgraph)
+        assert shown(cam_eval.background_images[0].image_user, frame) == video_frame, frame
+        assert shown(tex.image_user, frame) == video_frame, frame
+        # Blender's own frame number of the background (bpy 5.3 may compute it before the driver
+        # runs on the first change to a frame, so it is read once the frame is evaluated).
+        scene.frame_set(frame)
+        assert bg.image_user.frame_current - (1 if movie else 0) == video_frame, frame
+    # Re-importing replaces the strip and keeps one background, still in time.
+    again = importer.import_result(bpy.context, job, strip=True, background=True, plane=True)
+    assert again["strip"] == summary["strip"] and len(scene.sequence_editor.strips) == 1
+    assert len(cam.data.background_images) == 1
+    scene.frame_set(49)
+    cam_eval = cam.data.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    assert shown(cam_eval.background_images[0].image_user, 49) == 24
+
+
+def test_files_vanishing_after_the_checks_give_a_readable_error(ext, job_copy, bpy_module, monkeypatch):
+    """The checks passed, then the frames were deleted before Blender loaded them: Blender's load
+    error becomes the same kind of message as the other import failures, and nothing changes."""
+    bpy = bpy_module
+    _, scene = ext
+    add_camera(bpy, scene)
+    job = job_copy("frames")
+    checked = importer().find_result(job)
+    shutil.rmtree(job / "out" / "frames")
+    monkeypatch.setattr(importer(), "find_result", lambda _job: checked)
+    before = data_snapshot()
+    with pytest.raises(importer().ResultError, match="Blender could not load the result") as info:
+        importer().import_result(bpy.context, job)
+    assert "Import it again" in str(info.value) and "Traceback" not in str(info.value)
+    assert_unchanged(before, data_snapshot())

@@ -327,3 +327,48 @@ def test_layer_parented_to_another_object(ext, aa, bpy_module):
     strokes, warnings = strokes_mod.collect_strokes(bpy.context, "GREASE_PENCIL", ob, "L", 1, 9)
     assert warnings == [] and scene.frame_current == 5
     np.testing.assert_allclose(strokes[0].points, pts + [0.2, 0.1, -6.0], atol=1e-5)
+
+
+def test_a_nan_stroke_is_named_and_skipped(ext, aa, bpy_module):
+    """A stroke with a NaN point (set by a script or driver) is a warning naming that stroke, not
+    an export refused for "tracks holds NaN" (issue 10, case 12); NaN drawing times fall back to
+    constant speed, named too."""
+    bpy = bpy_module
+    _, scene = ext
+    samples = _setup(bpy, scene, aa)
+    strokes_mod = aa("operators.adapter.scene_strokes")
+    ob = _gp_object(bpy, aa)
+    layer = ob.data.layers.new("L")
+    good = np.array([[0.0, 0.0, -5.0], [0.2, 0.0, -5.0]])
+    nan = np.array([[0.1, 0.1, -5.0], [np.nan, 0.1, -5.0], [0.3, 0.1, -5.0]])
+    _add_strokes(layer.frames.new(1).drawing, [good, nan], delta_time=[0.0, np.nan, 0.0, 0.1, 0.2])
+    strokes, _ = strokes_mod.collect_strokes(bpy.context, "GREASE_PENCIL", ob, "", 1, 9)
+    drags = strokes_mod.strokes_to_drags(
+        strokes, samples.c2w[0], samples.K[0], W, H, samples.times, "RECORDED"
+    )
+    text = "\n".join(drags.warnings)
+    assert "'Drags' layer 'L' frame 1 stroke 2 has 1 of its 3 points at NaN or infinite coordinates" in text
+    assert drags.tracks.shape == (1, 9, 2) and np.isfinite(drags.tracks).all()
+    # Drawing times with a NaN (a stroke made by a script): constant speed, and the stroke is named.
+    timed = strokes_mod.WorldStroke(good, None, np.array([0.0, np.nan]), 1, False, "stroke 'S'")
+    c2w0, K0 = samples.c2w[0], samples.K[0]
+    drags = strokes_mod.strokes_to_drags([timed], c2w0, K0, W, H, samples.times, "RECORDED")
+    assert "stroke 'S' has NaN or infinite drawing times: it moves at constant speed" in drags.warnings
+    assert np.isfinite(drags.tracks).all()
+
+
+def test_a_curve_without_points_is_a_warning_not_a_failed_export(ext, aa, bpy_module):
+    """Another tool (or a script writing curve_offsets) can leave a curve with no points: the other
+    strokes are still read, and the empty one is named in a warning."""
+    bpy = bpy_module
+    _, scene = ext
+    _setup(bpy, scene, aa)
+    strokes_mod = aa("operators.adapter.scene_strokes")
+    ob = _gp_object(bpy, aa)
+    drawing = ob.data.layers.new("L").frames.new(1).drawing
+    _add_strokes(drawing, [np.array([[0.0, 0.0, -5.0], [0.1, 0.0, -5.0]]), np.array([[0.2, 0.0, -5.0]] * 3)])
+    drawing.curve_offsets.foreach_set("value", np.array([0, 0, 5], np.int32))  # curve 1: no points
+    assert [len(s.points) for s in drawing.strokes] == [0, 5]
+    strokes, warnings = strokes_mod.collect_strokes(bpy.context, "GREASE_PENCIL", ob, "", 1, 9)
+    assert len(strokes) == 1 and len(strokes[0].points) == 5
+    assert "'Drags' layer 'L' frame 1 stroke 1 has no points: skipped" in warnings

@@ -168,3 +168,27 @@ def test_why_the_buttons_are_grey_is_computed_once_per_change(ext, bpy_module, m
     assert not bpy.ops.animate_anything.generate.poll() and len(computed) == 3
     # The export never trusts the cache.
     assert checks.settings_problems(bpy.context, fresh=True) == problems and len(computed) == 4
+
+
+def test_blenders_silent_clamps_get_a_word_in_the_panel(ext, bpy_module):
+    """2000 frames becomes 1024, width 7 becomes 16, 16000 becomes 4096 without a word from
+    Blender: the panel says so (issue 10, case 12). A note, not a problem: Generate stays on."""
+    bpy = bpy_module
+    _, scene = ext
+    checks = submodule("operators.adapter.settings")
+    s = scene.animate_anything
+    assert checks.limit_notes(s) == []
+    s.num_frames, s.width, s.height = 2000, 7, 16000  # what a user types; Blender clamps each
+    assert (s.num_frames, s.width, s.height) == (1024, 16, 4096)
+    notes = checks.limit_notes(s)
+    assert notes == [
+        "Frames is 1024, the most it can be: Blender sets a larger value to 1024",
+        "Width is 16, the least it can be: Blender sets a smaller value to 16",
+        "Height is 4096, the most it can be: Blender sets a larger value to 4096",
+    ]
+    layout = _Layout()
+    bpy.types.ANIMATE_ANYTHING_PT_main_view3d.draw(types.SimpleNamespace(layout=layout), bpy.context)
+    for note in notes:
+        assert ("label", None, note) in layout.calls
+    problems = checks.settings_problems(bpy.context, fresh=True)
+    assert not any("can be" in p for p in problems)
