@@ -1,15 +1,22 @@
-"""Writing a finished run into a folder: PNG frames, H.264 video, flow file and flow video.
+"""Writing a run's outputs into a folder: PNG frames, H.264 video, flow file and flow video.
 
 Everything here writes into the runner's private partial folder (`JOB/.out-partial-<pid>/`);
 the runner writes result.json last and renames the folder to `JOB/out`, so no file in `out/` is
 ever seen half-written. PNGs need Pillow only; the videos need PyAV (`av`): without it the flow
 is written as colour PNG frames too (`flow_frames/`) and the user's tools (Blender's FFmpeg)
 encode when asked.
+
+Frame by frame (a streamed run keeps one frame at a time): `Mp4Writer` encodes frames as they
+come, `FlowFileWriter` writes flow.npz frame by frame (the same file `save_flow` writes: an
+uncompressed .npz whose float16 array is streamed into the zip member) and takes the flow's
+range as it goes, `read_flow_frames` reads it back one frame at a time, and `flow_lut` +
+`color_flow` colour a frame with the one normalisation of the whole video.
 """
 
 from __future__ import annotations
 
 import os
+import zipfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -27,6 +34,13 @@ H264_CODECS = ("libx264", "h264", "libopenh264")
 X264_OPTIONS = {"preset": "superfast", "crf": "18"}
 # The flow video is a visualisation: speed first.
 X264_FAST_OPTIONS = {"preset": "ultrafast", "crf": "23"}
+# PNG frames beside video.mp4 only when asked (the Blender import uses the mp4): set to 1.
+PNG_ENV = "ANIMATE_ANYTHING_PNG"
+
+
+def png_frames_wanted(have_video: bool) -> bool:
+    """Whether out/frames/ is written: always without a video, else only when PNG_ENV is 1."""
+    return not have_video or os.environ.get(PNG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def have_pyav() -> bool:
@@ -68,40 +82,81 @@ def fps_fraction(fps: float) -> Fraction:
     return Fraction(float(fps)).limit_denominator(1001)
 
 
-def encode_mp4(path: Path, frames: np.ndarray, fps: float, *, on_frame=None, fast: bool = False) -> str:
-    """Encode frames (F, H, W, 3) uint8 RGB as H.264 yuv420p MP4 at `fps` with PyAV; returns the
-    codec name used. `fast`: x264 ultrafast (for visualisations). Raises ImportError without
-    PyAV and RuntimeError when no H.264 encoder exists in its FFmpeg build. H and W must be even
-    (job sizes are multiples of 8). Written under a temporary name, then renamed."""
+def h264_codec() -> str:
+    """The H.264 encoder of PyAV's FFmpeg to use. Raises ImportError without PyAV and
+    RuntimeError when its FFmpeg build has none."""
     import av
 
-    available = av.codecs_available
-    codec = next((c for c in H264_CODECS if c in available), None)
+    codec = next((c for c in H264_CODECS if c in av.codecs_available), None)
     if codec is None:
         raise RuntimeError("PyAV's FFmpeg has no H.264 encoder (libx264/openh264)")
-    n, h, w, _ = frames.shape
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = container.add_stream(codec, rate=fps_fraction(fps))
-            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            if codec == "libx264":
+    return codec
+
+
+class Mp4Writer:
+    """H.264 yuv420p MP4 at `fps` with PyAV, one (H, W, 3) uint8 RGB frame at a time:
+    `write(frame)`, then `close()` (flushes and renames the temporary file into place) or
+    `abort()` (removes it). `fast`: x264 ultrafast (for visualisations). H and W must be even
+    (job sizes are multiples of 8). Raises as h264_codec."""
+
+    def __init__(self, path: Path, width: int, height: int, fps: float, *, fast: bool = False):
+        import av
+
+        self.codec = h264_codec()
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.part")
+        self._av = av
+        self.container = av.open(str(self.tmp), mode="w", format="mp4")
+        try:
+            stream = self.container.add_stream(self.codec, rate=fps_fraction(fps))
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            if self.codec == "libx264":
                 stream.options = dict(X264_FAST_OPTIONS if fast else X264_OPTIONS)
             else:  # other H.264 encoders (OpenH264) take a bit rate, not a quality
-                stream.bit_rate = int(min(20e6, max(2e6, 2.0 * w * h * float(fps))))
-            for i in range(n):
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i]), format="rgb24")
-                for packet in stream.encode(frame):
-                    container.mux(packet)
-                if on_frame is not None:
-                    on_frame(i)
-            for packet in stream.encode(None):
-                container.mux(packet)
-        os.replace(tmp, path)
+                stream.bit_rate = int(min(20e6, max(2e6, 2.0 * width * height * float(fps))))
+        except BaseException:
+            self.abort()
+            raise
+        self.stream = stream
+
+    def write(self, frame: np.ndarray) -> None:
+        vf = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        for packet in self.stream.encode(vf):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        try:
+            for packet in self.stream.encode(None):
+                self.container.mux(packet)
+            self.container.close()
+            os.replace(self.tmp, self.path)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop what was written (a no-op after close)."""
+        try:
+            self.container.close()
+        except Exception:  # noqa: BLE001 - closing a half-written container may fail; it goes anyway
+            pass
+        if self.tmp.exists():
+            self.tmp.unlink()
+
+
+def encode_mp4(path: Path, frames: np.ndarray, fps: float, *, on_frame=None, fast: bool = False) -> str:
+    """Encode frames (F, H, W, 3) uint8 RGB as H.264 yuv420p MP4 at `fps` with PyAV (Mp4Writer);
+    returns the codec name used. Written under a temporary name, then renamed."""
+    n, h, w, _ = frames.shape
+    writer = Mp4Writer(path, w, h, fps, fast=fast)
+    try:
+        for i in range(n):
+            writer.write(frames[i])
+            if on_frame is not None:
+                on_frame(i)
+        writer.close()
     finally:
-        if tmp.exists():
-            tmp.unlink()
-    return codec
+        writer.abort()
+    return writer.codec
 
 
 # Flow of points far outside the image is meaningless for a viewer and float16 stops at 65504.
@@ -109,14 +164,99 @@ FLOW_SAVE_LIMIT = 60000.0
 
 
 def write_flow_npz(path: Path, flow: np.ndarray) -> None:
-    """flow (F, H, W, 2) float32 pixels -> the core's flow file (blender_animate.flowviz.save_flow,
-    float16), values clipped to +-FLOW_SAVE_LIMIT pixels (points far off-screen)."""
-    from blender_animate.flowviz import save_flow
-
+    """flow (F, H, W, 2) float32 pixels -> the core's flow file (as blender_animate.flowviz.save_flow
+    writes it, float16), values clipped to +-FLOW_SAVE_LIMIT pixels (points far off-screen)."""
+    writer = FlowFileWriter(path, *flow.shape[:3])
     try:
-        save_flow(path, flow)
-    except ValueError:  # beyond float16 (the check is save_flow's): clip the far-off points
-        save_flow(path, np.clip(flow, -FLOW_SAVE_LIMIT, FLOW_SAVE_LIMIT))
+        for f in range(len(flow)):
+            writer.write(flow[f])
+        writer.close()
+    finally:
+        writer.abort()
+
+
+class FlowFileWriter:
+    """flow.npz written one (H, W, 2) float32 frame at a time, num_frames of them: the layout of
+    np.savez (an uncompressed zip: "flow.npy" float16 (F, H, W, 2), "format_version.npy"), read
+    by blender_animate.flowviz.load_flow. Values are clipped to +-FLOW_SAVE_LIMIT (float16 stops
+    at 65504). `max_magnitude` is the largest finite flow magnitude so far (float32 flow, before
+    the clip: flow.mp4's normalisation). close() renames the temporary file into place."""
+
+    def __init__(self, path: Path, num_frames: int, height: int, width: int):
+        from blender_animate.flowviz import FLOW_KEY
+
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.part")
+        self.shape = (int(num_frames), int(height), int(width), 2)
+        self.written = 0
+        self._m2 = 0.0
+        self._zip = zipfile.ZipFile(self.tmp, "w", zipfile.ZIP_STORED, allowZip64=True)
+        self._member = self._zip.open(f"{FLOW_KEY}.npy", "w", force_zip64=True)
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)), "fortran_order": False}
+        np.lib.format.write_array_header_1_0(self._member, {**header, "shape": self.shape})
+        self._buf = np.empty(self.shape[1:], np.float16)
+
+    @property
+    def max_magnitude(self) -> float:
+        return float(np.sqrt(self._m2))
+
+    def write(self, flow: np.ndarray) -> None:
+        if self.written >= self.shape[0] or flow.shape != self.shape[1:]:
+            raise ValueError(f"flow frame {self.written}: {flow.shape}, expected {self.shape[1:]}")
+        sq = np.einsum("hwc,hwc->hw", flow, flow)
+        top = float(sq.max(initial=0.0))
+        if not np.isfinite(top):
+            finite = sq[np.isfinite(sq)]
+            top = float(finite.max()) if finite.size else 0.0
+        self._m2 = max(self._m2, top)
+        np.clip(flow, -FLOW_SAVE_LIMIT, FLOW_SAVE_LIMIT, out=self._buf, casting="same_kind")
+        self._member.write(self._buf.data)
+        self.written += 1
+
+    def close(self) -> None:
+        if self.written != self.shape[0]:
+            raise ValueError(f"{self.written} of {self.shape[0]} flow frames were written")
+        self._member.close()
+        version = np.array(1, np.int32)
+        with self._zip.open("format_version.npy", "w") as fh:
+            np.lib.format.write_array(fh, version, allow_pickle=False)
+        self._zip.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        """Drop what was written (a no-op after close). Each close is tried on its own and the file
+        is closed in the end whatever they raise: on a full disk the member's close fails, and a
+        file left open would fail again, noisily, when it is collected."""
+        for close in (self._member.close, self._zip.close):
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - the file goes anyway
+                pass
+        fp, self._zip.fp = self._zip.fp, None
+        if fp is not None:
+            try:
+                fp.close()
+            except OSError:
+                pass
+        if self.tmp.exists():
+            self.tmp.unlink()
+
+
+def read_flow_frames(path: Path):
+    """Yield the frames of a flow file written by FlowFileWriter or save_flow (uncompressed), one
+    (H, W, 2) float32 array at a time, without reading the whole array into memory."""
+    from blender_animate.flowviz import FLOW_KEY
+
+    with zipfile.ZipFile(path) as zf, zf.open(f"{FLOW_KEY}.npy") as fh:
+        major, _ = np.lib.format.read_magic(fh)
+        fmt = np.lib.format
+        shape, fortran, dtype = (fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0)(fh)
+        if fortran or len(shape) != 4:
+            raise ValueError(f"{path}: not a (F, H, W, 2) C-order flow array")
+        count = int(np.prod(shape[1:]))
+        for _ in range(shape[0]):
+            data = fh.read(count * dtype.itemsize)
+            yield np.frombuffer(data, dtype).reshape(shape[1:]).astype(np.float32)
 
 
 # flow.mp4 colours come from a lookup table of LUT_RADIUS steps per half-axis (1/256 of the largest
@@ -124,12 +264,53 @@ def write_flow_npz(path: Path, flow: np.ndarray) -> None:
 LUT_RADIUS = 256
 
 
+def flow_lut(max_magnitude: float) -> tuple[np.ndarray, np.float32]:
+    """The colour lookup table for flow up to `max_magnitude` pixels: (lut (n*n,) uint32 packed
+    RGBA, scale) for color_flow (n = 2 * LUT_RADIUS + 1), from the core's flow_to_color."""
+    from blender_animate.flowviz import flow_to_color
+
+    m, R = float(max_magnitude), LUT_RADIUS
+    n = 2 * R + 1
+    lut = np.zeros((n * n, 4), np.uint8)
+    if m == 0.0:  # no motion: one colour
+        lut[:, :3] = flow_to_color(np.zeros((1, 1, 2), np.float32))[0, 0]
+        return lut.view(np.uint32).reshape(-1), np.float32(0.0)
+    axis = np.linspace(-m, m, n, dtype=np.float32)
+    grid = np.stack(np.meshgrid(axis, axis, indexing="xy"), axis=-1)  # [iv, iu] -> (u, v)
+    # A grid point can lie up to one step beyond the largest magnitude: keep it unsaturated.
+    lut[:, :3] = flow_to_color(grid, max_magnitude=m * (1 + 1.5 / R)).reshape(-1, 3)
+    return lut.view(np.uint32).reshape(-1), np.float32(R / m)
+
+
+def color_flow(
+    flow: np.ndarray, lut: tuple[np.ndarray, np.float32], out: np.ndarray | None = None
+) -> np.ndarray:
+    """One frame's flow (H, W, 2) float32 -> (H, W, 3) uint8 with a flow_lut table (quantised to
+    1/LUT_RADIUS of its magnitude); non-finite flow is black, as in flow_to_color."""
+    lut32, scale = lut
+    R, n = LUT_RADIUS, 2 * LUT_RADIUS + 1
+    q = flow * scale  # (H, W, 2), contiguous
+    bad = None
+    if not np.isfinite(q.sum()):  # rare: find the non-finite pixels
+        bad = ~np.isfinite(q).all(axis=-1)
+        q[bad] = 0.0
+    np.rint(q, out=q)
+    np.clip(q, -R, R, out=q)
+    qi = q.astype(np.int32)
+    idx = (qi[..., 1] + R) * n + (qi[..., 0] + R)
+    rgb = np.take(lut32, idx).view(np.uint8).reshape(idx.shape + (4,))[..., :3]
+    if out is None:
+        out = np.empty(idx.shape + (3,), np.uint8)
+    out[...] = rgb
+    if bad is not None:
+        out[bad] = 0
+    return out
+
+
 def flow_colors(flow: np.ndarray, on_frame=None) -> np.ndarray:
     """(F, H, W, 2) float32 -> (F, H, W, 3) uint8 Middlebury colours (blender_animate.flowviz),
     one normalisation for all frames: the largest finite magnitude, as flow_to_color does.
     Quantised to 1/LUT_RADIUS of that magnitude; non-finite flow is black, as in flow_to_color."""
-    from blender_animate.flowviz import flow_to_color
-
     m2 = 0.0  # the largest finite squared magnitude, frame by frame (small temporaries)
     for f in range(len(flow)):
         sq = np.einsum("hwc,hwc->hw", flow[f], flow[f])
@@ -138,33 +319,10 @@ def flow_colors(flow: np.ndarray, on_frame=None) -> np.ndarray:
             finite = sq[np.isfinite(sq)]
             top = float(finite.max()) if finite.size else 0.0
         m2 = max(m2, top)
-    m = float(np.sqrt(m2))
+    lut = flow_lut(float(np.sqrt(m2)))
     out = np.empty(flow.shape[:-1] + (3,), np.uint8)
-    if m == 0.0:
-        out[...] = flow_to_color(np.zeros((1, 1, 2), np.float32))[0, 0]  # no motion: one colour
-        return out
-    R = LUT_RADIUS
-    n = 2 * R + 1
-    axis = np.linspace(-m, m, n, dtype=np.float32)
-    grid = np.stack(np.meshgrid(axis, axis, indexing="xy"), axis=-1)  # [iv, iu] -> (u, v)
-    # A grid point can lie up to one step beyond the largest magnitude: keep it unsaturated.
-    lut = np.zeros((n * n, 4), np.uint8)
-    lut[:, :3] = flow_to_color(grid, max_magnitude=m * (1 + 1.5 / R)).reshape(-1, 3)
-    lut32 = lut.view(np.uint32).reshape(-1)  # one gather per pixel instead of three
-    scale = np.float32(R / m)
     for f in range(len(flow)):
-        q = flow[f] * scale  # (H, W, 2), contiguous
-        bad = None
-        if not np.isfinite(q.sum()):  # rare: find the non-finite pixels
-            bad = ~np.isfinite(q).all(axis=-1)
-            q[bad] = 0.0
-        np.rint(q, out=q)
-        np.clip(q, -R, R, out=q)
-        qi = q.astype(np.int32)
-        idx = (qi[..., 1] + R) * n + (qi[..., 0] + R)
-        out[f] = np.take(lut32, idx).view(np.uint8).reshape(idx.shape + (4,))[..., :3]
-        if bad is not None:
-            out[f][bad] = 0
+        color_flow(flow[f], lut, out=out[f])
         if on_frame is not None:
             on_frame(f)
     return out

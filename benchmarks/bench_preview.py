@@ -1,14 +1,25 @@
-"""Benchmark: the preview generator end to end vs the cheapest possible warp, in the same run.
+"""Benchmark: the preview generator against cv2.remap and against its previous implementation.
 
-    .venv/bin/python benchmarks/bench_preview.py [--width 720 --height 480 --frames 49 --repeat 3]
+    .venv/bin/python benchmarks/bench_preview.py [--sizes 720x480x49,1280x720x49,1920x1080x97]
+        [--repeat 2] [--stage-frames 8] [--zero-install]
 
-1. Writes a job like the demo's (textured reference, layered depth, a dolly with a pan, one drag).
-2. Runs the real generator process, `python -m backend run JOB`, `--repeat` times: wall time from
-   start to exit (imports, flow, splatting, filling, PNGs, video.mp4, flow.npz, flow.mp4), the
-   stage times from out/result.json, and the process's peak memory (max RSS).
-3. Backward-warps the same reference into the same number of frames with cv2.remap along the same
-   flow (maps precomputed: only the warps are timed), the cheapest possible warp.
-Prints the best times, the ratio, the peak memory and whether the 5 s goal is met.
+For each size (width x height x frames), one job like the demo's (textured reference, layered depth,
+a dolly with a pan, one drag), and in the same run, baseline and new alternating:
+1. End to end, real processes: the generator (`python -m backend run JOB`, 2 threads) and the
+   implementation it replaced (benchmarks/preview_baseline/run.py: stage 1 whole, float64
+   splatting, whole-frame fill, every frame held, every output from whole arrays). Wall time,
+   CPU time (user + system) and peak RSS of each child (os.wait4), `--repeat` times interleaved.
+2. Thread scaling of the generator: ANIMATE_ANYTHING_THREADS=1 against 2, and 2 threads with
+   glibc's default malloc (ANIMATE_ANYTHING_MALLOC=default: the allocator settings off).
+3. Memory growth: at the last size, also the generator on half the frames: peak RSS per extra
+   frame against the size of one output frame.
+4. Per stage, in this process on one thread, on `--stage-frames` frames spread over the video
+   (old and new alternating frame by frame): stage-1 flow (whole-video call per frame vs one
+   frame), splatting, filling, PNG (level 1 vs 0), x264 superfast vs ultrafast at CRF 18 (with
+   PSNR against the frames; wall time: x264 runs threads of its own), and cv2.remap of the same
+   frame: ms per frame and x remap.
+Prints tables with the load average; asserts nothing. The machine may be shared: ratios of the
+alternating runs are what to compare, not absolute times.
 """
 
 from __future__ import annotations
@@ -16,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -30,11 +40,17 @@ sys.path.insert(0, str(ROOT))
 
 from tests.backend.jobs import backend_env, cameras, write_job  # noqa: E402
 
-GOAL_S = 5.0
+HIDE_OPTIONAL = """import sys
+class _Hide:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition('.')[0] in {'cv2', 'scipy', 'av', 'torch'}:
+            raise ModuleNotFoundError(f'No module named {name!r}', name=name)
+sys.meta_path.insert(0, _Hide())
+"""
 
 
 def make_job(folder: Path, width: int, height: int, frames: int) -> Path:
-    c2w, _ = cameras("dolly", frames, height, width, step=0.04)
+    c2w, _ = cameras("dolly", frames, height, width, step=0.04 * 49 / max(frames, 1))
     c2w[:, 0, 3] = np.linspace(0.0, 0.5, frames)  # and a pan
     cx, cy = width / 2, height / 2
     drag = np.stack([np.linspace(cx, cx + 40, frames), np.linspace(cy, cy - 20, frames)], -1)
@@ -49,99 +65,209 @@ def make_job(folder: Path, width: int, height: int, frames: int) -> Path:
     return job
 
 
-HIDE_OPTIONAL = """import sys
-class _Hide:
-    def find_spec(self, name, path=None, target=None):
-        if name.partition('.')[0] in {'cv2', 'scipy', 'av', 'torch'}:
-            raise ModuleNotFoundError(f'No module named {name!r}', name=name)
-sys.meta_path.insert(0, _Hide())
-"""
-
-
-def run_generator(job: Path, extra_paths=()) -> tuple[float, dict, float, float]:
-    """Wall seconds, result.json timings, peak RSS MiB and CPU seconds (user + system) of the child."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    before = usage.ru_maxrss
-    cpu_before = usage.ru_utime + usage.ru_stime
+def run_child(argv: list[str], env: dict) -> dict:
+    """Run a child to its end: wall s, CPU s (user + system) and peak RSS MiB of that child."""
     t0 = time.perf_counter()
-    r = subprocess.run(
-        [sys.executable, "-m", "backend", "run", str(job)],
-        cwd=ROOT,
-        env=backend_env(list(extra_paths)),
-        capture_output=True,
-        text=True,
-    )
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.stdout.read(), proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t0
-    if r.returncode != 0:
-        raise SystemExit(f"the generator failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    # ru_maxrss of children is the max over all waited-for children.
-    timings = json.loads((job / "out" / "result.json").read_text())["timings_s"]
-    return wall, timings, max(usage.ru_maxrss, before) / 1024.0, usage.ru_utime + usage.ru_stime - cpu_before
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv} failed ({proc.returncode}):\n{out[-2000:]!r}\n{err.decode()[-4000:]}")
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss / 1024.0}
 
 
-def remap_baseline(job: Path) -> float:
-    """Seconds to backward-warp the reference into every frame with cv2.remap along the job's flow."""
+def generator(job: Path, env: dict) -> dict:
+    r = run_child([sys.executable, "-m", "backend", "run", str(job)], env)
+    r["timings"] = json.loads((job / "out" / "result.json").read_text())["timings_s"]
+    return r
+
+
+def baseline(job: Path, env: dict) -> dict:
+    return run_child(
+        [sys.executable, str(ROOT / "benchmarks" / "preview_baseline" / "run.py"), str(job)], env
+    )
+
+
+def stages(job: Path, n_frames: int) -> dict:
+    """Per-stage thread CPU ms per frame, old and new alternating (see the module docstring)."""
+    from backend.allocator import keep_freed_memory
+
+    keep_freed_memory()  # the setting the generator runs with (the baseline's differs little here)
     import cv2
 
-    from blender_animate.flowviz import load_flow
+    from backend import outputs as out
+    from backend.context import load_context
+    from backend.modes.preview import FlowPlan, frame_flow
+    from backend.preview import fill as new_fill
+    from backend.preview import splat as new_splat
+    from benchmarks.preview_baseline import fill as old_fill
+    from benchmarks.preview_baseline import splat as old_splat
+    from blender_animate.flow import unified_flow
 
-    ref = cv2.imread(str(job / "reference.png"))
-    flow = load_flow(job / "out" / "flow.npz")
-    F, H, W, _ = flow.shape
+    ctx = load_context(job)
+    spec, c = ctx.spec, ctx.cond
+    F, H, W = spec.num_frames, spec.height, spec.width
+    clock = time.thread_time
+    acc: dict[str, list[float]] = {}
+
+    def timed(name, fn, *args, wall=False, **kw):
+        tick = time.perf_counter if wall else clock
+        t = tick()
+        r = fn(*args, **kw)
+        acc.setdefault(name, []).append((tick() - t) * 1000)
+        return r
+
+    t = clock()
+    whole = unified_flow(
+        ctx.depth, c.K, c.c2w, c.tracks, c.track_visible, c.track_radius, None, height=H, width=W
+    )
+    acc["flow old"] = [(clock() - t) * 1000 / F]
+    plan = FlowPlan(None, 2, None, None, {})
     gx, gy = np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32))
-    maps = [
-        (gx - flow[f, ..., 0], gy - flow[f, ..., 1]) for f in range(F)
-    ]  # forward flow as an approximation
-    out = np.empty((F, H, W, 3), np.uint8)
-    t0 = time.perf_counter()
-    for f, (mx, my) in enumerate(maps):
-        out[f] = cv2.remap(ref, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return time.perf_counter() - t0
+    ref_bgr = np.ascontiguousarray(ctx.reference[..., ::-1])
+    frames = []
+    for f in np.linspace(1, F - 1, n_frames).round().astype(int):
+        flow, depth = timed("flow new", frame_flow, ctx, plan, int(f))
+        front = depth > 0
+        so = timed("splat old", old_splat.forward_splat, ctx.reference, flow, depth, front, want_depth=True)
+        sn = timed("splat new", new_splat.forward_splat, ctx.reference, flow, depth, front, want_depth=True)
+        timed("fill old", old_fill.fill_holes, so.image, so.hole, depth=so.depth, method="background")
+        frame = timed("fill new", new_fill.fill_holes, sn.image, sn.hole, depth=sn.depth, method="background")
+        mx, my = gx - flow[..., 0], gy - flow[..., 1]
+        timed("cv2.remap", cv2.remap, ref_bgr, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        frames.append(frame)
+    del whole
+    with tempfile.TemporaryDirectory() as tmp:
+        for level in (1, 0):
+            out.PNG_COMPRESS_LEVEL = level
+            for i, frame in enumerate(frames):
+                timed(f"PNG level {level}", out.save_png, Path(tmp) / f"{level}-{i}.png", frame)
+        out.PNG_COMPRESS_LEVEL = 1
+        psnr = {}
+        for preset in ("superfast", "ultrafast"):
+            out.X264_OPTIONS = {"preset": preset, "crf": "18"}
+            path = Path(tmp) / f"{preset}.mp4"
+            writer = out.Mp4Writer(path, W, H, spec.fps)
+            for frame in frames:  # wall time: x264 encodes on threads of its own
+                timed(f"x264 {preset}", writer.write, frame, wall=True)
+            t = time.perf_counter()
+            writer.close()
+            acc[f"x264 {preset}"][-1] += (time.perf_counter() - t) * 1000  # the flush: the last frame's
+            psnr[preset] = _psnr(path, frames)
+    return {k: float(np.median(v)) for k, v in acc.items()} | {"psnr": psnr}
+
+
+def _psnr(path: Path, frames: list[np.ndarray]) -> float:
+    import av
+
+    with av.open(str(path)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    mse = np.mean([np.mean((d.astype(np.float64) - f) ** 2) for d, f in zip(decoded, frames)])
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
+
+
+def bench_size(width: int, height: int, frames: int, args, tmp: Path, last: bool) -> dict:
+    job = make_job(tmp / f"job{width}x{height}x{frames}", width, height, frames)
+    extra = []
+    if args.zero_install:
+        (tmp / "hide").mkdir(exist_ok=True)
+        (tmp / "hide" / "sitecustomize.py").write_text(HIDE_OPTIONAL)
+        extra = [str(tmp / "hide")]
+    env2 = backend_env(extra) | {"ANIMATE_ANYTHING_THREADS": "2"}
+    env1 = env2 | {"ANIMATE_ANYTHING_THREADS": "1"}
+    env_malloc = env2 | {"ANIMATE_ANYTHING_MALLOC": "default"}
+    runs: dict[str, list[dict]] = {"baseline": [], "new": [], "new 1 thread": [], "new default malloc": []}
+    for _ in range(args.repeat):  # interleaved: a load change hits both sides alike
+        runs["baseline"].append(baseline(job, env2))
+        runs["new"].append(generator(job, env2))
+        runs["new 1 thread"].append(generator(job, env1))
+        runs["new default malloc"].append(generator(job, env_malloc))
+    res = {"runs": runs}
+    if last:  # memory growth per extra frame (before stages(): a child's peak RSS counts the
+        # parent's pages at the fork, and stages() grows this process)
+        half = make_job(tmp / f"half{width}x{height}", width, height, frames // 2)
+        res["half"] = (frames // 2, generator(half, env2)["rss"])
+    res["stages"] = stages(job, args.stage_frames)
+    return res
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--width", type=int, default=720)
-    ap.add_argument("--height", type=int, default=480)
-    ap.add_argument("--frames", type=int, default=49)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--keep", type=Path, help="write the job here and keep it")
+    ap.add_argument("--sizes", default="720x480x49,1280x720x49,1920x1080x97")
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--stage-frames", type=int, default=8)
     ap.add_argument(
         "--zero-install",
         action="store_true",
-        help="run the generator with OpenCV, scipy, PyAV and torch hidden",
+        help="run the processes with OpenCV, scipy, PyAV and torch hidden",
     )
     args = ap.parse_args()
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    load0 = os.getloadavg()
+    print(f"preview benchmark, {os.cpu_count()} cores, load average at start {load0[0]:.1f} {load0[1]:.1f}")
+    if args.zero_install:
+        print("processes with numpy + Pillow only (OpenCV, scipy, PyAV, torch hidden)")
     with tempfile.TemporaryDirectory() as tmp:
-        job = make_job(args.keep or Path(tmp) / "job", args.width, args.height, args.frames)
-        extra = []
-        if args.zero_install:
-            (Path(tmp) / "hide").mkdir()
-            (Path(tmp) / "hide" / "sitecustomize.py").write_text(HIDE_OPTIONAL)
-            extra = [str(Path(tmp) / "hide")]
-        runs = [run_generator(job, extra) for _ in range(args.repeat)]
-        if args.zero_install:  # the baseline reads out/flow.npz; PNGs replace the videos
-            print("numpy + Pillow only (OpenCV, scipy, PyAV, torch hidden)")
-        best = min(runs, key=lambda r: r[0])
-        peak = max(r[2] for r in runs)
-        remap = min(remap_baseline(job) for _ in range(args.repeat))
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        print(
-            f"preview, {args.frames} frames {args.width}x{args.height}, "
-            f"{os.cpu_count()} cores, load {load:.1f}"
-        )
-        print(f"  end to end (process start to exit), best of {args.repeat}: {best[0]:.2f} s")
-        print(f"    all runs: {', '.join(f'{r[0]:.2f}' for r in runs)} s")
-        print(f"    CPU time (user + system) of the best run: {best[3]:.2f} s")
-        print(f"    stages of the best run: {best[1]}")
-        print(f"  cv2.remap backward warp of the same frames: {remap * 1000:.1f} ms")
-        print(f"  ratio end to end / remap: {best[0] / remap:.0f}x")
-        render = best[1].get("generate", float("nan"))
-        print(f"  ratio generate stage (flow + splat + fill) / remap: {render / remap:.0f}x")
-        print(f"  peak memory of the generator process: {peak:.0f} MiB")
-        print(f"  goal < {GOAL_S:.0f} s: {'met' if best[0] < GOAL_S else 'NOT met'}")
+        for i, (w, h, n) in enumerate(sizes):
+            r = bench_size(w, h, n, args, Path(tmp), last=i == len(sizes) - 1)
+            report(w, h, n, r)
+    load1 = os.getloadavg()
+    print(f"load average at the end {load1[0]:.1f} {load1[1]:.1f}")
     return 0
+
+
+def report(w: int, h: int, n: int, r: dict) -> None:
+    st, runs = r["stages"], r["runs"]
+    best = {k: min(v, key=lambda x: x["wall"]) for k, v in runs.items()}
+    remap_video = st["cv2.remap"] * n / 1000  # s for the whole video
+    print(
+        f"\n{w}x{h}x{n}  (load {os.getloadavg()[0]:.1f}; "
+        f"cv2.remap of the {n} frames: {remap_video * 1000:.0f} ms)"
+    )
+    print("  end to end (process), best of the alternating runs: wall s | CPU s | peak RSS MiB")
+    for k in ("baseline", "new", "new 1 thread", "new default malloc"):
+        walls = ", ".join(f"{x['wall']:.2f}" for x in runs[k])
+        b = best[k]
+        print(f"    {k:20s} {b['wall']:7.2f} | {b['cpu']:7.2f} | {b['rss']:7.0f}   (all: {walls})")
+    print(f"    baseline / new, end to end: {best['baseline']['wall'] / best['new']['wall']:.2f}x")
+    ratios = [a["wall"] / b["wall"] for a, b in zip(runs["new 1 thread"], runs["new"])]
+    print(f"    threads: 1 thread / 2 threads, pairs: {', '.join(f'{x:.2f}x' for x in ratios)}")
+    ratios = [a["wall"] / b["wall"] for a, b in zip(runs["new default malloc"], runs["new"])]
+    print(f"    allocator: default malloc / tuned, pairs: {', '.join(f'{x:.2f}x' for x in ratios)}")
+    t = best["new"]["timings"]
+    gen = t.get("generate", 0) + t.get("frames", 0)
+    print(f"    new process stages (result.json): {t}")
+    print(f"    generate + stream (flow, splat, fill, encode) / remap: {gen / remap_video:.0f}x")
+    if "half" in r:
+        n2, rss2 = r["half"]
+        per = (best["new"]["rss"] - rss2) / (n - n2)
+        print(
+            f"    memory: {n2} frames {rss2:.0f} MiB, {n} frames {best['new']['rss']:.0f} MiB: "
+            f"{per:.2f} MiB per extra frame (one output frame: {w * h * 3 / 2**20:.2f} MiB)"
+        )
+    print("  per stage, one thread, median ms per frame (x cv2.remap of that frame)")
+    remap = st["cv2.remap"]
+    for old, new in (
+        ("flow old", "flow new"),
+        ("splat old", "splat new"),
+        ("fill old", "fill new"),
+        ("PNG level 1", "PNG level 0"),
+        ("x264 superfast", "x264 ultrafast"),
+    ):
+        print(
+            f"    {old:15s} {st[old]:8.1f} ({st[old] / remap:5.1f}x)   {new:15s} {st[new]:8.1f} "
+            f"({st[new] / remap:5.1f}x)   {st[old] / st[new]:.2f}x"
+        )
+    gen_old = st["flow old"] + st["splat old"] + st["fill old"]
+    gen_new = st["flow new"] + st["splat new"] + st["fill new"]
+    print(
+        f"    flow + splat + fill: old {gen_old:.1f} ms ({gen_old / remap:.0f}x remap), new {gen_new:.1f} ms "
+        f"({gen_new / remap:.0f}x remap): {gen_old / gen_new:.2f}x"
+    )
+    p = st["psnr"]
+    print(f"    x264 CRF 18 PSNR: superfast {p['superfast']:.2f} dB, ultrafast {p['ultrafast']:.2f} dB")
 
 
 if __name__ == "__main__":

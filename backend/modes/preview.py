@@ -7,7 +7,12 @@
 3. Per frame, on a few threads: softmax forward splatting of the reference image with depth
    order and footprints for magnified surfaces (backend.preview.splat), then depth-aware hole
    filling from the background (backend.preview.fill).
-Needs numpy and Pillow only; scipy makes the splatting faster, OpenCV enables reference videos.
+`generate` streams: each frame's flow (step 1 for that frame alone: unified_flow of frames 0 and
+f, the same numbers as the whole-video call), splat and fill are made when the runner asks for the
+frame and let go once it is written, so memory does not grow with the frame count (only the
+reference video's flow, when there is one, is held whole). `preview_flow` is stage 1 whole, for
+the model modes. Needs numpy and Pillow only; scipy makes the splatting faster, OpenCV enables
+reference videos.
 """
 
 from __future__ import annotations
@@ -21,11 +26,10 @@ from blender_animate.flow import REGION_FEATHER, unified_flow
 
 from ..context import JobContext
 from ..errors import JobFailure
-from ..parallel import map_ordered
 from ..preview.fill import fill_holes, resolve_method
 from ..preview.regions import depth_gated_regions
 from ..preview.splat import DEPTH_SHARPNESS, forward_splat
-from . import ModeResult
+from . import FrameStream, ModeResult
 
 # Hole filler ("auto": the depth-aware "background" fill, which fills disocclusions from the
 # background where Telea smears the foreground into them, and is faster); override with
@@ -45,93 +49,155 @@ class PreviewFlow:
     info: dict
 
 
-def preview_flow(ctx: JobContext) -> PreviewFlow:
-    """Steps 1 and 2 of the module docstring; also stage 1 of the model modes when they have none."""
-    spec, cond = ctx.spec, ctx.cond
-    F, H, W = spec.num_frames, spec.height, spec.width
+@dataclass
+class FlowPlan:
+    """What stage 1 needs for any one frame, computed once: the region masks (R, H, W) bool or
+    None and their feather, the rim (as in PreviewFlow), the reference video's flow (F, H, W, 2)
+    float32 or None, and facts for result.json."""
 
-    # 1. Unified flow.
+    masks: np.ndarray | None
+    feather: int
+    rim: np.ndarray | None
+    reference: np.ndarray | None
+    info: dict
+
+
+def flow_plan(ctx: JobContext, *, reference: bool = True) -> FlowPlan:
+    """Everything of steps 1 and 2 that does not depend on the frame (progress stages `flow` and,
+    with `reference`, `reference_video`; the unified flow's warnings are reported here, once).
+    reference=False leaves the reference video to the caller (add_reference_motion) and the
+    `flow` stage open (its step 1 of 1 is the caller's)."""
+    spec, cond = ctx.spec, ctx.cond
+    F = spec.num_frames
     ctx.progress("flow", 0, 1, "computing the camera and drag flow")
     masks, feather, rim = None, REGION_FEATHER, None
+    info: dict = {"depth": "depth.npy" if ctx.depth is not None else "fallback plane"}
     if cond.region_masks.shape[0]:
         # Background enclosed by a drag's outline stays put; the cut follows depth edges, so it
         # needs no feather, and the object's rim is left to the filler (backend.preview.regions).
         gr = depth_gated_regions(cond.region_masks, ctx.depth, cond.tracks)
         masks, rim = gr.masks, gr.rim
         feather = 0 if gr.hard_edge else REGION_FEATHER
-    uf = unified_flow(
-        ctx.depth,
-        cond.K,
-        cond.c2w,
-        cond.tracks,
-        cond.track_visible,
-        cond.track_radius,
-        masks,
-        fallback_depth=spec.fallback_depth,
-        height=H,
-        width=W,
-        region_feather=feather,
-    )
-    for message in uf.warnings:
-        ctx.warn(message)
-    flow = uf.flow
-    info: dict = {"depth": "depth.npy" if ctx.depth is not None else "fallback plane"}
-    if masks is not None:
         info["region_pixels_left_behind"] = gr.removed
+    plan = FlowPlan(masks, feather, rim, None, info)
+    for message in _unified(ctx, plan, [0, min(1, F - 1)]).warnings:
+        ctx.warn(message)
+    if reference:
+        ctx.progress("flow", 1, 1, "flow ready")
+        add_reference_motion(ctx, plan)
+    return plan
+
+
+def add_reference_motion(ctx: JobContext, plan: FlowPlan) -> None:
+    """Step 2: the reference video's flow (F, H, W, 2) into plan.reference, when the job has one."""
+    spec = ctx.spec
+    if not spec.reference_video:
+        return
+    from ..preview.refvideo import reference_flow
+
+    ctx.progress("reference_video", 0, 1, "optical flow of the reference video")
+    plan.reference, plan.info["reference_video"] = reference_flow(
+        ctx.job_dir / spec.reference_video,
+        spec.num_frames,
+        spec.height,
+        spec.width,
+        check_cancel=ctx.check_cancel,
+        warn=ctx.warn,
+    )
+    ctx.progress("reference_video", 1, 1, "reference video motion added")
+
+
+def _unified(ctx: JobContext, plan: FlowPlan, frames):
+    """blender_animate.flow.unified_flow of the job for the frame indices `frames` only (the
+    flow of each frame depends on that frame's camera and drag positions and on frame 0's alone)."""
+    spec, cond = ctx.spec, ctx.cond
+    return unified_flow(
+        ctx.depth,
+        cond.K[frames],
+        cond.c2w[frames],
+        cond.tracks[:, frames],
+        cond.track_visible[:, frames],
+        cond.track_radius,
+        plan.masks,
+        fallback_depth=spec.fallback_depth,
+        height=spec.height,
+        width=spec.width,
+        region_feather=plan.feather,
+    )
+
+
+def frame_flow(ctx: JobContext, plan: FlowPlan, f: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stage 1 of frame f alone: flow (H, W, 2) float32 and depth (H, W) float32, as
+    preview_flow(ctx).flow[f] and .depth[f] (tests/backend/test_preview_mode.py)."""
+    uf = _unified(ctx, plan, [0, f])
+    flow, depth = uf.flow[-1], uf.depth[-1]
+    if plan.reference is not None:
+        flow += plan.reference[f]
+    return flow, depth
+
+
+def preview_flow(ctx: JobContext) -> PreviewFlow:
+    """Steps 1 and 2 of the module docstring for all frames at once: stage 1 of the model modes
+    when they have none (the preview itself streams, frame_flow)."""
+    plan = flow_plan(ctx, reference=False)
+    uf = _unified(ctx, plan, slice(None))
     ctx.progress("flow", 1, 1, "flow ready")
-
-    # 2. Reference video motion.
-    if spec.reference_video:
-        from ..preview.refvideo import reference_flow
-
-        ctx.progress("reference_video", 0, 1, "optical flow of the reference video")
-        ref, ref_info = reference_flow(
-            ctx.job_dir / spec.reference_video, F, H, W, check_cancel=ctx.check_cancel, warn=ctx.warn
-        )
-        flow += ref
-        info["reference_video"] = ref_info
-        ctx.progress("reference_video", 1, 1, "reference video motion added")
-    return PreviewFlow(flow, uf.depth, rim, info)
+    add_reference_motion(ctx, plan)
+    if plan.reference is not None:
+        uf.flow += plan.reference
+    return PreviewFlow(uf.flow, uf.depth, plan.rim, plan.info)
 
 
 def generate(ctx: JobContext) -> ModeResult:
-    """The preview of the job in `ctx`: frames (F, H, W, 3) uint8 (frame 0 is the reference
-    itself), the flow used (F, H, W, 2) float32 pixels, and facts for result.json."""
+    """The preview of the job in `ctx` as a stream (see the module docstring): frame f is
+    (H, W, 3) uint8 (frame 0 is the reference itself) with its flow (H, W, 2) float32 pixels;
+    info (facts for result.json) is complete once the last frame has been made."""
     spec = ctx.spec
     F, H, W = spec.num_frames, spec.height, spec.width
-    stage1 = preview_flow(ctx)
-    flow, depth, rim, info = stage1.flow, stage1.depth, stage1.rim, stage1.info
-
-    # 3. Splat and fill every frame.
     try:
         method = resolve_method(os.environ.get("ANIMATE_ANYTHING_FILL", DEFAULT_FILL), have_depth=True)
     except ValueError as exc:
         raise JobFailure(
             "invalid_job", f"ANIMATE_ANYTHING_FILL: {exc}", "Unset it or pick a listed filler."
         ) from exc
+    plan = flow_plan(ctx)
     image = ctx.reference
-    frames = np.empty((F, H, W, 3), np.uint8)
-    frames[0] = image
     holes = np.zeros(F, np.float64)
+    info = plan.info
 
-    def render(f: int) -> tuple[np.ndarray, float]:
+    def render(f: int) -> tuple[np.ndarray, np.ndarray]:
         if f == 0:
-            return image, 0.0
-        front = depth[f] > 0  # behind the camera: dropped
-        if rim is not None:
-            front &= ~rim
-        s = forward_splat(image, flow[f], depth[f], front, want_depth=method == "background")
-        return fill_holes(s.image, s.hole, depth=s.depth, method=method), float(s.hole.mean())
+            return image, np.zeros((H, W, 2), np.float32)
+        flow, depth = frame_flow(ctx, plan, f)
+        frame, holes[f] = render_frame(image, flow, depth, plan.rim, method)
+        return frame, flow
 
-    for f, (frame, hole) in enumerate(map_ordered(render, F, ctx.workers, ctx.check_cancel)):
-        frames[f] = frame
-        holes[f] = hole
-        if f % max(1, F // 8) == 0 or f == F - 1:
-            ctx.progress("render", f + 1, F, "splatting and filling frames")
-    info.update(
-        splat=f"softmax forward splatting, depth sharpness {DEPTH_SHARPNESS:g}",
-        fill=method,
-        hole_fraction_mean=round(float(holes.mean()), 4),
-        hole_fraction_max=round(float(holes.max()), 4),
+    def finish() -> None:
+        info.update(
+            splat=f"softmax forward splatting, depth sharpness {DEPTH_SHARPNESS:g}",
+            fill=method,
+            hole_fraction_mean=round(float(holes.mean()), 4),
+            hole_fraction_max=round(float(holes.max()), 4),
+        )
+
+    stream = FrameStream(
+        F,
+        render,
+        has_flow=True,
+        workers=ctx.workers,
+        stage="render",
+        finish=finish,
+        message="splatting and filling frames",
     )
-    return ModeResult(frames, flow, info)
+    return ModeResult(stream, None, info)
+
+
+def render_frame(image, flow, depth, rim, method: str) -> tuple[np.ndarray, float]:
+    """Step 3 for one frame: the reference `image` (H, W, 3) uint8 splatted along `flow`
+    (H, W, 2) with `depth` (H, W) (points at <= 0 are behind the camera: dropped; so is `rim`),
+    holes filled with `method`. Returns the frame (H, W, 3) uint8 and its hole fraction."""
+    front = depth > 0
+    if rim is not None:
+        front &= ~rim
+    s = forward_splat(image, flow, depth, front, want_depth=method == "background")
+    return fill_holes(s.image, s.hole, depth=s.depth, method=method), float(s.hole.mean())

@@ -13,11 +13,22 @@ bool, depth=None, method=...) -> (H, W, C) uint8`, known pixels unchanged (up to
 - "telea": OpenCV's fast-marching inpainting (cv2.inpaint, INPAINT_TELEA). Ignores depth, so it
   smears foreground into disocclusions (tests/backend/test_fill.py shows it).
 "auto": "background" when a depth is given, else "telea" when OpenCV imports, else "pushpull".
+
+Near the holes only: `fill_holes` runs "background" and "pushpull" on windows around the holes
+(`hole_windows`: tiles of WINDOW_TILE pixels holding a hole, grown by WINDOW_MARGIN pixels,
+merged into rectangles, every connected hole wholly inside one of them), so the cost follows the
+hole area, not the frame's. The result is the whole-frame fill's, exactly: windows are aligned to
+the push-pull blocks of WINDOW_LEVELS levels and hold their reach, and a window whose pyramid
+would need more levels (a hole wider than ~WINDOW_TILE pixels; checked on the weights first) or
+has no background left makes the frame be filled whole, as do windows covering more than
+WINDOW_MAX_SHARE of it (tests/backend/test_fill.py compares both).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .windows import hole_windows
 
 # Depth-aware fill ("background", see background_fill): the side of a hole more than FG_RATIO
 # nearer than the other (and not on the same surface) is the occluder; the known pixels within
@@ -33,6 +44,18 @@ SAME_SURFACE_TOLERANCE = 0.2
 # Holes at most this wide between two sides on one surface are cracks: interpolated linearly.
 CRACK = 3
 METHODS = ("auto", "background", "pushpull", "telea")
+# Windows around the holes (hole_windows): tile size and context margin in pixels. Windows start
+# on multiples of WINDOW_TILE = 2 ** WINDOW_LEVELS pixels, so the push-pull blocks of the first
+# WINDOW_LEVELS levels are the whole frame's, and the margin holds their reach (2 ** (L + 1)).
+WINDOW_LEVELS = 6
+WINDOW_TILE = 2**WINDOW_LEVELS
+WINDOW_MARGIN = 2 * WINDOW_TILE
+# Windows covering more than this share of the frame: the frame is filled at once.
+WINDOW_MAX_SHARE = 0.5
+
+
+class _NeedsFrame(Exception):
+    """A window's fill would differ from the whole frame's (deeper pyramid, no background)."""
 
 
 def have_cv2() -> bool:
@@ -51,11 +74,13 @@ def fill_holes(
     method: str = "auto",
     radius: float = 3.0,
     far_preference: float = FAR_POWER,
+    window_margin: int | None = WINDOW_MARGIN,
 ) -> np.ndarray:
     """Fill `hole` (H, W) bool in `image` (H, W, C) in [0, 255]; returns (H, W, C) uint8.
     depth: (H, W) depth of the known pixels (scene units, larger = farther; inf allowed), used by
     "background" (far_preference is its power). method: see the module docstring and
-    resolve_method. radius: Telea's neighbourhood in pixels."""
+    resolve_method. radius: Telea's neighbourhood in pixels. window_margin: context in pixels
+    around the holes the filler sees (hole_windows); None fills with the whole frame."""
     if image.shape[:2] != hole.shape:
         raise ValueError(f"image {image.shape} and hole {hole.shape} sizes differ")
     method = resolve_method(method, depth is not None)
@@ -64,14 +89,34 @@ def fill_holes(
         return u8
     if hole.all():  # nothing to fill from
         return np.zeros_like(u8)
+    windows = hole_windows(hole, margin=None if method == "telea" else window_margin, tile=WINDOW_TILE)
+    area = sum((ys.stop - ys.start) * (xs.stop - xs.start) for ys, xs in windows)
+    if area > WINDOW_MAX_SHARE * hole.size:  # windows would save little: the frame at once
+        return _fill(image, u8, hole, depth, method, radius, far_preference, strict=False)
+    out = u8.copy()
+    try:
+        for ys, xs in windows:
+            sub_hole = hole[ys, xs]
+            sub_depth = None if depth is None else depth[ys, xs]
+            filled = _fill(image[ys, xs], u8[ys, xs], sub_hole, sub_depth, method, radius, far_preference)
+            out[ys, xs][sub_hole] = filled[sub_hole]
+    except _NeedsFrame:
+        return _fill(image, u8, hole, depth, method, radius, far_preference, strict=False)
+    return out
+
+
+def _fill(image, u8, hole, depth, method, radius, far_preference, *, strict: bool = True) -> np.ndarray:
+    """fill_holes on one window (strict: raise _NeedsFrame where the window's fill could differ
+    from the whole frame's) or on the frame: (h, w, C) uint8, hole pixels filled."""
     if method == "telea":
         import cv2
 
         return cv2.inpaint(np.ascontiguousarray(u8), hole.astype(np.uint8), radius, cv2.INPAINT_TELEA)
+    levels = WINDOW_LEVELS if strict else None
     if method == "background":
-        filled = background_fill(image, hole, depth, power=far_preference)
+        filled = background_fill(image, hole, depth, power=far_preference, window_levels=levels)
     else:
-        filled = push_pull(image.astype(np.float32), (~hole).astype(np.float32))
+        filled = push_pull(image.astype(np.float32), (~hole).astype(np.float32), window_levels=levels)
     out = u8.copy()
     out[hole] = np.clip(np.rint(filled[hole]), 0, 255).astype(np.uint8)
     return out
@@ -99,6 +144,7 @@ def background_fill(
     *,
     power: float = FAR_POWER,
     reach: int = EXCLUDE_REACH,
+    window_levels: int | None = None,
 ):
     """Depth-aware fill from the background side only: (H, W, C) float32, hole pixels filled,
     known ones unchanged. depth: (H, W) of the known pixels; inf = at infinity (sky).
@@ -123,7 +169,9 @@ def background_fill(
        push-pull pyramid (`push_pull`) over the remaining known pixels, evaluated at the hole
        pixels only: a smooth, multi-scale continuation of the background around each hole,
        borders revealed by the camera included, without scan-line streaks.
-    `power` (fill_holes' far_preference) sets the seed ratio: FG_RATIO ** (FAR_POWER / power)."""
+    `power` (fill_holes' far_preference) sets the seed ratio: FG_RATIO ** (FAR_POWER / power).
+    window_levels: the image is a window of a frame (fill_holes): raise _NeedsFrame where the
+    result could differ from the frame's (see push_pull; no background pixel left)."""
     H, W = hole.shape
     z = np.asarray(depth, np.float32)
     known = ~hole
@@ -225,8 +273,10 @@ def background_fill(
     out = img.reshape(image.shape)
     if rest.any():
         if not (weight > 0).any():
+            if window_levels is not None:
+                raise _NeedsFrame
             weight = (known | cracked).astype(np.float32)
-        out[rest] = push_pull(out, weight, at=rest)
+        out[rest] = push_pull(out, weight, at=rest, window_levels=window_levels)
     return out
 
 
@@ -275,15 +325,26 @@ def _nearest_known(known: np.ndarray):
 
 
 def push_pull(
-    image: np.ndarray, weight: np.ndarray, *, max_levels: int = 16, at: np.ndarray | None = None
+    image: np.ndarray,
+    weight: np.ndarray,
+    *,
+    max_levels: int = 16,
+    at: np.ndarray | None = None,
+    window_levels: int | None = None,
 ) -> np.ndarray:
     """Pyramid fill. image (H, W, C) float32, weight (H, W) float32 in [0, 1] (0 = unknown).
     Returns (H, W, C) float32 where weight-1 pixels keep their value and the rest blend in the
     coarser levels: out = w * image + (1 - w) * upsample(coarser). at: (H, W) bool, or None:
     then only out[at] is returned, (n, C), and the full-size upsampling is skipped (the cost of
-    the finest level is then that of the pull and of the n pixels)."""
+    the finest level is then that of the pull and of the n pixels). window_levels: the image is
+    a window of a frame, aligned to 2 ** window_levels pixels: raise _NeedsFrame when the pyramid
+    would go deeper (or end for the window's size), where the frame's could differ."""
     w = np.clip(weight, 0.0, 1.0).astype(np.float32)
-    if w.min() >= 1.0 or max_levels <= 0 or min(image.shape[:2]) <= 1:
+    if window_levels is not None:  # first the weights alone (cheap): can the window do it?
+        _check_depth(w, window_levels)
+        window_levels = None
+    done = w.min() >= 1.0
+    if done or max_levels <= 0 or min(image.shape[:2]) <= 1:
         out = image.copy() if w.max() > 0 else np.zeros_like(image)
         return out if at is None else out[at]
     # Pull: weighted 2x2 means (odd sizes padded with zero weight).
@@ -291,13 +352,26 @@ def push_pull(
     wsum = _sum2x2(_pad_even(w))
     csum = _sum2x2(_pad_even(image * w[..., None]))
     coarse = csum / np.maximum(wsum, 1e-12)[..., None]
-    coarse = push_pull(coarse, np.minimum(wsum, 1.0), max_levels=max_levels - 1)
+    deeper = None if window_levels is None else window_levels - 1
+    coarse = push_pull(coarse, np.minimum(wsum, 1.0), max_levels=max_levels - 1, window_levels=deeper)
     if at is not None:
         ys, xs = np.nonzero(at)
         wa = w[ys, xs][:, None]
         return wa * image[ys, xs] + (1.0 - wa) * _upsample_at(coarse, ys, xs)
     up = _upsample2(coarse)[:H, :W]
     return w[..., None] * image + (1.0 - w[..., None]) * up
+
+
+def _check_depth(w: np.ndarray, levels: int) -> None:
+    """Raise _NeedsFrame unless the push-pull pyramid of weights `w` (h, w) ends (all weights 1)
+    within `levels` levels, with more than one pixel per side (see push_pull's window_levels)."""
+    for _ in range(levels + 1):
+        if w.min() >= 1.0:
+            return
+        if min(w.shape) <= 1:
+            break
+        w = np.minimum(_sum2x2(_pad_even(w)), np.float32(1.0))
+    raise _NeedsFrame
 
 
 def _upsample_at(a: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:

@@ -20,8 +20,9 @@ from ..errors import JobFailure
 
 NO_OPENCV_HINT = (
     "A reference video needs OpenCV for its optical flow. Set the generator's Python in Preferences > "
-    "Add-ons > Animate Anything to the generator environment (python -m venv gen && gen/bin/pip install -r "
-    "requirements.txt, or just `pip install opencv-python-headless`), or remove the reference video."
+    "Add-ons > Animate Anything to the generator environment (Create Generator Environment there, "
+    "which installs backend/requirements-generator.txt from the extension folder, or just `pip install "
+    "opencv-python-headless`), or remove the reference video."
 )
 
 

@@ -13,9 +13,17 @@ smooth surface still blend (no z-fighting speckle). Every target pixel is a weig
 sources that land on it; `coverage` is the sum of their bilinear weights alone (about 1 for plain
 motion, 1/m^2 under an m-times magnification, 0 in holes).
 
-Vectorised: the four corner contributions of all H*W sources become one (H*W, 4) index array, and
-one sparse matrix product (scipy, where present) or one np.bincount per quantity (numpy only) sums
-colours, weights, depths and coverage per target pixel.
+float32 throughout: the importance is e^IMPORTANCE_TOP at z_min and clamped at e^-IMPORTANCE_FLOOR
+(both far from float32's limits, so sums neither overflow nor underflow): depth order is exact up
+to exp((TOP + FLOOR) / sharpness) = ~120x the nearest depth (sharpness 30); content farther than
+that (and +inf, "far away") shares the floor weight and blends. Against the float64 splatting it
+replaces (kept in benchmarks/preview_baseline/) colours differ by float32 rounding only
+(tests/backend/test_splat.py: below 0.02 of 255 where depth ratios stay under that range).
+
+Vectorised: the four corner contributions of all H*W sources, and of the footprint samples of
+magnified sources (_footprint_samples), become one (M, 4) index array, and ONE sparse matrix
+product (scipy, where present) or one np.bincount per quantity (numpy only) sums colours,
+weights, depths and coverage per target pixel.
 """
 
 from __future__ import annotations
@@ -36,6 +44,13 @@ FOOTPRINT_MAX_GAP = 16.0
 # A footprint also spans toward its farther neighbour when that one is at most this many times
 # as far as the nearer one (uneven magnification); farther: a tear, left open.
 FOOTPRINT_TAPER = 2.0
+# float32 importance (natural-log units): e^TOP at the nearest depth, never below e^-FLOOR. With
+# colours <= 255, depth ratios <= DEPTH_RATIO_CAP and up to ~1e3 sources per target the sums stay
+# below 1e36 (float32 max 3.4e38) and the smallest weight above the normal range (1.2e-38).
+IMPORTANCE_TOP = 60.0
+IMPORTANCE_FLOOR = 84.0
+DEPTH_RATIO_CAP = 1e5
+_F32 = np.float32
 
 
 @dataclass
@@ -61,36 +76,45 @@ def _grid(H: int, W: int) -> tuple[np.ndarray, np.ndarray]:
     return cols, rows
 
 
-def _corners(xs: np.ndarray, ys: np.ndarray, weight: np.ndarray, W: int, H: int):
-    """Bilinear corners of samples at continuous index positions (xs, ys) (M,) with weights (M,):
-    canvas indices (M, 4) int32 and weights (M, 4) float64, sample-major (one sparse column per
-    sample). The canvas is the image with a 1-pixel ring left/top and 2 right/bottom, (H+3, W+3):
-    positions are clamped into [-1, W + 0.5] x [-1, H + 0.5], so all four corners fall inside it
-    and whatever lands outside the image falls on the ring, cropped away later. No bounds tests."""
+def _corners(xs, ys, weight, W: int, H: int, idx_out: np.ndarray, w_out: np.ndarray) -> None:
+    """Bilinear corners of samples at continuous index positions (xs, ys) (M,) float32 with
+    weights (M,) float32, written into idx_out (M, 4) int32 canvas indices and w_out (M, 4)
+    float32 (sample-major: one sparse column per sample). The canvas is the image with a 1-pixel
+    ring left/top and 2 right/bottom, (H+3, W+3): positions are clamped into [-1, W + 0.5] x
+    [-1, H + 0.5], so all four corners fall inside it and whatever lands outside the image falls
+    on the ring, cropped away later. No bounds tests. xs and ys are overwritten (they become the
+    fractional parts): the arithmetic runs in place, two (M,) temporaries in all."""
     CW = W + 3
-    xs = np.clip(xs, -1.0, W + 0.5)
-    ys = np.clip(ys, -1.0, H + 0.5)
-    x0f = np.floor(xs)
-    y0f = np.floor(ys)
-    ax = (xs - x0f).astype(np.float64)
-    wy1 = (ys - y0f) * weight
-    wy0 = weight - wy1
-    wb = np.empty((xs.shape[0], 4), np.float64)
-    np.multiply(1.0 - ax, wy0, out=wb[:, 0])
-    np.multiply(ax, wy0, out=wb[:, 1])
-    np.multiply(1.0 - ax, wy1, out=wb[:, 2])
-    np.multiply(ax, wy1, out=wb[:, 3])
+    np.clip(xs, -1.0, W + 0.5, out=xs)
+    np.clip(ys, -1.0, H + 0.5, out=ys)
+    x0 = np.floor(xs)
+    y0 = np.floor(ys)
     # int32 indices: what the sparse product wants (the canvas is far below 2**31 pixels).
-    base = (y0f.astype(np.int32) + 1) * np.int32(CW) + (x0f.astype(np.int32) + 1)
-    return base[:, None] + np.array([0, 1, CW, CW + 1], np.int32), wb
+    base = idx_out[:, 0]
+    base[...] = y0  # floors >= -1: the cast truncates exactly
+    base += 1
+    base *= np.int32(CW)
+    np.add(base, x0, out=base, casting="unsafe")  # exact: integers below 2**31
+    base += 1
+    np.add(base, np.int32(1), out=idx_out[:, 1])
+    np.add(base, np.int32(CW), out=idx_out[:, 2])
+    np.add(base, np.int32(CW + 1), out=idx_out[:, 3])
+    np.subtract(xs, x0, out=xs)  # ax
+    np.subtract(ys, y0, out=ys)  # ay
+    wy1 = np.multiply(ys, weight, out=ys)
+    wy0 = np.subtract(weight, wy1, out=x0)
+    np.multiply(xs, wy0, out=w_out[:, 1])
+    np.subtract(wy0, w_out[:, 1], out=w_out[:, 0])
+    np.multiply(xs, wy1, out=w_out[:, 3])
+    np.subtract(wy1, w_out[:, 3], out=w_out[:, 2])
 
 
 def _accumulate(idx: np.ndarray, weights: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
     """sums[t, k] = sum over samples s and corners c with idx[s, c] == t of weights[s, c] * values[s, k].
-    idx, weights: (M, 4); values: (M, K) float64. Returns (size, K) float64.
+    idx: (M, 4) int32; weights: (M, 4) float32; values: (M, K) float32. Returns (size, K) float32.
 
     With scipy: one sparse (size x M) CSC matrix whose column s holds the four corners of sample
-    s (no sorting needed) times the dense values, a single pass for all K columns (~8x faster).
+    s (no sorting needed) times the dense values, a single pass for all K columns.
     Without: one np.bincount per column."""
     try:
         import scipy.sparse as sparse
@@ -99,36 +123,56 @@ def _accumulate(idx: np.ndarray, weights: np.ndarray, values: np.ndarray, size: 
     M = idx.shape[0]
     if sparse is not None and size < 2**31 and 4 * M < 2**31:
         A = sparse.csc_matrix(
-            (
-                weights.reshape(-1),
-                idx.reshape(-1).astype(np.int32, copy=False),
-                np.arange(0, 4 * M + 1, 4, dtype=np.int32),
-            ),
+            (weights.reshape(-1), idx.reshape(-1), np.arange(0, 4 * M + 1, 4, dtype=np.int32)),
             shape=(size, M),
         )
-        return np.asarray(A @ np.ascontiguousarray(values))
+        return np.asarray(A @ values)
     flat = idx.reshape(-1)
-    out = np.empty((size, values.shape[1]), np.float64)
+    out = np.empty((size, values.shape[1]), np.float32)
+    tmp = np.empty(weights.shape, np.float32)
     for k in range(values.shape[1]):
-        out[:, k] = np.bincount(flat, (weights * values[:, k : k + 1]).reshape(-1), minlength=size)
+        np.multiply(weights, values[:, k : k + 1], out=tmp)
+        out[:, k] = np.bincount(flat, tmp.reshape(-1), minlength=size)
     return out
 
 
-def _sides(px: np.ndarray, py: np.ndarray, ok: np.ndarray, axis: int):
-    """Squared target-space distances from each source pixel to its next and to its previous
-    neighbour along `axis` ((H, W) float32 each, inf without a usable neighbour), and the
-    neighbour differences dx, dy (H-1, W) or (H, W-1)."""
+def _neighbour_gaps(px: np.ndarray, py: np.ndarray, ok: np.ndarray, axis: int):
+    """Squared target-space distance from each source pixel to its neighbour along `axis` (the
+    next one), (H-1, W) or (H, W-1) float32, inf where either is not ok; and the differences
+    dx, dy of the same shape."""
     dx = np.diff(px, axis=axis)
     dy = np.diff(py, axis=axis)
+    n2 = dx * dx
+    n2 += dy * dy
     both = ok[:-1] & ok[1:] if axis == 0 else ok[:, :-1] & ok[:, 1:]
-    n2 = np.where(both, dx * dx + dy * dy, np.float32(np.inf))
-    pad_end = [(0, 0), (0, 0)]
-    pad_end[axis] = (0, 1)
-    pad_start = [(0, 0), (0, 0)]
-    pad_start[axis] = (1, 0)
-    fwd = np.pad(n2, pad_end, constant_values=np.inf)
-    bwd = np.pad(n2, pad_start, constant_values=np.inf)
-    return fwd, bwd, dx, dy
+    n2[~both] = np.inf
+    return n2, dx, dy
+
+
+def _sides_at(n2: np.ndarray, r: np.ndarray, c: np.ndarray, axis: int):
+    """The squared gaps to the next and to the previous neighbour of the pixels (r, c) along
+    `axis` (inf beyond the image), from _neighbour_gaps' n2."""
+    pos, n = (c, n2.shape[1] + 1) if axis == 1 else (r, n2.shape[0] + 1)
+    i_n, i_p = np.clip(pos, 0, n - 2), np.clip(pos - 1, 0, n - 2)
+    if axis == 1:
+        nxt, prv = n2[r, i_n], n2[r, i_p]
+    else:
+        nxt, prv = n2[i_n, c], n2[i_p, c]
+    inf = _F32(np.inf)
+    return np.where(pos < n - 1, nxt, inf), np.where(pos > 0, prv, inf)
+
+
+def _nearest_gap(n2: np.ndarray, axis: int) -> np.ndarray:
+    """Per pixel, the smaller squared gap to its two neighbours along `axis`: (H, W) float32."""
+    H, W = (n2.shape[0] + 1, n2.shape[1]) if axis == 0 else (n2.shape[0], n2.shape[1] + 1)
+    out = np.full((H, W), np.inf, np.float32)
+    if axis == 1:
+        out[:, :-1] = n2
+        np.minimum(out[:, 1:], n2, out=out[:, 1:])
+    else:
+        out[:-1] = n2
+        np.minimum(out[1:], n2, out=out[1:])
+    return out
 
 
 def _footprint_samples(px: np.ndarray, py: np.ndarray, ok: np.ndarray, max_k: int):
@@ -148,20 +192,22 @@ def _footprint_samples(px: np.ndarray, py: np.ndarray, ok: np.ndarray, max_k: in
     magnified pixels only."""
     H, W = px.shape
     lo, hi = np.float32(FOOTPRINT_SPACING**2), np.float32(FOOTPRINT_MAX_GAP**2)
-    su = _sides(px, py, ok, 1)
-    sv = _sides(px, py, ok, 0)
-    nu, nv = np.minimum(su[0], su[1]), np.minimum(sv[0], sv[1])
-    need = ok & (((nu > lo) & (nu <= hi)) | ((nv > lo) & (nv <= hi)))
+    gu = _neighbour_gaps(px, py, ok, 1)
+    gv = _neighbour_gaps(px, py, ok, 0)
+    nu, nv = _nearest_gap(gu[0], 1), _nearest_gap(gv[0], 0)
+    need = (nu > lo) & (nu <= hi)
+    need |= (nv > lo) & (nv <= hi)
+    need &= ok
     flat = np.flatnonzero(need)
     if flat.size == 0:
         return None
     r, c = np.divmod(flat, W)
 
-    def count_and_vectors(sides, axis):
+    def count_and_vectors(gaps, axis):
         """Samples along the axis, and the vectors to the previous (a = p - prev) and to the
         next (b = next - p) neighbour, half of each spanned by the footprint."""
-        fwd2, bwd2, dx, dy = sides
-        nn, pn = fwd2.reshape(-1)[flat], bwd2.reshape(-1)[flat]  # squared, inf: no neighbour
+        n2, dx, dy = gaps
+        nn, pn = _sides_at(n2, r, c, axis)  # squared, inf: no neighbour
         near = np.minimum(nn, pn)
         use = (near > lo) & (near <= hi)
         # The nearer side always; the farther one too when it is no depth edge: within the gap
@@ -186,13 +232,13 @@ def _footprint_samples(px: np.ndarray, py: np.ndarray, ok: np.ndarray, max_k: in
         k = np.where(use, np.ceil(np.sqrt(longest) / FOOTPRINT_SPACING), 1.0)
         return np.clip(k, 1, max_k).astype(np.int64), ax, ay, bx, by
 
-    kxs, uax, uay, ubx, uby = count_and_vectors(su, 1)
-    kys, vax, vay, vbx, vby = count_and_vectors(sv, 0)
+    kxs, uax, uay, ubx, uby = count_and_vectors(gu, 1)
+    kys, vax, vay, vbx, vby = count_and_vectors(gv, 0)
 
     def shares(ax, ay, bx, by):
         la, lb = np.hypot(ax, ay), np.hypot(bx, by)
         mean = np.maximum(0.5 * (la + lb), np.float32(1e-6))
-        return (la / mean).astype(np.float64), (lb / mean).astype(np.float64)
+        return la / mean, lb / mean
 
     ulen_a, ulen_b = shares(uax, uay, ubx, uby)
     vlen_a, vlen_b = shares(vax, vay, vbx, vby)
@@ -220,28 +266,33 @@ def _footprint_samples(px: np.ndarray, py: np.ndarray, ok: np.ndarray, max_k: in
     return (
         np.concatenate(xs).astype(np.float32),
         np.concatenate(ys).astype(np.float32),
-        np.concatenate(ws),
+        np.concatenate(ws).astype(np.float32),
         np.concatenate(ids),
         flat,
     )
 
 
-def depth_weights(depth: np.ndarray, valid: np.ndarray, sharpness: float = DEPTH_SHARPNESS) -> np.ndarray:
-    """Per-source importance (N,) float64: (z / z_min) ** -sharpness for valid z > 0 (+inf, "far
-    away", included), else 0. Computed in the log domain and clamped at e^-600 so that no valid
-    source underflows to zero (float64 keeps the sums exact enough)."""
-    z = depth.astype(np.float64, copy=False)
+def depth_weights(depth: np.ndarray, valid: np.ndarray, sharpness: float = DEPTH_SHARPNESS):
+    """Per-source importance (N,) float32 and z_min: e^IMPORTANCE_TOP * (z / z_min) ** -sharpness
+    for valid z > 0 (+inf, "far away", included), clamped at e^-IMPORTANCE_FLOOR, else 0 (see
+    the module docstring). z_min: the nearest finite valid depth (1.0 when there is none)."""
+    z = np.asarray(depth, np.float32)
     ok = valid & (z > 0)  # NaN compares False; +inf (far, no depth) stays valid
     finite = ok & np.isfinite(z)
     if not ok.any():
-        return np.zeros(z.shape, np.float64)
-    zmin = z[finite].min() if finite.any() else 1.0
+        return np.zeros(z.shape, np.float32), 1.0
+    zmin = float(z[finite].min()) if finite.any() else 1.0
+    w = np.where(ok, z, _F32(zmin))
+    w *= _F32(1.0 / zmin)
     with np.errstate(over="ignore", invalid="ignore"):
-        logr = np.log(np.where(ok, z, zmin) / zmin)
-    # Clamp: anything 600/sharpness e-folds farther than the nearest (inf included) weighs e^-600.
-    w = np.exp(-sharpness * np.minimum(logr, 600.0 / max(sharpness, 1e-6)))
+        np.log(w, out=w)
+    span = (IMPORTANCE_TOP + IMPORTANCE_FLOOR) / max(sharpness, 1e-6)
+    np.minimum(w, _F32(span), out=w)  # inf (far away) included
+    w *= _F32(-sharpness)
+    w += _F32(IMPORTANCE_TOP)
+    np.exp(w, out=w)
     w[~ok] = 0.0
-    return w
+    return w, zmin
 
 
 def forward_splat(
@@ -270,57 +321,73 @@ def forward_splat(
     N = H * W
     img = image.reshape(N, -1)
     C = img.shape[1]
-    fx = flow[..., 0].reshape(N)
-    fy = flow[..., 1].reshape(N)
-    ok = np.isfinite(fx) & np.isfinite(fy)
-    if valid is not None:
-        ok &= valid.reshape(N)
     cols, rows = _grid(H, W)
     # Continuous target position in index units (the pixel-centre offsets cancel out).
-    xs = cols + fx
-    ys = rows + fy
+    xs = np.add(cols, flow[..., 0].reshape(N), dtype=np.float32)
+    ys = np.add(rows, flow[..., 1].reshape(N), dtype=np.float32)
+    ok = np.isfinite(xs)
+    ok &= np.isfinite(ys)
+    if valid is not None:
+        ok &= valid.reshape(N)
     if not ok.all():  # keep NaN out of the index arithmetic
-        xs = np.where(ok, xs, -1.0)
-        ys = np.where(ok, ys, -1.0)
-    src_w = ok.astype(np.float64)  # per-sample weight: validity (and 1/k^2 for footprint samples)
+        xs[~ok] = -1.0
+        ys[~ok] = -1.0
     extra = None
     if max_footprint > 1:
         extra = _footprint_samples(xs.reshape(H, W), ys.reshape(H, W), ok.reshape(H, W), max_footprint)
-        if extra is not None:
-            src_w[extra[4]] = 0.0  # replaced by their footprint samples
+    E = 0 if extra is None else extra[0].size
+    M = N + E  # one sample per source, then the footprint samples of the magnified ones
 
-    # Per-source values to accumulate, one column each: importance-weighted channels, the
-    # importance, the importance-weighted depth (optional), and 1 (coverage).
+    # Per-sample values to accumulate, one column each: importance-weighted channels, the
+    # importance, the importance-weighted depth ratio (optional), and 1 (coverage).
     z = None if depth is None else depth.reshape(N)
     K = C + 2 + int(z is not None and want_depth)
-    values = np.empty((N, K), np.float64)
-    imp = np.ones(N) if z is None else depth_weights(z, ok, sharpness)
-    for c in range(C):  # column by column: ~2x faster than one broadcast into a strided view
-        np.multiply(img[:, c], imp, out=values[:, c])
-    values[:, C] = imp
+    values = np.empty((M, K), np.float32)
+    if z is None:
+        imp, zmin = np.ones(N, np.float32), 1.0
+    else:
+        imp, zmin = depth_weights(z, ok, sharpness)
+    for c in range(C):  # column by column: faster than one broadcast into a strided view
+        np.multiply(img[:, c], imp, out=values[:N, c])
+    values[:N, C] = imp
+    far = 1.0
     if K == C + 3:
         finite = np.isfinite(z) & (z > 0)
-        far = 10.0 * z[finite].max() if finite.any() else 1.0  # stand-in for inf in the mean
-        np.multiply(imp, np.where(finite, z, far), out=values[:, C + 1])
-    values[:, -1] = 1.0
-    CW, CH = W + 3, H + 3
-    sums = _accumulate(*_corners(xs, ys, src_w, W, H), values, CH * CW)
+        ratio = np.where(finite, z, _F32(zmin)).astype(np.float32, copy=False)
+        ratio *= _F32(1.0 / zmin)
+        np.minimum(ratio, _F32(DEPTH_RATIO_CAP), out=ratio)
+        far = 10.0 * float(ratio[finite].max()) if finite.any() else 1.0  # stand-in for inf
+        ratio[~finite] = far
+        np.multiply(imp, ratio, out=values[:N, C + 1])
+    values[:N, -1] = 1.0
+    idx = np.empty((M, 4), np.int32)
+    wb = np.empty((M, 4), np.float32)
+    src_w = ok.astype(np.float32)  # per-sample weight: validity (the footprints' own below)
     if extra is not None:
-        ex, ey, ew, eidx, _ = extra
-        sums += _accumulate(*_corners(ex, ey, ew, W, H), values[eidx], CH * CW)
+        ex, ey, ew, eidx, replaced = extra
+        src_w[replaced] = 0.0  # replaced by their footprint samples
+        np.take(values[:N], eidx, axis=0, out=values[N:])
+        _corners(ex, ey, ew, W, H, idx[N:], wb[N:])
+    _corners(xs, ys, src_w, W, H, idx[:N], wb[:N])
+    CW, CH = W + 3, H + 3
+    sums = _accumulate(idx, wb, values, CH * CW)
+    del idx, wb, values
     sums = sums.reshape(CH, CW, K)[1 : H + 1, 1 : W + 1]  # a view: no copy of the canvas
     coverage = sums[..., -1]
     den = sums[..., C]
-    hole = (coverage < min_coverage) | (den <= 0)
-    inv = 1.0 / np.where(hole, 1.0, den)
+    hole = coverage < min_coverage
+    hole |= den <= 0
+    inv = np.where(hole, _F32(1.0), den)
+    np.divide(_F32(1.0), inv, out=inv)
     out = np.empty((H, W, C), np.float32)
     for c in range(C):
         np.multiply(sums[..., c], inv, out=out[..., c])
     out[hole] = 0.0
     zout = None
     if K == C + 3:
-        zout = (sums[..., C + 1] * inv).astype(np.float32)
+        zout = np.multiply(sums[..., C + 1], inv)
         # Mostly sources at infinity (sky): the stand-in `far` dominates the mean. Report inf, so
         # that the filler can tell "no depth, farthest" from a finite surface.
-        zout[hole | (zout >= np.float32(0.5 * far))] = np.inf
-    return Splat(out, coverage.astype(np.float32), zout, hole)
+        zout[hole | (zout >= _F32(0.5 * far))] = np.inf
+        zout *= _F32(zmin)
+    return Splat(out, np.ascontiguousarray(coverage), zout, hole)

@@ -45,6 +45,7 @@ def _job(tmp_path, aa_model: str, **extra):
 
 def _run(job, tmp_path, monkeypatch):
     monkeypatch.setenv("ANIMATE_ANYTHING_CACHE", str(tmp_path / "cache"))  # prompt embeddings cache
+    monkeypatch.setenv("ANIMATE_ANYTHING_PNG", "1")  # PNG frames beside video.mp4 (backend/outputs.py)
     proc = run_backend("run", job, timeout=300)
     return proc, parse_events(proc.stdout)
 

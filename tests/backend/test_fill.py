@@ -152,3 +152,69 @@ def test_border_strip_beside_a_near_object_stays_sky():
     # No vertical stripes: neighbouring columns of the strip differ little.
     cols = out[:16, 56:].astype(np.float32)
     assert np.abs(np.diff(cols, axis=1)).mean() < 12
+
+
+def _layered_frame(H, W, near, pan, seed=0):
+    """A splatted frame of near squares in front of the sky after a pan: holes beside them."""
+    from backend.preview.splat import forward_splat
+
+    rng = np.random.default_rng(seed)
+    img = texture(H, W)
+    depth = np.full((H, W), np.inf, np.float32)  # a far background (sky) that stays
+    for y, x, s in near:
+        img[y : y + s, x : x + s] = rng.integers(0, 256, 3)
+        depth[y : y + s, x : x + s] = 3.0
+    flow = np.zeros((H, W, 2), np.float32)
+    flow[..., 0] = -pan * 3.0 / depth  # the near layer moves by `pan` px
+    return forward_splat(img, flow, depth, want_depth=True)
+
+
+@pytest.mark.parametrize("method", ["background", "pushpull"])
+@pytest.mark.parametrize(
+    "near,pan,windowed",
+    [
+        ([(40, 60, 12), (300, 500, 10)], 8.0, True),  # two small holes far apart: two windows
+        ([(100, 100, 200)], 8.0, True),  # a tall, thin hole
+        ([(100, 100, 200)], 120.0, False),  # a wide one: its pyramid needs the whole frame
+    ],
+)
+def test_windows_around_the_holes_fill_exactly_as_the_whole_frame(method, near, pan, windowed):
+    """fill_holes works on windows around the holes (cost ~ the hole area), with the very result
+    of the whole-frame fill: small holes are filled inside their windows, a hole too wide for the
+    window's pyramid makes the frame be filled whole."""
+    from backend.preview import fill
+
+    H, W = 480, 720
+    s = _layered_frame(H, W, near, pan)
+    assert s.hole.any()
+    windows = fill.hole_windows(s.hole)
+    area = sum((ys.stop - ys.start) * (xs.stop - xs.start) for ys, xs in windows)
+    if windowed:
+        assert area < 0.6 * H * W and len(windows) == len(near)
+    ours = fill_holes(s.image, s.hole, depth=s.depth, method=method)
+    whole = fill_holes(s.image, s.hole, depth=s.depth, method=method, window_margin=None)
+    np.testing.assert_array_equal(ours, whole)
+    calls = []
+    real = fill._fill
+    try:
+        fill._fill = lambda *a, **k: calls.append(k.get("strict", True)) or real(*a, **k)
+        fill_holes(s.image, s.hole, depth=s.depth, method=method)
+    finally:
+        fill._fill = real
+    assert (False not in calls) == windowed  # the whole frame only where a window would differ
+
+
+def test_windows_cover_every_hole_with_their_margin():
+    from backend.preview.fill import hole_windows
+
+    rng = np.random.default_rng(2)
+    hole = rng.random((200, 300)) > 0.9995
+    hole[190:, 290:] = True
+    covered = np.zeros_like(hole)
+    for ys, xs in hole_windows(hole, margin=32, tile=16):
+        assert ys.start % 16 == 0 and xs.start % 16 == 0
+        assert not covered[ys, xs].any()  # disjoint
+        covered[ys, xs] = True
+    ys, xs = np.nonzero(hole)
+    for y, x in zip(ys, xs):  # every hole pixel with 32 px of context on every side
+        assert covered[max(0, y - 32) : y + 33, max(0, x - 32) : x + 33].all()

@@ -21,7 +21,7 @@ def _red(frame):
 def test_camera_moves_reveal_filled_not_black_edges(make_job, camera, step):
     job = make_job(width=96, height=64, num_frames=5, camera=camera, step=step)
     ctx = load_context(job)
-    result = load_mode("preview").generate(ctx)
+    result = load_mode("preview").generate(ctx).materialize(ctx)
     assert isinstance(result, ModeResult)
     result.check(5, 64, 96)
     # There was something to fill: the raw splat of the last frame has holes ...
@@ -39,7 +39,7 @@ def test_camera_moves_reveal_filled_not_black_edges(make_job, camera, step):
 def test_pan_moves_the_near_square_more_than_the_background(make_job):
     W, H = 96, 64
     job = make_job(width=W, height=H, num_frames=3, camera="pan", step=0.2, near=4.0, far=10.0)
-    result = load_mode("preview").generate(load_context(job))
+    result = load_mode("preview").generate(load_context(job)).materialize()
     y0, y1, x0, x1 = square_box(H, W)
     # Camera 0.4 right after 2 frames, f = W px: the square (z=4) shifts -W*0.4/4 = -9.6 px.
     red = _red(result.frames[-1])
@@ -57,7 +57,7 @@ def test_a_drag_moves_the_square(make_job):
     track = np.stack([np.linspace(cx, cx + 12, F), np.full(F, cy)], -1)[None].astype(np.float32)
     job = make_job(width=W, height=H, num_frames=F, camera="static", tracks=track, radius=40.0)
     ctx = load_context(job)
-    result = load_mode("preview").generate(ctx)
+    result = load_mode("preview").generate(ctx).materialize(ctx)
     assert np.abs(result.flow[-1, int(cy), int(cx), 0] - 12) < 0.5  # the drag's start point follows it
     red_cols = np.flatnonzero(_red(result.frames[-1])[int(cy)])
     assert abs(red_cols.mean() - (cx + 12)) < 3
@@ -89,7 +89,8 @@ def test_progress_and_cancel_are_honoured(make_job):
     job = make_job(num_frames=F)
     # Progress: the flow stage, then every rendered frame up to F of F.
     log = _EventLog()
-    load_mode("preview").generate(load_context(job, events=Events(log)))
+    ctx = load_context(job, events=Events(log))
+    load_mode("preview").generate(ctx).materialize(ctx)
     progress = [(e["stage"], e["step"], e["total"]) for e in log.events if e["event"] == "progress"]
     assert progress[:2] == [("flow", 0, 1), ("flow", 1, 1)], progress
     render = [p for p in progress if p[0] == "render"]
@@ -103,7 +104,8 @@ def test_progress_and_cancel_are_honoured(make_job):
 
     log = _EventLog(cancel_on_first_render)
     with pytest.raises(Cancelled):
-        load_mode("preview").generate(load_context(job, events=Events(log), cancel=state))
+        ctx = load_context(job, events=Events(log), cancel=state)
+        load_mode("preview").generate(ctx).materialize(ctx)
     assert [e["stage"] for e in log.events if e["event"] == "progress"] == ["flow", "flow", "render"]
     # A cancel requested before the start: nothing runs, not even the first report.
     state = CancelState()
@@ -132,7 +134,7 @@ def test_a_region_drag_moves_the_object_not_the_background_inside_its_outline(ma
     cond.region_masks = outline
     cond.save(job / jobio.CONDITIONS_NPZ)
     ctx = load_context(job)
-    result = load_mode("preview").generate(ctx)
+    result = load_mode("preview").generate(ctx).materialize(ctx)
     flow = result.flow[-1]
     np.testing.assert_allclose(flow[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2, 0], 12.0, atol=0.01)
     ring = outline[0].copy()

@@ -29,19 +29,13 @@ def test_preview_run_writes_every_output(make_job):
     outputs = events[-1]["outputs"]
     assert outputs == {
         "video": "out/video.mp4",
-        "frames": "out/frames",
+        "frames": None,  # PNG frames beside the mp4 only when asked (ANIMATE_ANYTHING_PNG=1)
         "flow": "out/flow.npz",
         "flow_video": "out/flow.mp4",
         "result": "out/result.json",
     }
-
-    frames = sorted((job / "out/frames").iterdir())
-    assert [p.name for p in frames] == [f"{i:04d}.png" for i in range(6)]
-    first = np.asarray(Image.open(frames[0]))
-    assert first.shape == (48, 64, 3)
-    np.testing.assert_array_equal(first, np.asarray(Image.open(job / "reference.png").convert("RGB")))
-    last = np.asarray(Image.open(frames[-1]))
-    assert np.abs(last.astype(int) - first).mean() > 5  # the dolly moved something
+    assert not (job / "out/frames").exists()
+    first = np.asarray(Image.open(job / "reference.png").convert("RGB"))
 
     flow = load_flow(job / "out/flow.npz", shape=(6, 48, 64))
     assert np.all(flow[0] == 0) and np.abs(flow[-1]).max() > 1
@@ -56,10 +50,11 @@ def test_preview_run_writes_every_output(make_job):
             assert Fraction(stream.average_rate) == 12
         assert len(decoded) == 6
         assert decoded[0].shape == (48, 64, 3)
-    # H.264 is lossy; frame 0 decodes close to the reference.
+    # H.264 is lossy; frame 0 decodes close to the reference, and the dolly moved something.
     with av.open(str(job / "out/video.mp4")) as container:
-        f0 = next(container.decode(video=0)).to_ndarray(format="rgb24")
-    assert np.abs(f0.astype(int) - first).mean() < 12
+        video = [f.to_ndarray(format="rgb24").astype(int) for f in container.decode(video=0)]
+    assert np.abs(video[0] - first).mean() < 12
+    assert np.abs(video[-1] - first).mean() > 5
 
     result = json.loads((job / "out/result.json").read_text())
     assert result["outputs"] == outputs
@@ -121,3 +116,112 @@ def test_flow_colours_match_the_core_up_to_quantisation():
     core = flow_to_color(flow).astype(int)
     assert np.abs(ours - core).max() <= 4  # 1/256 of the largest magnitude
     assert (ours[2, 0, 0] == 0).all() and (ours[0] == core[0]).all()
+
+
+def test_streamed_outputs_equal_the_whole_video_preview(make_job, monkeypatch):
+    """The run streams (each frame's flow, splat, fill and encode, then the next): its PNG frames
+    (asked for with ANIMATE_ANYTHING_PNG=1) are exactly the frames of the whole-video pipeline
+    (stage 1 for all frames at once, preview_flow, then every frame), and flow.npz is that flow
+    in float16."""
+    from backend.context import load_context
+    from backend.modes.preview import preview_flow, render_frame, resolve_method
+
+    F, H, W = 7, 48, 64
+    track = np.stack([np.linspace(30, 40, F), np.linspace(20, 26, F)], -1)[None].astype(np.float32)
+    job = make_job(width=W, height=H, num_frames=F, camera="dolly", tracks=track)
+    monkeypatch.setenv("ANIMATE_ANYTHING_PNG", "1")
+    r = run_backend("run", job)
+    assert r.returncode == 0, r.stderr
+    outputs = parse_events(r.stdout)[-1]["outputs"]
+    assert outputs["frames"] == "out/frames" and outputs["video"] == "out/video.mp4"
+
+    ctx = load_context(job)
+    whole = preview_flow(ctx)
+    method = resolve_method("auto", have_depth=True)
+    for f in range(F):
+        png = np.asarray(Image.open(job / "out/frames" / f"{f:04d}.png"))
+        expected = (
+            ctx.reference
+            if f == 0
+            else render_frame(ctx.reference, whole.flow[f], whole.depth[f], whole.rim, method)[0]
+        )
+        np.testing.assert_array_equal(png, expected, err_msg=f"frame {f}")
+    saved = load_flow(job / "out/flow.npz", shape=(F, H, W))
+    np.testing.assert_array_equal(saved, whole.flow.astype(np.float16).astype(np.float32))
+    result = json.loads((job / "out/result.json").read_text())
+    assert result["info"]["hole_fraction_max"] >= result["info"]["hole_fraction_mean"] > 0
+    assert {"frames", "flow_video"} <= set(result["timings_s"])
+
+
+def test_a_streamed_mode_result_and_whole_arrays_write_the_same_files(make_job, tmp_path):
+    """write_outputs takes whole arrays (modes guided, animateanything) and streams alike."""
+    from backend.context import load_context
+    from backend.modes import FrameStream, ModeResult
+    from backend.outputs import read_flow_frames
+    from backend.runner import write_outputs
+
+    F, H, W = 4, 48, 64
+    job = make_job(width=W, height=H, num_frames=F)
+    ctx = load_context(job)
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, (F, H, W, 3), dtype=np.uint8)
+    flow = (rng.standard_normal((F, H, W, 2)) * 20).astype(np.float32)
+    whole = write_outputs(tmp_path / "whole", ModeResult(frames, flow), ctx)
+    stream = FrameStream(F, lambda f: (frames[f], flow[f]), has_flow=True, workers=2)
+    streamed = write_outputs(tmp_path / "stream", ModeResult(stream), ctx)
+    assert whole == streamed
+    for name in ("flow.npz", "video.mp4", "flow.mp4"):
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "stream" / name).read_bytes(), name
+    back = np.stack(list(read_flow_frames(tmp_path / "stream" / "flow.npz")))
+    np.testing.assert_array_equal(back, flow.astype(np.float16).astype(np.float32))
+
+
+def test_cancel_stops_a_streamed_run_mid_stream(make_job):
+    """A cancel file written at the first streamed frame stops the run within the usual time
+    (exit 3, well under 5 s), before the last frame, with nothing that looks finished."""
+    import time
+
+    from tests.backend.jobs import start_backend
+
+    F = 49
+    job = make_job(width=320, height=240, num_frames=F, camera="dolly", step=0.04)
+    proc = start_backend("run", job)
+    events = []
+    for line in proc.stdout:
+        events.append(json.loads(line))
+        if events[-1]["event"] == "progress" and events[-1]["stage"] == "render":
+            break
+    t0 = time.monotonic()
+    (job / "cancel").write_text("stop\n")
+    rest, _ = proc.communicate(timeout=30)
+    elapsed = time.monotonic() - t0
+    events += parse_events(rest)
+    assert proc.returncode == 3 and events[-1]["kind"] == "cancelled", events[-1]
+    assert elapsed < 5, f"took {elapsed:.2f} s to stop"
+    rendered = [e["step"] for e in events if e["event"] == "progress" and e["stage"] == "render"]
+    assert max(rendered) < F, "the stream was stopped before its last frame"
+    assert not (job / "out").exists() and not list(job.glob(".out-partial-*"))
+
+
+def test_a_stream_that_breaks_the_contract_is_an_internal_error(make_job, tmp_path):
+    """Streamed frames are checked one by one as they come; the stream stops at the first bad one."""
+    from backend.context import load_context
+    from backend.errors import JobFailure
+    from backend.modes import FrameStream, ModeResult
+    from backend.runner import write_outputs
+
+    job = make_job(num_frames=4)
+    ctx = load_context(job)
+    made = []
+
+    def render(f):
+        made.append(f)
+        shape = (48, 64, 3) if f < 2 else (48, 60, 3)
+        return np.zeros(shape, np.uint8), np.zeros((48, 64, 2), np.float32)
+
+    result = ModeResult(FrameStream(4, render, has_flow=True)).check(4, 48, 64)
+    with pytest.raises(JobFailure, match="frame 2") as err:
+        write_outputs(tmp_path / "partial", result, ctx)
+    assert err.value.kind == "internal" and made == [0, 1, 2]
+    with pytest.raises(JobFailure, match="stream of 4 frames"):
+        result.check(5, 48, 64)

@@ -134,3 +134,47 @@ def test_unevenly_magnified_surface_stays_closed():
     last = int(target[target < w - 1].max())  # the last texel that lands inside
     assert last >= 40
     assert not s.hole[2 : H - 2, : last + 1].any()
+
+
+def test_float32_single_product_matches_the_float64_baseline():
+    """The splatting (float32, one sparse product for base and footprint samples, corners in
+    place) equals the float64 implementation it replaced (benchmarks/preview_baseline/splat.py)
+    up to float32 rounding: same holes, colours within 0.02 of 255, depth within 1e-5 relative,
+    on a dolly with parallax, magnification (footprints), sky and invalid sources."""
+    from backend.preview import splat
+    from benchmarks.preview_baseline import splat as baseline
+
+    H, W = 96, 128
+    rng = np.random.default_rng(4)
+    img = texture(H, W)
+    depth = np.full((H, W), 8.0, np.float32)
+    depth[20:70, 30:90] = 2.0 + rng.random((50, 60)).astype(np.float32)  # a near, bumpy object
+    depth[:12] = np.inf  # sky
+    ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
+    cx, cy = W / 2, H / 2
+    mag = 1.0 + 1.8 / depth  # a dolly: near content magnified (footprints), sky not
+    flow = np.stack([(xs - cx) * (mag - 1), (ys - cy) * (mag - 1) + 1.5], -1).astype(np.float32)
+    valid = rng.random((H, W)) > 0.01
+    assert splat._footprint_samples(xs + flow[..., 0], ys + flow[..., 1], valid, 8) is not None
+    new = splat.forward_splat(img, flow, depth, valid, want_depth=True)
+    old = baseline.forward_splat(img, flow, depth, valid, want_depth=True)
+    np.testing.assert_array_equal(new.hole, old.hole)
+    known = ~new.hole
+    assert np.abs(new.image - old.image)[known].max() < 0.02
+    np.testing.assert_allclose(new.coverage, old.coverage, atol=1e-4)
+    assert (np.isinf(new.depth) == np.isinf(old.depth)).all()
+    finite = np.isfinite(old.depth)
+    np.testing.assert_allclose(new.depth[finite], old.depth[finite], rtol=1e-5)
+
+
+def test_depth_order_holds_across_a_wide_depth_range_in_float32():
+    """float32 importance: nearer content still wins at 50x the nearest depth, and content at
+    1e4 x (beyond the ~120x the float32 range orders) is still splatted, not a hole."""
+    img, flow, depth = _square_scene(near_depth=100.0, far_depth=200.0)
+    depth[0, 0] = 2.0  # the nearest depth: everything else is 50-100x farther
+    s = forward_splat(img, flow, depth)
+    assert (s.image[9:15, 15:21, 0] > 254).all()  # the square (100) in front of 200
+    img, flow, depth = _square_scene(near_depth=1e4, far_depth=2e4)
+    depth[0, 0] = 1.0
+    s = forward_splat(img, flow, depth)
+    assert not s.hole[:, 16:].any() and np.isfinite(s.image).all()

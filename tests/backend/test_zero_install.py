@@ -58,7 +58,7 @@ def test_reference_video_without_opencv_is_refused(make_job, hide_optional):
     error = parse_events(r.stdout)[-1]
     assert error["kind"] == "missing_dependency"
     assert "OpenCV" in error["message"]
-    assert "requirements.txt" in error["hint"] and "Preferences" in error["hint"]
+    assert "backend/requirements-generator.txt" in error["hint"] and "Preferences" in error["hint"]
     assert not (job / "out").exists()
 
 

@@ -14,7 +14,9 @@ from tests.jobfiles import generate_job
 
 @pytest.fixture(scope="module")
 def finished_job(tmp_path_factory):
-    return generate_job(tmp_path_factory.mktemp("result") / "shot")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ANIMATE_ANYTHING_PNG", "1")  # PNG frames beside the mp4 too (opt-in): both are checked
+        return generate_job(tmp_path_factory.mktemp("result") / "shot")
 
 
 @pytest.fixture

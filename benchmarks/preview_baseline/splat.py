@@ -1,0 +1,326 @@
+"""Forward (softmax) splatting of one image along a flow, with depth order: nearer content wins.
+
+Convention: the image origin is the top-left corner and pixel (row i, column j) has its centre at
+(x, y) = (j + 0.5, i + 0.5). flow[i, j] = (dx, dy) in pixels moves that centre to
+(j + 0.5 + dx, i + 0.5 + dy) in the target; its colour is shared bilinearly among the four target
+pixel centres around that point.
+
+Depth order (softmax splatting, Niklaus & Liu 2020, with a scale-free importance): a source pixel
+at depth z (in the TARGET camera, scene units) is weighted by (z / z_min) ** -sharpness, z_min being
+the nearest valid depth. With the default sharpness 30, a surface 10 % farther gets ~6 % of the
+weight of the nearer one and a surface twice as far ~1e-9: nearer content wins, while pixels of one
+smooth surface still blend (no z-fighting speckle). Every target pixel is a weighted mean of the
+sources that land on it; `coverage` is the sum of their bilinear weights alone (about 1 for plain
+motion, 1/m^2 under an m-times magnification, 0 in holes).
+
+Vectorised: the four corner contributions of all H*W sources become one (H*W, 4) index array, and
+one sparse matrix product (scipy, where present) or one np.bincount per quantity (numpy only) sums
+colours, weights, depths and coverage per target pixel.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+DEPTH_SHARPNESS = 30.0
+# Targets whose summed bilinear weight is below this are holes (left for the filler).
+MIN_COVERAGE = 0.05
+# Magnified sources (a dolly-in) are split into up to this many samples per axis (see
+# _footprint_samples); neighbours farther apart than FOOTPRINT_MAX_GAP pixels are a depth edge.
+MAX_FOOTPRINT = 8
+FOOTPRINT_SPACING = 1.6
+FOOTPRINT_MAX_GAP = 16.0
+# A footprint also spans toward its farther neighbour when that one is at most this many times
+# as far as the nearer one (uneven magnification); farther: a tear, left open.
+FOOTPRINT_TAPER = 2.0
+
+
+@dataclass
+class Splat:
+    """image: (H, W, C) float32 in the input's value range (0 in holes). coverage: (H, W) float32
+    summed bilinear weight. depth: (H, W) float32 weighted target depth (inf in holes and where
+    the sources are at infinity, e.g. sky), or None when no depth was given. hole: (H, W) bool,
+    coverage < min_coverage."""
+
+    image: np.ndarray
+    coverage: np.ndarray
+    depth: np.ndarray | None
+    hole: np.ndarray
+
+
+@functools.lru_cache(maxsize=4)
+def _grid(H: int, W: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column and row index of every pixel, flattened (N,) float32 (read-only, cached)."""
+    cols = np.tile(np.arange(W, dtype=np.float32), H)
+    rows = np.repeat(np.arange(H, dtype=np.float32), W)
+    cols.flags.writeable = False
+    rows.flags.writeable = False
+    return cols, rows
+
+
+def _corners(xs: np.ndarray, ys: np.ndarray, weight: np.ndarray, W: int, H: int):
+    """Bilinear corners of samples at continuous index positions (xs, ys) (M,) with weights (M,):
+    canvas indices (M, 4) int32 and weights (M, 4) float64, sample-major (one sparse column per
+    sample). The canvas is the image with a 1-pixel ring left/top and 2 right/bottom, (H+3, W+3):
+    positions are clamped into [-1, W + 0.5] x [-1, H + 0.5], so all four corners fall inside it
+    and whatever lands outside the image falls on the ring, cropped away later. No bounds tests."""
+    CW = W + 3
+    xs = np.clip(xs, -1.0, W + 0.5)
+    ys = np.clip(ys, -1.0, H + 0.5)
+    x0f = np.floor(xs)
+    y0f = np.floor(ys)
+    ax = (xs - x0f).astype(np.float64)
+    wy1 = (ys - y0f) * weight
+    wy0 = weight - wy1
+    wb = np.empty((xs.shape[0], 4), np.float64)
+    np.multiply(1.0 - ax, wy0, out=wb[:, 0])
+    np.multiply(ax, wy0, out=wb[:, 1])
+    np.multiply(1.0 - ax, wy1, out=wb[:, 2])
+    np.multiply(ax, wy1, out=wb[:, 3])
+    # int32 indices: what the sparse product wants (the canvas is far below 2**31 pixels).
+    base = (y0f.astype(np.int32) + 1) * np.int32(CW) + (x0f.astype(np.int32) + 1)
+    return base[:, None] + np.array([0, 1, CW, CW + 1], np.int32), wb
+
+
+def _accumulate(idx: np.ndarray, weights: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """sums[t, k] = sum over samples s and corners c with idx[s, c] == t of weights[s, c] * values[s, k].
+    idx, weights: (M, 4); values: (M, K) float64. Returns (size, K) float64.
+
+    With scipy: one sparse (size x M) CSC matrix whose column s holds the four corners of sample
+    s (no sorting needed) times the dense values, a single pass for all K columns (~8x faster).
+    Without: one np.bincount per column."""
+    try:
+        import scipy.sparse as sparse
+    except ImportError:
+        sparse = None
+    M = idx.shape[0]
+    if sparse is not None and size < 2**31 and 4 * M < 2**31:
+        A = sparse.csc_matrix(
+            (
+                weights.reshape(-1),
+                idx.reshape(-1).astype(np.int32, copy=False),
+                np.arange(0, 4 * M + 1, 4, dtype=np.int32),
+            ),
+            shape=(size, M),
+        )
+        return np.asarray(A @ np.ascontiguousarray(values))
+    flat = idx.reshape(-1)
+    out = np.empty((size, values.shape[1]), np.float64)
+    for k in range(values.shape[1]):
+        out[:, k] = np.bincount(flat, (weights * values[:, k : k + 1]).reshape(-1), minlength=size)
+    return out
+
+
+def _sides(px: np.ndarray, py: np.ndarray, ok: np.ndarray, axis: int):
+    """Squared target-space distances from each source pixel to its next and to its previous
+    neighbour along `axis` ((H, W) float32 each, inf without a usable neighbour), and the
+    neighbour differences dx, dy (H-1, W) or (H, W-1)."""
+    dx = np.diff(px, axis=axis)
+    dy = np.diff(py, axis=axis)
+    both = ok[:-1] & ok[1:] if axis == 0 else ok[:, :-1] & ok[:, 1:]
+    n2 = np.where(both, dx * dx + dy * dy, np.float32(np.inf))
+    pad_end = [(0, 0), (0, 0)]
+    pad_end[axis] = (0, 1)
+    pad_start = [(0, 0), (0, 0)]
+    pad_start[axis] = (1, 0)
+    fwd = np.pad(n2, pad_end, constant_values=np.inf)
+    bwd = np.pad(n2, pad_start, constant_values=np.inf)
+    return fwd, bwd, dx, dy
+
+
+def _footprint_samples(px: np.ndarray, py: np.ndarray, ok: np.ndarray, max_k: int):
+    """Extra samples that close the cracks of magnified surfaces (a dolly toward an object).
+
+    A source pixel covers the parallelogram spanned by the target-space vectors to its
+    neighbours along the row and along the column: half way to the nearer neighbour, and half way
+    to the farther one when that is at most FOOTPRINT_TAPER times as far (a surface magnified
+    unevenly, e.g. a face turning toward the camera: its texels grow from one to the next), else
+    mirrored, so that depth edges and tears do not stretch it. When a side is longer than
+    FOOTPRINT_SPACING pixels, the pixel is replaced by kx * ky samples on a
+    grid inside that parallelogram (k = ceil(length / spacing), at most max_k), each weighing
+    1 / (kx * ky) times its side's length over the mean of the two sides (even coverage), all
+    with the pixel's colour and depth. px, py, ok: (H, W) float32 target
+    positions. Returns (x, y, weight, source index, replaced sources) or None when nothing is
+    magnified. Full-image work is a handful of array operations; the rest runs on the few
+    magnified pixels only."""
+    H, W = px.shape
+    lo, hi = np.float32(FOOTPRINT_SPACING**2), np.float32(FOOTPRINT_MAX_GAP**2)
+    su = _sides(px, py, ok, 1)
+    sv = _sides(px, py, ok, 0)
+    nu, nv = np.minimum(su[0], su[1]), np.minimum(sv[0], sv[1])
+    need = ok & (((nu > lo) & (nu <= hi)) | ((nv > lo) & (nv <= hi)))
+    flat = np.flatnonzero(need)
+    if flat.size == 0:
+        return None
+    r, c = np.divmod(flat, W)
+
+    def count_and_vectors(sides, axis):
+        """Samples along the axis, and the vectors to the previous (a = p - prev) and to the
+        next (b = next - p) neighbour, half of each spanned by the footprint."""
+        fwd2, bwd2, dx, dy = sides
+        nn, pn = fwd2.reshape(-1)[flat], bwd2.reshape(-1)[flat]  # squared, inf: no neighbour
+        near = np.minimum(nn, pn)
+        use = (near > lo) & (near <= hi)
+        # The nearer side always; the farther one too when it is no depth edge: within the gap
+        # limit and at most FOOTPRINT_TAPER times as long (a surface magnified unevenly, e.g. a
+        # face turning toward the camera); otherwise the nearer side is mirrored (a tear stays
+        # open, as before).
+        cap = np.minimum(near * np.float32(FOOTPRINT_TAPER**2), hi)
+        use_n = use & (nn <= cap)
+        use_p = use & (pn <= cap)
+        if axis == 1:
+            i_n, i_p = np.clip(c, 0, W - 2), np.clip(c - 1, 0, W - 2)
+            nvx, nvy, pvx, pvy = dx[r, i_n], dy[r, i_n], dx[r, i_p], dy[r, i_p]
+        else:
+            i_n, i_p = np.clip(r, 0, H - 2), np.clip(r - 1, 0, H - 2)
+            nvx, nvy, pvx, pvy = dx[i_n, c], dy[i_n, c], dx[i_p, c], dy[i_p, c]
+        zero = np.float32(0.0)
+        ax = np.where(use_p, pvx, np.where(use_n, nvx, zero))
+        ay = np.where(use_p, pvy, np.where(use_n, nvy, zero))
+        bx = np.where(use_n, nvx, ax)
+        by = np.where(use_n, nvy, ay)
+        longest = np.maximum(ax * ax + ay * ay, bx * bx + by * by)
+        k = np.where(use, np.ceil(np.sqrt(longest) / FOOTPRINT_SPACING), 1.0)
+        return np.clip(k, 1, max_k).astype(np.int64), ax, ay, bx, by
+
+    kxs, uax, uay, ubx, uby = count_and_vectors(su, 1)
+    kys, vax, vay, vbx, vby = count_and_vectors(sv, 0)
+
+    def shares(ax, ay, bx, by):
+        la, lb = np.hypot(ax, ay), np.hypot(bx, by)
+        mean = np.maximum(0.5 * (la + lb), np.float32(1e-6))
+        return (la / mean).astype(np.float64), (lb / mean).astype(np.float64)
+
+    ulen_a, ulen_b = shares(uax, uay, ubx, uby)
+    vlen_a, vlen_b = shares(vax, vay, vbx, vby)
+    xs, ys, ws, ids = [], [], [], []
+    pxf, pyf = px.reshape(-1)[flat], py.reshape(-1)[flat]
+    for a, b in set(zip(kxs.tolist(), kys.tolist())):
+        sel = np.flatnonzero((kxs == a) & (kys == b))
+        oa = (np.arange(a) + 0.5) / a - 0.5  # offsets in [-0.5, 0.5] along the row
+        ob = (np.arange(b) + 0.5) / b - 0.5  # ... and along the column
+        ga, gb = (g.reshape(-1, 1).astype(np.float32) for g in np.meshgrid(oa, ob, indexing="ij"))
+        neg_a, neg_b = ga < 0, gb < 0  # toward the previous neighbour: its vector
+        ux = np.where(neg_a, uax[sel], ubx[sel])
+        uy = np.where(neg_a, uay[sel], uby[sel])
+        vx = np.where(neg_b, vax[sel], vbx[sel])
+        vy = np.where(neg_b, vay[sel], vby[sel])
+        xs.append((pxf[sel] + ga * ux + gb * vx).reshape(-1))
+        ys.append((pyf[sel] + ga * uy + gb * vy).reshape(-1))
+        # Samples are even in the offset, so a side twice as long holds them twice as sparse:
+        # weighted by their side's length over the mean of both (1 for the middle sample of an
+        # odd count), the coverage stays even and each source still weighs 1 in all.
+        wu = np.where(neg_a, ulen_a[sel], np.where(ga > 0, ulen_b[sel], 1.0)) if a > 1 else 1.0
+        wv = np.where(neg_b, vlen_a[sel], np.where(gb > 0, vlen_b[sel], 1.0)) if b > 1 else 1.0
+        ws.append((np.broadcast_to(wu * wv, (a * b, sel.size)) / (a * b)).reshape(-1))
+        ids.append(np.broadcast_to(flat[sel], (a * b, sel.size)).reshape(-1))
+    return (
+        np.concatenate(xs).astype(np.float32),
+        np.concatenate(ys).astype(np.float32),
+        np.concatenate(ws),
+        np.concatenate(ids),
+        flat,
+    )
+
+
+def depth_weights(depth: np.ndarray, valid: np.ndarray, sharpness: float = DEPTH_SHARPNESS) -> np.ndarray:
+    """Per-source importance (N,) float64: (z / z_min) ** -sharpness for valid z > 0 (+inf, "far
+    away", included), else 0. Computed in the log domain and clamped at e^-600 so that no valid
+    source underflows to zero (float64 keeps the sums exact enough)."""
+    z = depth.astype(np.float64, copy=False)
+    ok = valid & (z > 0)  # NaN compares False; +inf (far, no depth) stays valid
+    finite = ok & np.isfinite(z)
+    if not ok.any():
+        return np.zeros(z.shape, np.float64)
+    zmin = z[finite].min() if finite.any() else 1.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        logr = np.log(np.where(ok, z, zmin) / zmin)
+    # Clamp: anything 600/sharpness e-folds farther than the nearest (inf included) weighs e^-600.
+    w = np.exp(-sharpness * np.minimum(logr, 600.0 / max(sharpness, 1e-6)))
+    w[~ok] = 0.0
+    return w
+
+
+def forward_splat(
+    image: np.ndarray,
+    flow: np.ndarray,
+    depth: np.ndarray | None = None,
+    valid: np.ndarray | None = None,
+    *,
+    sharpness: float = DEPTH_SHARPNESS,
+    min_coverage: float = MIN_COVERAGE,
+    want_depth: bool = False,
+    max_footprint: int = MAX_FOOTPRINT,
+) -> Splat:
+    """Splat `image` (H, W, C) (uint8 or float) along `flow` (H, W, 2) float pixels.
+
+    depth: (H, W) depth of each SOURCE pixel as seen from the target camera (scene units, > 0), or
+        None to average without depth order. valid: (H, W) bool, sources to use (e.g. not behind the
+        camera); None means all with finite flow. want_depth: also return the splatted depth.
+    max_footprint: largest footprint (samples per axis) for magnified sources; 1 disables it.
+    Returns a Splat (see there); sources landing outside the image are dropped."""
+    H, W = flow.shape[:2]
+    if image.shape[:2] != (H, W) or flow.shape != (H, W, 2):
+        raise ValueError(f"image {image.shape} and flow {flow.shape} must be (H, W, C) and (H, W, 2)")
+    if depth is not None and depth.shape != (H, W):
+        raise ValueError(f"depth must be ({H}, {W}), got {depth.shape}")
+    N = H * W
+    img = image.reshape(N, -1)
+    C = img.shape[1]
+    fx = flow[..., 0].reshape(N)
+    fy = flow[..., 1].reshape(N)
+    ok = np.isfinite(fx) & np.isfinite(fy)
+    if valid is not None:
+        ok &= valid.reshape(N)
+    cols, rows = _grid(H, W)
+    # Continuous target position in index units (the pixel-centre offsets cancel out).
+    xs = cols + fx
+    ys = rows + fy
+    if not ok.all():  # keep NaN out of the index arithmetic
+        xs = np.where(ok, xs, -1.0)
+        ys = np.where(ok, ys, -1.0)
+    src_w = ok.astype(np.float64)  # per-sample weight: validity (and 1/k^2 for footprint samples)
+    extra = None
+    if max_footprint > 1:
+        extra = _footprint_samples(xs.reshape(H, W), ys.reshape(H, W), ok.reshape(H, W), max_footprint)
+        if extra is not None:
+            src_w[extra[4]] = 0.0  # replaced by their footprint samples
+
+    # Per-source values to accumulate, one column each: importance-weighted channels, the
+    # importance, the importance-weighted depth (optional), and 1 (coverage).
+    z = None if depth is None else depth.reshape(N)
+    K = C + 2 + int(z is not None and want_depth)
+    values = np.empty((N, K), np.float64)
+    imp = np.ones(N) if z is None else depth_weights(z, ok, sharpness)
+    for c in range(C):  # column by column: ~2x faster than one broadcast into a strided view
+        np.multiply(img[:, c], imp, out=values[:, c])
+    values[:, C] = imp
+    if K == C + 3:
+        finite = np.isfinite(z) & (z > 0)
+        far = 10.0 * z[finite].max() if finite.any() else 1.0  # stand-in for inf in the mean
+        np.multiply(imp, np.where(finite, z, far), out=values[:, C + 1])
+    values[:, -1] = 1.0
+    CW, CH = W + 3, H + 3
+    sums = _accumulate(*_corners(xs, ys, src_w, W, H), values, CH * CW)
+    if extra is not None:
+        ex, ey, ew, eidx, _ = extra
+        sums += _accumulate(*_corners(ex, ey, ew, W, H), values[eidx], CH * CW)
+    sums = sums.reshape(CH, CW, K)[1 : H + 1, 1 : W + 1]  # a view: no copy of the canvas
+    coverage = sums[..., -1]
+    den = sums[..., C]
+    hole = (coverage < min_coverage) | (den <= 0)
+    inv = 1.0 / np.where(hole, 1.0, den)
+    out = np.empty((H, W, C), np.float32)
+    for c in range(C):
+        np.multiply(sums[..., c], inv, out=out[..., c])
+    out[hole] = 0.0
+    zout = None
+    if K == C + 3:
+        zout = (sums[..., C + 1] * inv).astype(np.float32)
+        # Mostly sources at infinity (sky): the stand-in `far` dominates the mean. Report inf, so
+        # that the filler can tell "no depth, farthest" from a finite surface.
+        zout[hole | (zout >= np.float32(0.5 * far))] = np.inf
+    return Splat(out, coverage.astype(np.float32), zout, hole)
