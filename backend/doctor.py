@@ -47,6 +47,11 @@ KNOWN_MODELS = {
     "THUDM/CogVideoX1.5-5B-I2V": "guided (CogVideoX 1.5, 81 frames)",
     "zai-org/CogVideoX-5b-I2V": "guided (CogVideoX 1.0, 720x480, 49 frames)",
     "zai-org/CogVideoX1.5-5B-I2V": "guided (CogVideoX 1.5, 81 frames)",
+    "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers": "guided (Wan 2.1 I2V 14B, 832x480, 81 frames)",
+    "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers": "guided (Wan 2.1 I2V 14B, 1280x720, 81 frames)",
+    "Wan-AI/Wan2.2-I2V-A14B-Diffusers": "guided (Wan 2.2 I2V A14B, two experts, 81 frames)",
+    "Wan-AI/Wan2.2-TI2V-5B-Diffusers": "guided (Wan 2.2 TI2V 5B, 1280x704, 121 frames)",
+    "Ruihang/Wan-Move-14B-480P": "guided with tracks (Wan-Move over Wan 2.1 I2V 14B 480P)",
 }
 SETUP_HINT = (
     "create the generator environment (Preferences > Add-ons > Animate Anything > "
@@ -300,11 +305,36 @@ def memory_report() -> dict:
     plan = plan_memory(free, ModelSpec(), device=device, bf16_supported=bf16)
     report["plan_720x480x49"] = plan.as_dict()
     report["plan_summary"] = plan.summary()
+    report["plans_by_family"] = family_plans(free, device, bf16, torch)
     report["offload_options"] = list(OFFLOADS)
     report["problems"] = problems
     report["notes"] = notes + plan.reasons
     report["ok"] = not problems
     return report
+
+
+def family_plans(free, device: str, bf16: bool, torch) -> dict:
+    """{label: plan summary} for each model family at its trained size on this machine."""
+    from .runtime.devices import host_free_memory
+    from .runtime.wan_memory import WAN_DEFAULT_FORMAT, wan_model_spec
+
+    cc = torch.cuda.get_device_capability() if device == "cuda" else None
+    host = host_free_memory() if device == "cuda" else None
+    plans = {
+        "CogVideoX-5b-I2V 720x480x49": plan_memory(free, ModelSpec(), device=device, bf16_supported=bf16)
+    }
+    names = {
+        "2.1-i2v": "Wan2.1-I2V-14B / Wan-Move",
+        "2.2-i2v-a14b": "Wan2.2-I2V-A14B",
+        "2.2-ti2v-5b": "Wan2.2-TI2V-5B",
+    }
+    for variant, (h, w, f) in WAN_DEFAULT_FORMAT.items():
+        spec = wan_model_spec(variant, h, w, f)
+        plan = plan_memory(
+            free, spec, device=device, bf16_supported=bf16, compute_capability=cc, host_free_bytes=host
+        )
+        plans[f"{names[variant]} {w}x{h}x{f}"] = plan
+    return {label: plan.summary() + ("" if plan.fits else " (does not fit)") for label, plan in plans.items()}
 
 
 def format_text(report: dict) -> str:
@@ -338,6 +368,7 @@ def format_text(report: dict) -> str:
         lines += [f"    - {n}" for n in mode["notes"]]
         memory = mode.get("memory", {})
         lines += [f"    - memory: {memory['plan_summary']}"] if memory.get("plan_summary") else []
+        lines += [f"    - memory, {k}: {v}" for k, v in memory.get("plans_by_family", {}).items()]
         lines += [f"    - {p}" for p in memory.get("problems", [])]
     return "\n".join(lines)
 

@@ -1,5 +1,6 @@
-"""Print the memory plan of mode `guided` for CogVideoX-5b-I2V (720x480, 49 frames) and
-CogVideoX1.5-5B-I2V (1360x768, 81 frames) on 24, 48 and 80 GB cards.
+"""Print the memory plan of mode `guided` for CogVideoX-5b-I2V (720x480, 49 frames),
+CogVideoX1.5-5B-I2V (1360x768, 81 frames) and the Wan 2.x families (backend/runtime/wan_memory.py)
+on 24, 48 and 80 GB cards.
 
 Parameter counts come from the real configs built on the meta device (no weights, no GPU); the
 activation sizes from backend/runtime/memory.py's model (see its docstring for what is measured).
@@ -101,6 +102,32 @@ def print_plans(spec: memory.ModelSpec, title: str) -> None:
     print()
 
 
+def print_wan(title: str, variant: str, h: int, w: int, f: int) -> None:
+    """The Wan plan per card, for an Ada/Hopper GPU (cc 9.0) in a machine with 128 or 32 GB of RAM,
+    and an Ampere GPU (cc 8.0, no fp8) with 32 GB."""
+    from backend.runtime.wan_memory import wan_model_spec
+
+    spec = wan_model_spec(variant, h, w, f)
+    print(f"## Chosen plan per card, {title} {w}x{h}x{f} (bf16, guidance, Time-to-Move prior)\n")
+    print("| card | cc / RAM | offload | fp8 | VAE tiling | est. peak | CPU RAM for weights | fits |")
+    print("|---|---|---|---|---|---:|---:|---|")
+    for gb in CARDS_GB:
+        for cc, ram in (((9, 0), 128), ((9, 0), 32), ((8, 0), 32)):
+            plan = memory.plan_memory(
+                card_free_bytes(gb),
+                spec,
+                device="cuda",
+                compute_capability=cc,
+                host_free_bytes=int((ram - 2) * GiB),
+            )
+            print(
+                f"| {gb} GB | {cc[0]}.{cc[1]} / {ram} GB | {plan.offload} | {'yes' if plan.fp8 else 'no'} | "
+                f"{'on' if plan.vae_tiling else 'off'} | {fmt(plan.peak_bytes)} | {fmt(plan.host_bytes)} | "
+                f"{'yes' if plan.fits else 'NO'} |"
+            )
+    print()
+
+
 def measure_vae() -> None:
     script = Path(__file__).with_name("_vae_peak.py")
     print("## VAE activation peak measured on the CPU (fp32, real config, random weights)\n")
@@ -163,6 +190,22 @@ def main() -> None:
         print_sizes(spec, title)
         print_phases(spec, title)
         print_plans(spec, title)
+    from backend.runtime.wan_memory import WAN_PARAMS
+
+    print("# Mode guided: memory plan from the real Wan configs\n")
+    print("| component | parameters | bf16 | fp8 |")
+    print("|---|---:|---:|---:|")
+    for key, n in WAN_PARAMS.items():
+        print(f"| {key} | {n / 1e9:.3f} G | {fmt(2 * n)} | {fmt(n)} |")
+    print()
+    for title, variant, (h, w, f) in (
+        ("Wan2.1-I2V-14B-480P / Wan-Move-14B-480P", "2.1-i2v", (480, 832, 81)),
+        ("Wan2.1-I2V-14B-720P", "2.1-i2v", (720, 1280, 81)),
+        ("Wan2.2-I2V-A14B", "2.2-i2v-a14b", (480, 832, 81)),
+        ("Wan2.2-I2V-A14B", "2.2-i2v-a14b", (720, 1280, 81)),
+        ("Wan2.2-TI2V-5B", "2.2-ti2v-5b", (704, 1280, 121)),
+    ):
+        print_wan(title, variant, h, w, f)
     if args.measure_vae:
         measure_vae()
 

@@ -47,6 +47,19 @@ class AnimateAnythingPreferences(bpy.types.AddonPreferences):
         default="",
         description="A local folder with a CogVideoX image-to-video checkpoint, or a Hugging Face id",
     )
+    wan_model: StringProperty(
+        name="Wan Model",
+        subtype="DIR_PATH",
+        default="",
+        description="A local folder with a Wan 2.x image-to-video checkpoint (diffusers layout) or a Hugging "
+        "Face id; empty = Wan-AI/Wan2.2-I2V-A14B-Diffusers",
+    )
+    lora: StringProperty(
+        name="LoRA",
+        subtype="FILE_PATH",
+        default="",
+        description="Optional LoRA (.safetensors) loaded on the guided model, e.g. Go-with-the-Flow's",
+    )
     animateanything_model: StringProperty(
         name="AnimateAnything Weights",
         subtype="DIR_PATH",
@@ -62,13 +75,30 @@ class AnimateAnythingPreferences(bpy.types.AddonPreferences):
         description="Let the generator download model weights it does not find locally (many GB)",
     )
 
+    unsaved_output_dir: StringProperty(
+        name="Unsaved Files Output",
+        subtype="DIR_PATH",
+        default="~/animate_anything",
+        description="Where the results of a file that is not saved yet go (saved files: next to the .blend)",
+    )
+    farm_address: StringProperty(
+        name="Farm Address",
+        default="",
+        description="The Ray cluster Submit to Farm uses (HOST:6379, ray://HOST:10001 or auto); empty runs "
+        "a private farm on this machine (docs/farm.md). Another machine needs Blender's online access",
+    )
+
     def draw(self, context):
         layout = self.layout
         layout.use_property_split = True
         col = layout.column()
+        col.prop(self, "unsaved_output_dir")
         col.prop(self, "python_path")
         col.prop(self, "cogvideox_model")
+        col.prop(self, "wan_model")
+        col.prop(self, "lora")
         col.prop(self, "animateanything_model")
+        col.prop(self, "farm_address")
         col = layout.column(heading="Memory")
         col.prop(self, "device")
         col.prop(self, "dtype")

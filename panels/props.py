@@ -24,6 +24,10 @@ REFERENCE_SOURCES = (
     ("RENDER", "Render", "Render the first frame from the active camera, with its depth pass"),
     ("FILE", "Image", "Use an image you pick (no depth: the generator assumes a plane)"),
 )
+RENDER_QUALITIES = (
+    ("PREVIEW", "Preview", "Few samples, no larger than the video needs, depth from a cheap pass: seconds"),
+    ("FINAL", "Final", "The scene's own samples and size (depth still from a cheap pass)"),
+)
 DRAG_SOURCES = (
     ("NONE", "None", "No drags: camera motion (and the reference video) only"),
     ("ANNOTATION", "Annotation", "The scene's annotation strokes (3D placement)"),
@@ -66,6 +70,23 @@ class AnimateAnythingSettings(bpy.types.PropertyGroup):
         name="Image",
         type=bpy.types.Image,
         description="The first frame of the video; centre-cropped to the video's aspect, then resized",
+    )
+    render_quality: EnumProperty(
+        update=_changed,
+        name="Quality",
+        items=RENDER_QUALITIES,
+        default="PREVIEW",
+        description="How Generate renders the reference (in a background Blender; the UI stays free)",
+    )
+    fallback_depth: FloatProperty(
+        update=_changed,
+        name="Fallback Depth",
+        default=0.0,
+        min=0.0,
+        soft_max=1000.0,
+        subtype="DISTANCE",
+        description="Distance of the picture plane for an image reference (no depth): 0 = the drags' "
+        "depth or the camera's focus object",
     )
     # Frames
     use_scene_range: BoolProperty(
@@ -148,6 +169,28 @@ class AnimateAnythingSettings(bpy.types.PropertyGroup):
     )
     noise_warp: BoolProperty(
         update=_changed, name="Warp Noise", default=False, description="Guided mode: flow-warped noise"
+    )
+    model_family: EnumProperty(
+        update=_changed,
+        name="Model Family",
+        items=(
+            ("cogvideox", "CogVideoX", "CogVideoX-5b-I2V (720x480, 49 frames) or 1.5 (e.g. 1360x768, 81)"),
+            ("wan", "Wan 2.x", "Wan 2.1/2.2 I2V (832x480 or 1280x720, 81 frames), TI2V-5B, Wan-Move"),
+        ),
+        default="cogvideox",
+        description="Guided mode: which image-to-video model family (its folder is in the preferences)",
+    )
+    guidance: EnumProperty(
+        update=_changed,
+        name="Motion Guidance",
+        items=(
+            ("ttm", "Time-to-Move", "Follow the preview's motion where it is reliable (dual-clock)"),
+            ("sdedit", "Strength", "Denoise the noised preview from Strength (SDEdit)"),
+            ("none", "None", "Plain image-to-video (the preview is not used)"),
+            ("tracks", "Wan-Move Tracks", "Point tracks of the drags and the camera (Wan-Move weights)"),
+        ),
+        default="ttm",
+        description="Guided mode: how the preview steers the model",
     )
     output_dir: StringProperty(
         update=_changed,

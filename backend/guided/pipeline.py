@@ -3,13 +3,15 @@
 The stock CogVideoX I2V model is steered by a *layout prior*, the `preview` mode's video (the
 reference image carried along the unified flow), in two ways that need no training:
 
-- SDEdit / CamTrol: the prior is VAE-encoded and noised to `strength` on the scheduler's own
-  timesteps; denoising starts there, so the model keeps the prior's layout and motion and repaints
-  the detail. `strength=1.0` starts from pure noise: exactly the stock I2V pipeline.
+- guidance "ttm", Time-to-Move (backend/runtime/guidance.py): the prior is VAE-encoded, the whole
+  video starts from it noised to step `tweak_index` of the full schedule, and inside `ttm_mask` the
+  prior noised to the next step's level is written back after every step until `tstrong_index`.
+- guidance "sdedit" (SDEdit / CamTrol): the prior noised to `strength` on the scheduler's own
+  timesteps; denoising starts there. `strength=1.0` (or guidance "none") starts from pure noise:
+  exactly the stock I2V pipeline.
 - Go-with-the-Flow: the initial noise of latent frame 0 is carried along the flow to every latent
-  frame (nearest-neighbour splatting at latent resolution); where k source values land on one
-  target their sum is divided by sqrt(k), and holes take fresh noise, so every latent frame stays an
-  i.i.d. unit Gaussian while the noise moves with the requested motion.
+  frame at pixel resolution and pooled back with a variance correction (backend/runtime/noise.py),
+  so every latent frame stays a unit Gaussian while the noise moves, also by less than a cell.
 
 The first output frame is the reference image (`keep_first_frame=True`, pixel exact).
 
@@ -40,65 +42,11 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.cogvideo.pipeline_output import CogVideoXPipelineOutput
 from diffusers.schedulers import CogVideoXDPMScheduler
 
+from ..runtime.guidance import latent_mask
+from ..runtime.noise import warp_noise_pixels
 from .limits import CheckpointLimits, checkpoint_limits
 
-__all__ = [
-    "CheckpointLimits",
-    "GuidedCogVideoXPipeline",
-    "checkpoint_limits",
-    "flow_to_latent_grid",
-    "warp_noise",
-]
-
-
-def flow_to_latent_grid(
-    flow: torch.Tensor, latent_frames: int, latent_height: int, latent_width: int, temporal: int = 4
-) -> torch.Tensor:
-    """Pixel flow (F, H, W, 2) -> latent-grid flow (latent_frames, h, w, 2) in latent pixels.
-
-    Latent frame k stands for pixel frame min(temporal * k, F - 1); each latent pixel takes the mean
-    flow of the H/h x W/w block it covers, divided by the block size."""
-    flow = torch.as_tensor(flow, dtype=torch.float32)
-    frames = [min(temporal * k, flow.shape[0] - 1) for k in range(latent_frames)]
-    picked = flow[frames].permute(0, 3, 1, 2)  # (K, 2, H, W)
-    pooled = torch.nn.functional.adaptive_avg_pool2d(picked, (latent_height, latent_width))
-    scale = torch.tensor([latent_width / flow.shape[2], latent_height / flow.shape[1]]).view(1, 2, 1, 1)
-    return (pooled * scale).permute(0, 2, 3, 1).contiguous()
-
-
-def warp_noise(noise0: torch.Tensor, flow: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
-    """Carry frame-0 noise along a latent-grid flow, keeping every frame a unit Gaussian.
-
-    Args:
-        noise0: (B, C, h, w) noise of latent frame 0.
-        flow: (K, h, w, 2) forward flow from frame 0 in latent pixels (see `flow_to_latent_grid`).
-        fill: (B, K, C, h, w) independent noise used where nothing lands (disocclusions).
-    Returns:
-        (B, K, C, h, w). Each source pixel moves to the nearest target pixel; a target reached by n
-        sources gets their sum / sqrt(n) (a unit Gaussian again), an unreached one its `fill` value.
-        Zero flow returns noise0 in every frame."""
-    B, C, h, w = noise0.shape
-    K = flow.shape[0]
-    if flow.shape != (K, h, w, 2) or fill.shape != (B, K, C, h, w):
-        raise ValueError(
-            f"warp_noise: flow {tuple(flow.shape)} and fill {tuple(fill.shape)} do not match noise0 "
-            f"{tuple(noise0.shape)}: expected flow (K, {h}, {w}, 2) and fill ({B}, K, {C}, {h}, {w})"
-        )
-    src = noise0.float().reshape(B * C, h * w)
-    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    out = torch.empty((B, K, C, h, w), dtype=torch.float32, device=noise0.device)
-    for k in range(K):
-        tx = torch.round(xs + flow[k, ..., 0].cpu()).long()
-        ty = torch.round(ys + flow[k, ..., 1].cpu()).long()
-        inside = ((tx >= 0) & (tx < w) & (ty >= 0) & (ty < h)).reshape(-1)
-        target = (ty * w + tx).reshape(-1)[inside].to(noise0.device)
-        sums = torch.zeros((B * C, h * w), dtype=torch.float32, device=noise0.device)
-        sums.index_add_(1, target, src[:, inside.to(noise0.device)])
-        counts = torch.bincount(target, minlength=h * w).to(torch.float32)
-        warped = sums / counts.clamp(min=1.0).sqrt()
-        frame = torch.where(counts > 0, warped, fill[:, k].float().reshape(B * C, h * w))
-        out[:, k] = frame.reshape(B, C, h, w)
-    return out.to(noise0.dtype)
+__all__ = ["CheckpointLimits", "GuidedCogVideoXPipeline", "checkpoint_limits"]
 
 
 class GuidedCogVideoXPipeline(CogVideoXImageToVideoPipeline):
@@ -197,6 +145,11 @@ class GuidedCogVideoXPipeline(CogVideoXImageToVideoPipeline):
         strength: float = 1.0,
         flow: np.ndarray | torch.Tensor | None = None,
         noise_warp: bool = False,
+        noise_degradation: float = 0.0,
+        guidance: str | None = None,
+        ttm_mask: np.ndarray | None = None,
+        tweak_index: int = 4,
+        tstrong_index: int = 9,
         keep_first_frame: bool = True,
         output_type: str = "pil",
         return_dict: bool = True,
@@ -212,7 +165,11 @@ class GuidedCogVideoXPipeline(CogVideoXImageToVideoPipeline):
             strength: 1.0 = plain image-to-video from pure noise; lower starts denoising from the
                 prior noised to that fraction of the schedule (fewer steps run: int(steps * strength)).
             flow: (F, H, W, 2) pixel flow from frame 0, used by `noise_warp`.
-            noise_warp: carry frame 0's initial noise along `flow` (Go-with-the-Flow style).
+            noise_warp: carry frame 0's initial noise along `flow` (Go-with-the-Flow style);
+                `noise_degradation` mixes in fresh noise (gamma, 0 = none).
+            guidance: "ttm", "sdedit" or "none"; None = "sdedit" when strength < 1, else "none".
+            ttm_mask, tweak_index, tstrong_index: Time-to-Move's mask (F, H, W) bool (True = follow
+                the prior) and its two step indices of the full schedule.
             keep_first_frame: replace the decoded frame 0 with the reference image.
         Returns: `CogVideoXPipelineOutput` (or a tuple) as the stock pipeline; frames are latents
             when `output_type="latent"`.
@@ -226,6 +183,25 @@ class GuidedCogVideoXPipeline(CogVideoXImageToVideoPipeline):
             flow = torch.as_tensor(
                 np.asarray(flow) if not torch.is_tensor(flow) else flow, dtype=torch.float32
             )
+
+        if guidance is None:
+            guidance = "sdedit" if strength < 1.0 else "none"
+        if guidance not in ("none", "sdedit", "ttm"):
+            raise ValueError(f"`guidance` must be 'none', 'sdedit' or 'ttm', got {guidance!r}")
+        if guidance == "ttm":
+            if video is None or ttm_mask is None:
+                raise ValueError("guidance 'ttm' needs the layout prior `video` and `ttm_mask`")
+            if (
+                not 0 <= tweak_index <= tstrong_index <= num_inference_steps
+                or tweak_index >= num_inference_steps
+            ):
+                raise ValueError(
+                    f"Time-to-Move needs 0 <= tweak_index ({tweak_index}) <= tstrong_index ({tstrong_index}) "
+                    f"<= steps ({num_inference_steps}) and tweak_index < steps"
+                )
+            strength = 1.0  # the start is tweak_index; strength is SDEdit's
+        elif guidance == "none":
+            strength = 1.0
 
         # 1. Check inputs
         self.check_inputs(
@@ -286,10 +262,13 @@ class GuidedCogVideoXPipeline(CogVideoXImageToVideoPipeline):
             # 4. Timesteps: the full schedule, cut to its last int(steps * strength) for SDEdit
             self.scheduler.set_timesteps(num_inference_steps, device=device)
             timesteps = self.scheduler.timesteps
+            full_timesteps = timesteps
             if strength < 1.0:
                 timesteps, num_inference_steps = self.get_timesteps(
                     num_inference_steps, timesteps, strength, device
                 )
+            elif guidance == "ttm" and tweak_index:
+                timesteps = timesteps[tweak_index:]
             self._num_timesteps = len(timesteps)
 
             # 5. Latent frame layout (CogVideoX 1.5 pads odd latent frame counts at the front)
@@ -319,13 +298,31 @@ class GuidedCogVideoXPipeline(CogVideoXImageToVideoPipeline):
             # 7. Flow-warped noise: frame 0's noise carried along the flow; the other frames' own
             #    noise fills disocclusions
             if noise_warp:
-                h, w = noise.shape[-2:]
-                grid = flow_to_latent_grid(flow, latent_frames, h, w, self.vae_scale_factor_temporal)
-                warped = warp_noise(noise[:, pad_frames], grid.to(device), noise[:, pad_frames:])
+                warped = warp_noise_pixels(
+                    noise[:, pad_frames],
+                    flow,
+                    noise[:, pad_frames:],
+                    temporal=self.vae_scale_factor_temporal,
+                    degradation=noise_degradation,
+                )
                 noise = torch.cat([noise[:, :pad_frames], warped.to(noise.dtype)], dim=1)
 
-            # 8. Layout prior: encode and noise to the first timestep kept (SDEdit)
-            if strength < 1.0:
+            # 8. Layout prior: encode and noise to the first timestep kept (SDEdit, Time-to-Move)
+            ttm = None
+            if guidance == "ttm":
+                prior = self.prepare_layout_latents(video, height, width, pad_frames, dtype, device)
+                h, w = noise.shape[-2:]
+                m = latent_mask(
+                    np.asarray(ttm_mask, bool), latent_frames, h, w, self.vae_scale_factor_temporal
+                )
+                m = torch.as_tensor(np.concatenate([m[:pad_frames], m]), device=device, dtype=dtype)
+                ttm = (prior, m.view(1, -1, 1, h, w))
+                t0 = timesteps[:1].repeat(batch_size)
+                if tweak_index:
+                    latents = self.scheduler.add_noise(prior, noise, t0).to(dtype)
+                else:
+                    latents = noise * self.scheduler.init_noise_sigma
+            elif strength < 1.0:
                 prior = self.prepare_layout_latents(video, height, width, pad_frames, dtype, device)
                 if prior.shape != noise.shape:
                     raise ValueError(
@@ -394,6 +391,13 @@ class GuidedCogVideoXPipeline(CogVideoXImageToVideoPipeline):
                             return_dict=False,
                         )
                     latents = latents.to(dtype)
+
+                    # Time-to-Move: inside the mask, back to the prior at the next step's noise level
+                    step = tweak_index + i + 1 if ttm is not None else None
+                    if ttm is not None and step < tstrong_index:
+                        prior, m = ttm
+                        again = self.scheduler.add_noise(prior, noise, full_timesteps[step : step + 1])
+                        latents = (m * again + (1 - m) * latents).to(dtype)
 
                     # A callback may raise to stop for good: nothing below (no VAE decode) runs then.
                     if callback_on_step_end is not None:

@@ -1,6 +1,7 @@
 """Placing a CPU-loaded diffusers pipeline on its device as a `MemoryPlan` says: offload none /
-model / group / sequential, and the VAE's tiling and slicing. Works for any diffusers pipeline with
-a `vae` component (GuidedCogVideoXPipeline, AnimateAnythingPipeline)."""
+model / group / sequential, fp8 layerwise casting of the transformer(s), and the VAE's tiling and
+slicing. Works for any diffusers pipeline with a `vae` component (GuidedCogVideoXPipeline,
+GuidedWanPipeline, AnimateAnythingPipeline)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,17 @@ def apply_plan(pipe, plan: MemoryPlan) -> None:
             "with CPU as its execution device)",
             "Set offload to auto or none for a CPU run, or run on a CUDA GPU.",
         )
+    if getattr(plan, "fp8", False):
+        # fp8 storage, compute in the plan's dtype, one layer upcast at a time (before any offload
+        # hook, as diffusers' docs order them); norms and embeddings stay in the compute dtype.
+        from .devices import torch_dtype
+
+        for name in ("transformer", "transformer_2"):
+            model = getattr(pipe, name, None)
+            if model is not None:
+                model.enable_layerwise_casting(
+                    storage_dtype=torch.float8_e4m3fn, compute_dtype=torch_dtype(plan.dtype)
+                )
     if plan.offload == "none":
         pipe.to(plan.device)
     elif plan.offload == "model":

@@ -56,8 +56,10 @@ def prompt_embeddings(
     device: str = "cpu",
     cache_dir: Path | None = None,
     use_cache: bool = True,
+    masked: bool = False,
 ):
-    """{prompt: (1, L, D) float32 CPU tensor}. Cached prompts are read from safetensors files; the
+    """{prompt: (1, L, D) float32 CPU tensor} (`masked`: Wan's encoding, text.encode_prompts).
+    Cached prompts are read from safetensors files; the
     others are encoded with the checkpoint's T5 (loaded, used on `device`, then freed) and cached.
 
     Returns (embeddings, loaded_text_encoder: bool)."""
@@ -76,7 +78,11 @@ def prompt_embeddings(
     tokenizer, text_encoder = load_text_encoder(ckpt, dtype=dtype)
     try:
         text_encoder.to(device)
-        embeds = encode_prompts(tokenizer, text_encoder, todo, max_sequence_length, device).float().cpu()
+        embeds = (
+            encode_prompts(tokenizer, text_encoder, todo, max_sequence_length, device, masked=masked)
+            .float()
+            .cpu()
+        )
     finally:
         del text_encoder
         gc.collect()

@@ -73,21 +73,41 @@ def load_tokenizer(ckpt: Checkpoint):
 
 
 def load_text_encoder(ckpt: Checkpoint, *, dtype: str = "fp32"):
-    """(tokenizer, T5 encoder) from safetensors, on the CPU."""
+    """(tokenizer, T5 encoder) from safetensors, on the CPU: `UMT5EncoderModel` when the config's
+    model_type is "umt5" (Wan), else `T5EncoderModel` (CogVideoX)."""
     require_parts(ckpt, TEXT_COMPONENTS)
     tokenizer = load_tokenizer(ckpt)
-    from transformers import T5EncoderModel
+    from transformers import T5EncoderModel, UMT5EncoderModel
 
-    text_encoder = T5EncoderModel.from_pretrained(
+    umt5 = ckpt.config("text_encoder").get("model_type") == "umt5"
+    text_encoder = (UMT5EncoderModel if umt5 else T5EncoderModel).from_pretrained(
         ckpt.path / "text_encoder", dtype=torch_dtype(dtype), use_safetensors=True, local_files_only=True
     )
     return tokenizer, text_encoder.eval()
 
 
-def encode_prompts(tokenizer, text_encoder, prompts: list[str], max_sequence_length: int, device="cpu"):
+def encode_prompts(
+    tokenizer, text_encoder, prompts: list[str], max_sequence_length: int, device="cpu", *, masked=False
+):
     """T5 embeddings (N, max_sequence_length, D) the way CogVideoX pipelines compute them: padded to
-    max_length, truncated, special tokens added."""
+    max_length, truncated, special tokens added. `masked` (Wan): the encoder sees the attention mask
+    and the embeddings after each prompt's length are zeros, as diffusers' Wan pipelines make them."""
     import torch
+
+    if masked:
+        inputs = tokenizer(
+            prompts,
+            padding="max_length",
+            max_length=max_sequence_length,
+            truncation=True,
+            add_special_tokens=True,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        mask = inputs.attention_mask.to(device)
+        with torch.no_grad():
+            out = text_encoder(inputs.input_ids.to(device), mask).last_hidden_state
+        return out * mask.unsqueeze(-1).to(out.dtype)
 
     ids = tokenizer(
         prompts,

@@ -34,6 +34,7 @@ def guided_job(job_dir, model, **fields):
         model=str(model),
         steps=3,
         strength=0.67,
+        guidance="sdedit",
         noise_warp=True,
         prompt="a red cat",
         guidance_scale=6.0,
@@ -147,10 +148,12 @@ def test_python_m_backend_run_real_process(tiny_ckpt, tmp_path):
     import os
 
     os.environ["ANIMATE_ANYTHING_CACHE"] = str(env_cache)  # inherited by the child through backend_env
+    os.environ["ANIMATE_ANYTHING_PNG"] = "1"  # PNG frames beside video.mp4 (backend/outputs.py)
     try:
         proc = run_backend("run", job, timeout=180)
     finally:
         del os.environ["ANIMATE_ANYTHING_CACHE"]
+        del os.environ["ANIMATE_ANYTHING_PNG"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     events = parse_events(proc.stdout)
     kinds = [e["event"] for e in events]
@@ -204,3 +207,43 @@ def test_missing_text_encoder_without_cached_prompt_fails_before_the_preview(tin
         guided.generate(context(guided_job(tmp_path / "job", no_t5, prompt="a blue dog"), rec))
     assert err.value.kind == "missing_model" and "text_encoder/ (folder missing)" in err.value.message
     assert not any(e.get("stage") == "flow" for e in rec.events)
+
+
+def test_time_to_move_is_the_default_and_counts_its_steps(tiny_ckpt, tmp_path, cache_env):
+    from backend.modes import guided
+    from tests.backend.jobs import write_job
+
+    job = write_job(
+        tmp_path / "job",
+        width=W,
+        height=H,
+        num_frames=F,
+        mode="guided",
+        model=str(tiny_ckpt),
+        steps=10,
+        prompt="a red cat",
+        device="cpu",
+        camera="pan",
+        step=0.05,
+    )
+    rec = Recorder()
+    result = guided.generate(context(job, rec)).check(F, H, W)
+    info = result.info
+    assert (info["guidance"], info["tweak_index"], info["tstrong_index"]) == ("ttm", 1, 2)  # 4 / 9 of 50
+    assert [e["step"] for e in rec.events if e.get("stage") == "denoise"] == list(range(1, 10))
+    np.testing.assert_array_equal(result.frames[0], context(job, Recorder()).reference)
+    bad = write_job(
+        tmp_path / "bad",
+        width=W,
+        height=H,
+        num_frames=F,
+        mode="guided",
+        model=str(tiny_ckpt),
+        steps=4,
+        tweak_index=3,
+        tstrong_index=2,
+        device="cpu",
+    )
+    with pytest.raises(JobFailure) as err:
+        guided.generate(context(bad, Recorder()))
+    assert err.value.kind == "invalid_job" and "tweak_index" in err.value.message

@@ -245,3 +245,67 @@ def test_dpm_scheduler_branch(tiny_pipe):
     video = shifted_video(reference_image(H, W), F)
     out = run(ours, seed=5, video=video, strength=0.5)
     assert out.shape == (1, F, H, W, 3) and np.isfinite(out).all()
+
+
+def test_time_to_move_resets_the_masked_cells_until_tstrong(tiny_pipe):
+    """Time-to-Move: the run starts at tweak_index from the prior noised there; after each step
+    before tstrong_index the cells inside the mask hold the prior noised to the next step's level
+    (same noise), the rest is the model's; from tstrong on the model is free everywhere."""
+    video = shifted_video(reference_image(H, W), F, dx=2)
+    prior = tiny_pipe.prepare_layout_latents(video, H, W, 0, torch.float32, "cpu")
+    noise = torch.randn((1, 3, 4, 2, 2), generator=torch.Generator().manual_seed(5))
+    mask = np.zeros((F, H, W), bool)
+    mask[:, :, :8] = True  # the left latent column (cells are 8 px)
+    tiny_pipe.scheduler.set_timesteps(10)
+    full = tiny_pipe.scheduler.timesteps.clone()
+    seen = {}
+
+    def record(pipe, i, t, kw):
+        seen[i] = (int(t), kw["latents"].clone())
+        return kw
+
+    run(
+        tiny_pipe,
+        latents=noise.clone(),
+        video=video,
+        guidance="ttm",
+        ttm_mask=mask,
+        tweak_index=2,
+        tstrong_index=5,
+        num_inference_steps=10,
+        output_type="latent",
+        callback_on_step_end=record,
+    )
+    assert [seen[i][0] for i in sorted(seen)] == [int(t) for t in full[2:]]  # 8 steps from index 2
+    for i, (_, latents) in seen.items():
+        step = 2 + i + 1
+        if step >= 10:
+            continue
+        target = tiny_pipe.scheduler.add_noise(prior, noise, full[step : step + 1])
+        inside = torch.allclose(latents[..., :, 0], target[..., :, 0], atol=1e-5)
+        assert inside == (step < 5), (i, step)
+        assert not torch.allclose(latents[..., :, 1], target[..., :, 1], atol=1e-3)  # outside: free
+
+
+def test_time_to_move_at_index_zero_is_the_stock_pipeline(tiny_pipe):
+    from diffusers import CogVideoXImageToVideoPipeline
+
+    stock = CogVideoXImageToVideoPipeline(**tiny_pipe.components)
+    stock.set_progress_bar_config(disable=True)
+    video = shifted_video(reference_image(H, W), F)
+    mask = np.ones((F, H, W), bool)
+    ours = run(
+        tiny_pipe,
+        seed=9,
+        video=video,
+        guidance="ttm",
+        ttm_mask=mask,
+        tweak_index=0,
+        tstrong_index=0,
+        keep_first_frame=False,
+    )
+    np.testing.assert_array_equal(ours, run(stock, seed=9))
+    with pytest.raises(ValueError, match="tweak_index"):
+        run(tiny_pipe, video=video, guidance="ttm", ttm_mask=mask, tweak_index=3, tstrong_index=2)
+    with pytest.raises(ValueError, match="ttm_mask"):
+        run(tiny_pipe, video=video, guidance="ttm")
