@@ -16,6 +16,7 @@ _MODULE_NAMES = (
     "operators.adapter.runs",
     "operators.adapter.checks",
     "operators.adapter.environments",
+    "operators.adapter.farm",
     "panels.props",
     "panels.preferences",
     "panels.sidebar",
@@ -26,6 +27,8 @@ _MODULE_NAMES = (
     "operators.cancel",
     "operators.create_environment",
     "operators.check_generator",
+    "operators.farm_submit",
+    "operators.farm_cancel",
 )
 
 _loaded = []

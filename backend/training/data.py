@@ -140,7 +140,11 @@ class ClipDataset(torch.utils.data.Dataset):
             raise DatasetError(f"clip {clip.name} ({clip}): {exc}") from exc
 
     # ------------------------------------------------------------------ loading
-    def _load(self, clip: Path, rng: np.random.Generator) -> dict:
+    def stride_choices(self, num_clip_frames: int) -> int:
+        """The largest frame stride a sample of this clip may use (strides are 1..this)."""
+        return max(1, min(self.max_stride, (num_clip_frames - 1) // (self.num_frames - 1)))
+
+    def _load(self, clip: Path, rng: np.random.Generator, stride: int | None = None) -> dict:
         from blender_animate.camera import read_realestate10k, rescale_intrinsics
         from blender_animate.flow import sparse_flow
         from blender_animate.flowviz import load_flow, resize_flow
@@ -156,7 +160,8 @@ class ClipDataset(torch.utils.data.Dataset):
             )
         if n < F:
             raise DatasetError(f"clip {clip.name} has {n} frames; a sample needs {F}")
-        stride = int(rng.integers(1, min(self.max_stride, (n - 1) // (F - 1)) + 1))
+        if stride is None:  # the draw latent_cache.CachedClips repeats
+            stride = int(rng.integers(1, min(self.max_stride, (n - 1) // (F - 1)) + 1))
         idx = np.arange(F) * stride
         frames = read_png_frames(pngs, idx) if pngs is not None else read_video_frames(clip / VIDEO_FILE, idx)
         if frames.shape[0] != F:

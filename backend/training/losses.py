@@ -58,7 +58,10 @@ def stage2_loss(
     batch: Stage2Batch,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """v-prediction MSE of the flow-guided transformer on one batch (timesteps uniform)."""
+    """v-prediction MSE of the flow-guided transformer on one batch (timesteps uniform). `model`
+    may be wrapped for several processes (DDP): its forward is called, attributes are read from
+    the module inside."""
+    core = getattr(model, "module", model)
     latents = batch.latents
     b, t, _, h, w = latents.shape
     device = latents.device
@@ -68,9 +71,9 @@ def stage2_loss(
     noise = torch.randn(latents.shape, generator=generator, device="cpu", dtype=latents.dtype).to(device)
     noisy = scheduler.add_noise(latents, noise, timesteps)
     target = scheduler.get_velocity(latents, noise, timesteps)
-    rope = rotary_embeddings(model.transformer, h * 8, w * 8, t, device)
+    rope = rotary_embeddings(core.transformer, h * 8, w * 8, t, device)
     ofs = None
-    if model.transformer.config.ofs_embed_dim is not None:
+    if core.transformer.config.ofs_embed_dim is not None:
         ofs = latents.new_full((b,), 2.0)
     pred = model(
         torch.cat([noisy, batch.image_latents], dim=2),
@@ -93,14 +96,30 @@ def set_stage1_trainable(
         module.requires_grad_(False)
 
 
+class Stage1Model(torch.nn.Module):
+    """FGM and CRM as one module, so one DDP wrapper averages the gradients of both (the CRM's
+    features feed the FGM inside one forward)."""
+
+    def __init__(self, fgm: FlowGenerationModel, crm: CameraReferenceModel):
+        super().__init__()
+        self.fgm, self.crm = fgm, crm
+
+    def forward(self, noisy, timesteps, condition, reference_latents, plucker):
+        features = self.crm(reference_latents, plucker)
+        return self.fgm(noisy, timesteps, condition=condition, reference_features=features)
+
+
 def stage1_loss(
     fgm: FlowGenerationModel,
     crm: CameraReferenceModel,
     scheduler,
     batch: Stage1Batch,
     generator: torch.Generator | None = None,
+    *,
+    model: torch.nn.Module | None = None,
 ) -> torch.Tensor:
-    """Epsilon-prediction MSE of FGM with CRM reference features (DDPM-style noise schedule)."""
+    """Epsilon-prediction MSE of FGM with CRM reference features (DDPM-style noise schedule).
+    `model`: a (possibly DDP-wrapped) `Stage1Model` of the same FGM and CRM to run instead."""
     x0 = batch.flow_latents
     b = x0.shape[0]
     timesteps = torch.randint(
@@ -108,8 +127,11 @@ def stage1_loss(
     ).to(x0.device)
     noise = torch.randn(x0.shape, generator=generator, device="cpu", dtype=x0.dtype).to(x0.device)
     noisy = scheduler.add_noise(x0, noise, timesteps)
-    features = crm(batch.reference_latents, batch.plucker)
-    pred = fgm(noisy, timesteps, condition=batch.condition, reference_features=features)
+    if model is not None:
+        pred = model(noisy, timesteps, batch.condition, batch.reference_latents, batch.plucker)
+    else:
+        features = crm(batch.reference_latents, batch.plucker)
+        pred = fgm(noisy, timesteps, condition=batch.condition, reference_features=features)
     target = (
         noise
         if scheduler.config.prediction_type == "epsilon"

@@ -14,16 +14,23 @@ trained parts in safetensors, the CogVideoX base referenced), loadable by ``from
 the mode (``animateanything_model``), plus ``training_state.json`` and ``optimizer.safetensors`` for
 ``--resume`` and ``train_log.jsonl`` (one JSON line per optimizer step). Nothing is pickled.
 Data format: backend/training/data.py and docs/animateanything.md ("Training data").
+
+Several processes: `accelerate launch --multi_gpu --num_processes N -m backend.training.train ...`
+(DDP for both stages; FSDP for stage 2 with accelerate_fsdp_stage2.yaml). Every rank checks at each
+save that all ranks hold the same weights (`state.weights_digest`); the main process alone writes.
+`--latent-cache` (stage 2) encodes each clip once (latent_cache.py) instead of at every step.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
+
+from .batches import TrainingSetupError
+from .state import fsdp_note, full_weights, load_optimizer, save_optimizer, weights_digest, write_json
 
 STATE_FILE = "training_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -67,6 +74,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--width", type=int, default=720)
     p.add_argument("--max-stride", type=int, default=1, help="frame stride sampled in [1, max]")
     p.add_argument("--num-tracks", type=int, default=8, help="stage 1: sparse tracks per sample, [0, max]")
+    p.add_argument(
+        "--latent-cache", action="store_true", help="stage 2: encode each clip once (latent_cache.py)"
+    )
+    p.add_argument(
+        "--latent-cache-dir", default=None, help="where the cache lives (default DATA/.latent_cache)"
+    )
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--save-every", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
@@ -84,10 +97,6 @@ def main(argv=None) -> int:
     except TrainingSetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-
-
-class TrainingSetupError(RuntimeError):
-    """A problem with the arguments, the data or the models, reported as one line."""
 
 
 # ---------------------------------------------------------------------- models
@@ -197,117 +206,18 @@ def set_trainable(pipe, stage: int, flow_noise: float) -> list:
     return [*pipe.flow_generator.parameters(), *pipe.camera_reference.parameters()]
 
 
-# ---------------------------------------------------------------------- batches
-
-
-def encode_prompts(pipe, prompts: list[str], device) -> dict:
-    """T5 embeddings of every distinct prompt, computed once (the text encoder is frozen)."""
-    import torch
-
-    from ..runtime.text import encode_prompts as t5
-
-    unique = sorted(set(prompts))
-    if pipe.text_encoder is None or pipe.tokenizer is None:
-        raise TrainingSetupError("stage 2 needs the base's text_encoder/ and tokenizer/ to embed the prompts")
-    length = pipe.transformer.config.max_text_seq_length
-    pipe.text_encoder.to(device)
-    out = {}
-    with torch.no_grad():
-        for i in range(0, len(unique), 8):
-            chunk = unique[i : i + 8]
-            emb = t5(pipe.tokenizer, pipe.text_encoder, chunk, length, device=device)
-            out.update({p: e.cpu() for p, e in zip(chunk, emb)})
-    pipe.text_encoder.to("cpu")
-    return out
-
-
-def stage2_batch(pipe, batch: dict, prompt_cache: dict, device, generator):
-    """Video latents, I2V image latents (frame 0 in slot 0, zeros after), T5 embeddings and flow."""
-    import torch
-
-    from .losses import Stage2Batch
-
-    vae = pipe.vae
-    sf = vae.config.scaling_factor
-    frames = batch["frames"].to(device, vae.dtype)  # (B, F, 3, H, W)
-    with torch.no_grad():
-        video = frames.permute(0, 2, 1, 3, 4)  # (B, 3, F, H, W)
-        latents = vae.encode(video).latent_dist.sample(generator) * sf
-        image = vae.encode(video[:, :, :1]).latent_dist.sample(generator) * sf
-    latents = latents.permute(0, 2, 1, 3, 4).float()  # (B, T, C, h, w)
-    image = image.permute(0, 2, 1, 3, 4).float()
-    image_latents = torch.cat(
-        [image, image.new_zeros(image.shape[0], latents.shape[1] - 1, *image.shape[2:])], 1
-    )
-    prompt_embeds = torch.stack([prompt_cache[p] for p in batch["prompt"]]).to(device)
-    return Stage2Batch(latents, image_latents, prompt_embeds, batch["flow"].to(device))
-
-
-def stage1_batch(pipe, batch: dict, device):
-    """Flow-VAE latents of the GT flow, image-VAE latent of frame 0, Plücker, FGM condition."""
-    import torch
-
-    from ..animateanything.flow_generation import build_condition
-    from .losses import Stage1Batch
-
-    flow = batch["flow"].to(device)  # (B, F, H, W, 2)
-    b, f, h, w, _ = flow.shape
-    with torch.no_grad():
-        z = pipe.flow_vae.encode_flow(flow.permute(0, 1, 4, 2, 3).reshape(b * f, 2, h, w))
-        flow_latents = z.reshape(b, f, *z.shape[1:]).transpose(1, 2).float()  # (B, C, F, h, w)
-        frame0 = batch["frames"][:, 0].to(device, pipe.image_vae.dtype)
-        ref = pipe.image_vae.encode(frame0).latent_dist.mode() * pipe.image_vae.config.scaling_factor
-        condition = build_condition(
-            batch["sparse_flow"].to(device), batch["sparse_mask"].to(device),
-            pipe.flow_generator.config.densify_sigma, pipe.flow_vae.config.flow_scale,
-        )  # fmt: skip
-    return Stage1Batch(flow_latents, ref.float(), batch["plucker"].to(device), condition)
-
-
-# ---------------------------------------------------------------------- optimizer state (safetensors)
-
-
-def save_optimizer(optimizer, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    state = optimizer.state_dict()
-    tensors, meta = {}, {"param_groups": json.dumps(state["param_groups"])}
-    for idx, entry in state["state"].items():
-        for key, value in entry.items():
-            tensors[f"{idx}.{key}"] = value.detach().cpu().contiguous()
-    save_file(tensors, str(path), metadata=meta)
-
-
-def load_optimizer(optimizer, path: Path) -> None:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(path))
-    with safe_open(str(path), framework="pt") as fh:
-        groups = json.loads(fh.metadata()["param_groups"])
-    state: dict = {}
-    for name, value in tensors.items():
-        idx, key = name.split(".", 1)
-        state.setdefault(int(idx), {})[key] = value
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
-
-
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 # ---------------------------------------------------------------------- loop
 
 
 def train(args) -> int:
     import torch
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedDataParallelKwargs, DistributedType, gather_object, set_seed
 
+    from .batches import encode_prompts, stage1_batch, stage2_batch, stage2_cached_batch
     from .data import ClipDataset, DatasetError, collate, find_clips
-    from .losses import stage1_loss, stage2_loss
+    from .latent_cache import CachedClips, LatentCache
+    from .losses import Stage1Model, stage1_loss, stage2_loss
 
     out = Path(args.output)
     state_path = out / STATE_FILE
@@ -332,8 +242,13 @@ def train(args) -> int:
         find_clips(args.data)  # a broken data folder fails before any model is loaded
     except DatasetError as exc:
         raise TrainingSetupError(str(exc)) from exc
+    # Stage 1 leaves parts of the FGM unused when a sample has no tracks, so DDP must look for
+    # parameters without gradients (else their gradients are never averaged and ranks drift).
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=args.stage == 1)
     accelerator = Accelerator(
-        mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.gradient_accumulation
+        mixed_precision=args.mixed_precision,
+        gradient_accumulation_steps=args.gradient_accumulation,
+        kwargs_handlers=[ddp],
     )
     set_seed(args.seed + start_step)
     device = accelerator.device
@@ -355,44 +270,76 @@ def train(args) -> int:
     except DatasetError as exc:
         raise TrainingSetupError(str(exc)) from exc
     prompt_cache = encode_prompts(pipe, dataset.prompts(), device) if args.stage == 2 else {}
+    # Models go to the device by hand (frozen ones included); accelerate wraps the trained module
+    # (DDP on several processes), the optimizer (fp16 loss scaling, accumulation) and the data.
+    moved = ("transformer", "vae", "flow_encoder", "flow_fusion", "frequency_stabilizer") if args.stage == 2 \
+        else ("flow_vae", "flow_generator", "camera_reference", "image_vae")  # fmt: skip
+    for name in moved:
+        getattr(pipe, name).to(device)
+    if args.latent_cache:
+        if args.stage != 2:
+            raise TrainingSetupError(
+                "--latent-cache is for stage 2 (stage 1 has no per-clip VAE latents to keep)"
+            )
+        cache = LatentCache(dataset, pipe.vae, args.latent_cache_dir)
+        counts = cache.fill(device, rank=accelerator.process_index, world=accelerator.num_processes)
+        counts = {k: sum(c[k] for c in gather_object([counts])) for k in counts}
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            print(json.dumps({"latent_cache": {**counts, "dir": str(cache.dir)}}), flush=True)
+        dataset = CachedClips(cache)
 
     if args.gradient_checkpointing:
         pipe.transformer.enable_gradient_checkpointing()
     if args.vae_tiling:
         pipe.vae.enable_tiling()
 
+    # The trained module is wrapped first (DDP; FSDP shards it), then the optimizer is made.
+    model = pipe.stage2 if args.stage == 2 else Stage1Model(pipe.flow_generator, pipe.camera_reference)
+    model = accelerator.prepare(model)
+    fsdp = accelerator.distributed_type == DistributedType.FSDP
+    if fsdp:  # the sharded views; their optimizer state is per rank (not saved, see fsdp_note)
+        params = [p for p in model.parameters() if p.requires_grad]
+        accelerator.print(json.dumps({"note": fsdp_note()}))
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
-    if args.resume and (out / OPTIMIZER_FILE).is_file():
+    if args.resume and (out / OPTIMIZER_FILE).is_file() and not fsdp:
         load_optimizer(optimizer, out / OPTIMIZER_FILE)
     sampler_gen = torch.Generator().manual_seed(args.seed + start_step)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=args.batch_size, shuffle=True, drop_last=len(dataset) >= args.batch_size,
         num_workers=args.num_workers, collate_fn=collate, generator=sampler_gen,
     )  # fmt: skip
-    # Models go to the device by hand (frozen ones included); accelerate handles the optimizer
-    # (fp16 loss scaling, accumulation) and the data sharding.
-    moved = ("transformer", "vae", "flow_encoder", "flow_fusion", "frequency_stabilizer") if args.stage == 2 \
-        else ("flow_vae", "flow_generator", "camera_reference", "image_vae")  # fmt: skip
-    for name in moved:
-        getattr(pipe, name).to(device)
     optimizer, loader = accelerator.prepare(optimizer, loader)
-    model = pipe.stage2 if args.stage == 2 else pipe.flow_generator
     scheduler = pipe.scheduler if args.stage == 2 else pipe.flow_scheduler
-    generator = torch.Generator().manual_seed(args.seed * 1000003 + start_step)
+    # Noise differs per rank (each sees other clips); rank 0 draws what a single process draws.
+    generator = torch.Generator().manual_seed(
+        args.seed * 1000003 + start_step + 7919 * accelerator.process_index
+    )
 
     out.mkdir(parents=True, exist_ok=True)
     log = (out / LOG_FILE).open("a", encoding="utf-8")
     step, t0, losses = start_step, time.time(), []
 
     def save(step: int) -> None:
+        # Every rank holds the same weights after a step (DDP averages the gradients, every rank
+        # starts from the same seed): checked here, then the main process alone writes.
         accelerator.wait_for_everyone()
+        digests = ["sharded (FSDP)"] if fsdp else gather_object([weights_digest(params)])
+        if len(set(digests)) != 1:
+            raise TrainingSetupError(f"the ranks' weights differ after step {step}: {digests}")
+        with full_weights(model, fsdp):  # FSDP: the whole weights on rank 0 (collective)
+            if accelerator.is_main_process:
+                pipe.save_pretrained(out)
         if not accelerator.is_main_process:
             return
-        pipe.save_pretrained(out)
-        save_optimizer(
-            optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer, out / OPTIMIZER_FILE
-        )
-        _write_json(state_path, {"stage": args.stage, "step": step, "args": vars(args)})
+        if not fsdp:
+            save_optimizer(
+                optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer, out / OPTIMIZER_FILE
+            )
+        state = {"stage": args.stage, "step": step, "processes": accelerator.num_processes,
+                 "backend": accelerator.state.backend, "rank_digests": digests,
+                 "args": vars(args)}  # fmt: skip
+        write_json(state_path, state)
 
     try:
         while step < args.steps:
@@ -400,13 +347,15 @@ def train(args) -> int:
                 with accelerator.accumulate(model):
                     with accelerator.autocast():
                         if args.stage == 2:
-                            b = stage2_batch(pipe, batch, prompt_cache, device, generator)
-                            loss = stage2_loss(pipe.stage2, scheduler, b, generator=generator)
+                            make = stage2_cached_batch if args.latent_cache else stage2_batch
+                            b = make(pipe, batch, prompt_cache, device, generator)
+                            loss = stage2_loss(model, scheduler, b, generator=generator)
                         else:
                             b = stage1_batch(pipe, batch, device)
                             loss = stage1_loss(
-                                pipe.flow_generator, pipe.camera_reference, scheduler, b, generator=generator
-                            )
+                                pipe.flow_generator, pipe.camera_reference, scheduler, b, generator=generator,
+                                model=model,
+                            )  # fmt: skip
                     if not torch.isfinite(loss):
                         raise TrainingSetupError(
                             f"the loss is {loss.item()} at step {step + 1} (clips {batch['clip']})"
@@ -414,12 +363,11 @@ def train(args) -> int:
                     accelerator.backward(loss)
                     losses.append(loss.detach().float().item())
                     if accelerator.sync_gradients:
-                        if accelerator.num_processes > 1:  # the models are not DDP-wrapped: average here
-                            for p in params:
-                                grad = p.grad if p.grad is not None else torch.zeros_like(p)
-                                p.grad = accelerator.reduce(grad, reduction="mean")
                         if args.max_grad_norm > 0:
-                            accelerator.clip_grad_norm_(params, args.max_grad_norm)
+                            if fsdp:  # the norm over every rank's shard
+                                model.clip_grad_norm_(args.max_grad_norm)
+                            else:
+                                accelerator.clip_grad_norm_(params, args.max_grad_norm)
                         lr = (
                             args.lr * min(1.0, (step + 1) / args.warmup_steps)
                             if args.warmup_steps
