@@ -8,7 +8,8 @@
    strokes that drag the sphere up and to the right (an outline around it and the drag itself).
 2. Loads this repository as a real Blender extension (a user extension repository pointing here).
 3. Runs `animate_anything.generate` in preview mode: the extension renders the reference frame and
-   its depth from the camera (Cycles, few samples), exports the job, runs the real generator process
+   its depth from the camera in a background Blender (Cycles, Preview quality; the drag strokes
+   hidden from it), exports the job, runs the real generator process
    (`python -m backend run JOB`) and imports the result (Sequencer strip + camera background).
 4. Where the generator had no PyAV (PNG frames only), encodes them with Blender's own FFmpeg
    (`animate_anything.encode_video`) and imports the MP4 instead.
@@ -47,6 +48,9 @@ def main(argv=None) -> int:
     # shared with any Blender of the same version on this machine: give the demo its own.
     user_dir = Path(tempfile.mkdtemp(prefix="aa_demo_user_"))
     os.environ["BLENDER_USER_RESOURCES"] = str(user_dir)
+    # The contact sheet is made from out/frames, which the generator writes beside video.mp4 only
+    # when asked (backend/outputs.py).
+    os.environ.setdefault("ANIMATE_ANYTHING_PNG", "1")
 
     import bpy
 
@@ -294,8 +298,8 @@ def _drag_strokes(bpy, scene, cam, target, radius, lift=(0.9, 0.8)):
     """Grease-pencil (v3) strokes on frame 1 that move `target` (a sphere of `radius`): a closed
     outline around it (a region: everything inside moves with the drag) and one open stroke from
     its centre up and to the right (the drag). Drawn in the plane facing the first frame's camera.
-    The strokes are instructions, not content: the object is hidden from rendering, so they show in
-    the viewport but not in the reference render (nor in the user's renders)."""
+    The strokes are instructions, not content: the object is left visible, as an artist leaves it,
+    and the extension hides it from the reference render by itself (reference.drag_objects)."""
     import numpy as np
 
     scene.frame_set(scene.frame_start)
@@ -315,7 +319,6 @@ def _drag_strokes(bpy, scene, cam, target, radius, lift=(0.9, 0.8)):
     bpy.data.materials.create_gpencil_data(mat)
     gpd.materials.append(mat)
     obj = bpy.data.objects.new("Drags", gpd)
-    obj.hide_render = True
     scene.collection.objects.link(obj)
     drawing = gpd.layers.new("Drags").frames.new(scene.frame_start).drawing
     drawing.add_strokes([len(outline), len(drag)])

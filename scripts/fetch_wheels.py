@@ -1,8 +1,9 @@
 """Download the wheels blender_manifest.toml bundles into wheels/ when they are missing.
 
 The manifest's `wheels` list is the one source of truth: for each file name this runs
-`pip download --no-deps --only-binary=:all: --python-version 3.11 --platform <tags> <name>==<version>`
-with the platform tags read from the file name, then checks the file's SHA-256 against the table
+`pip download --no-deps --only-binary=:all: --python-version X.Y --platform <tags> <name>==<version>`
+with the Python version (cp311 -> 3.11, cp313 -> 3.13: Blender 4.5/5.0 and 5.1+) and the platform
+tags read from the file name, then checks the file's SHA-256 against the table
 below (a wheel that does not match is deleted and the script fails). Already present and valid
 files are left alone, so a second run only checks. Usage: `python scripts/fetch_wheels.py`.
 """
@@ -32,6 +33,19 @@ SHA256 = {
     "pillow-11.3.0-cp311-cp311-macosx_10_10_x86_64.whl": (
         "1cd110edf822773368b396281a2293aeb91c90a2db00d78ea43e7e861631b722"
     ),
+    # Python 3.13: Blender 5.1, 5.2 LTS, 5.3.
+    "pillow-11.3.0-cp313-cp313-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl": (
+        "13f87d581e71d9189ab21fe0efb5a23e9f28552d5be6979e84001d3b8505abe8"
+    ),
+    "pillow-11.3.0-cp313-cp313-win_amd64.whl": (
+        "0bce5c4fd0921f99d2e858dc4d4d64193407e1b99478bc5cacecba2311abde51"
+    ),
+    "pillow-11.3.0-cp313-cp313-macosx_11_0_arm64.whl": (
+        "7db51d222548ccfd274e4572fdbf3e810a5e66b00608862f947b163e613b67dd"
+    ),
+    "pillow-11.3.0-cp313-cp313-macosx_10_13_x86_64.whl": (
+        "ec1ee50470b0d050984394423d96325b744d55c701a439d2bd66089bff963d3c"
+    ),
 }
 
 
@@ -48,6 +62,14 @@ def parse_wheel_name(name: str) -> tuple[str, str, list[str]]:
     if len(parts) not in (5, 6):
         raise ValueError(f"{name} is not a wheel file name")
     return parts[0], parts[1], parts[-1].split(".")
+
+
+def python_version(name: str) -> str:
+    """The Python version a CPython wheel is for, from its tag: cp311 -> "3.11", cp313 -> "3.13"."""
+    tag = name[: -len(".whl")].split("-")[-3]
+    if not (tag.startswith("cp3") and tag[3:].isdigit()):
+        raise ValueError(f"{name} is not a CPython 3 wheel (python tag {tag})")
+    return f"3.{tag[3:]}"
 
 
 def sha256(path: Path) -> str:
@@ -70,7 +92,7 @@ def fetch(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:"]
-        cmd += ["--python-version", "3.11", "--dest", tmp]
+        cmd += ["--python-version", python_version(path.name), "--dest", tmp]
         for tag in platforms:
             cmd += ["--platform", tag]
         cmd.append(f"{dist}=={version}")

@@ -1,4 +1,4 @@
-"""The one place that knows how Blender versions differ (4.5 LTS and 5.0 are supported).
+"""The one place that knows how Blender versions differ (4.5 LTS, 5.0, 5.1, 5.2 LTS, 5.3).
 
 Everything here is a feature check (`hasattr`, a caught TypeError), never a version-number
 comparison, so a later Blender that keeps an API keeps working. Facts checked headless with the
@@ -13,6 +13,11 @@ bpy 4.5.15 and 5.0.1 wheels:
 | image format         | media_type + file_format              | file_format only                           |
 | material/world nodes | node_tree always there                | node_tree made by use_nodes = True         |
 | EEVEE engine id      | BLENDER_EEVEE                         | BLENDER_EEVEE_NEXT                         |
+
+5.2 LTS and 5.3 (Python 3.13, numpy 2; checked with the 5.2.4 and 5.3.0 wheels) behave as 5.0, and
+mark for removal in 6.0: Strip.frame_final_start/end/duration (use left_handle/right_handle:
+`strip_span`) and MaterialGPencilStyle.show_fill (`gp_show_fill`). In the bpy module
+`bpy.app.binary_path` is empty on every version (reference_job.py starts Python there).
 """
 
 from __future__ import annotations
@@ -179,3 +184,25 @@ def _depth_route_scene_tree(scene, view_layer):
         if not had_tree:  # nothing of the user's to keep: leave no nodes behind
             for node in list(nt.nodes):
                 nt.nodes.remove(node)
+
+
+def strip_span(strip) -> tuple[int, int]:
+    """(first frame, end frame exclusive) a Sequencer strip shows: `left_handle`/`right_handle`
+    (5.2+; frame_final_start/end are deprecated there and go in 6.0), else frame_final_*."""
+    if hasattr(strip, "left_handle"):
+        return int(strip.left_handle), int(strip.right_handle)
+    return int(strip.frame_final_start), int(strip.frame_final_end)
+
+
+def strip_duration(strip) -> int:
+    """Frames a strip shows (after its handles)."""
+    start, end = strip_span(strip)
+    return end - start
+
+
+def gp_show_fill(style) -> bool:
+    """Whether a grease pencil material draws its fill: `show_fill` while it exists (5.2 says it
+    goes in 6.0), else `is_fill_visible` (the fill's opacity makes it visible)."""
+    if hasattr(style, "show_fill"):
+        return bool(style.show_fill)
+    return bool(style.is_fill_visible)

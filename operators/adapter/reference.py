@@ -15,9 +15,13 @@ transfer function and clipped to [0, 1] (data images, "Non-Color", are used as s
 dropped, not composited.
 
 Rendering: the scene's engine (Cycles, EEVEE or Workbench) renders the active camera at the job's
-first frame, at the scene's render size (resolution x percentage); a second render writes the
-Depth pass through the compositor to a 32-bit EXR (Cycles with 1 sample: depth needs no noise-free
-shading). Every setting touched is put back, even when a render fails.
+first frame: quality "FINAL" at the scene's render size and samples, "PREVIEW" (the Generate
+default) with at most PREVIEW_SAMPLES Cycles / PREVIEW_EEVEE_SAMPLES EEVEE samples at the
+smallest percentage that still covers the video. A second, cheap render writes the Depth pass
+through the compositor to a 32-bit EXR (Cycles with 1 sample, EEVEE through Workbench). The drag
+objects are hidden from both renders. Every setting touched is put back, even when a render fails.
+Generate runs this in a background Blender on a saved copy of the file (reference_job.py), so the
+UI never waits for it.
 
 Grease pencil is in the colour render (as the scene renders it) but not in the depth: the depth
 render turns the view layer's grease pencil off (`use_grease_pencil`). Strokes are mostly drag
@@ -30,6 +34,7 @@ Z pass converted twice (small negative numbers everywhere; seen headless on 4.5 
 
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
 
@@ -163,82 +168,61 @@ class _Settings:
         return failed
 
 
-def render_reference(context, frame: int, width: int, height: int):
-    """Render the active camera at scene frame `frame`.
+QUALITIES = ("PREVIEW", "FINAL")
+PREVIEW_SAMPLES = 16  # Cycles samples of a Preview reference (at most the scene's own)
+PREVIEW_EEVEE_SAMPLES = 4  # EEVEE's: its time goes into anti-aliasing samples, not noise
+
+
+def drag_objects(context, settings) -> list:
+    """The objects whose strokes are drags (never part of the reference): the picked grease pencil
+    object, or every grease pencil object of the view layer when none is picked. Annotations never
+    render, so they need nothing."""
+    if settings is None or settings.drag_source != "GREASE_PENCIL":
+        return []
+    if settings.drag_object is not None:
+        return [settings.drag_object]
+    return [o for o in context.view_layer.objects if o.type == compat.GP_OBJECT_TYPE]
+
+
+def preview_percentage(render, width: int, height: int) -> int:
+    """The smallest resolution percentage (never above the scene's) whose render still covers a
+    width x height video under the centre-crop rule: the Preview size cap."""
+    need = 100.0 * max(width / render.resolution_x, height / render.resolution_y)
+    return int(min(render.resolution_percentage, max(1, math.ceil(need - 1e-9))))
+
+
+def render_reference(context, frame: int, width: int, height: int, *, quality: str = "FINAL", hide=()):
+    """Render the active camera at scene frame `frame`, in this process (it blocks: the Generate
+    operator renders in a background Blender instead, reference_job.py).
 
     Returns (rgb (height, width, 3) uint8, depth (height, width) float32, render_wh (w, h), warnings).
-    The colour uses the scene's own settings (engine, samples, colour management, compositor);
-    depth comes from a second render of the Depth pass. Raises ReferenceImageError for no camera or an
-    engine without a depth pass; the scene's settings are restored in every case.
+    Raises ReferenceImageError for no camera or an engine without a depth pass; the scene's
+    settings (and the `hide` objects' hide_render) are restored in every case.
     """
     scene = context.scene
-    if scene.camera is None:
-        raise ReferenceImageError("the scene has no active camera to render the reference from: add one")
-    render = scene.render
-    if render.engine not in ("CYCLES", "BLENDER_WORKBENCH", compat.eevee_engine_id()):
-        raise ReferenceImageError(
-            f"the render engine {render.engine} has no depth pass: set it to Cycles, EEVEE or Workbench, "
-            "or pick a reference image"
-        )
-    view_layer = context.view_layer
-    ims = render.image_settings
-    saved = _Settings()
-    saved.save(
-        render, "filepath", "use_file_extension", "use_sequencer", "use_compositing", "use_single_layer"
-    )
-    saved.save(render, "use_border", "use_crop_to_border", "use_multiview")
-    saved.save(view_layer, "use_grease_pencil")
-    saved.save(ims, *compat.image_format_attrs(ims))
-    if render.engine == "CYCLES":
-        saved.save(scene.cycles, "samples", "use_adaptive_sampling", "use_denoising")
-    frame_saved = (scene.frame_current, scene.frame_subframe)
-    images_before = set(bpy.data.images)
-    warnings: list[str] = []
     with tempfile.TemporaryDirectory(prefix="animate_anything_render_") as tmp:
-        try:
-            scene.frame_set(frame)
-            render.use_sequencer = False  # the strips would replace the camera's view
-            render.use_border = False
-            render.use_multiview = False
-            render.use_single_layer = True
-            render.use_file_extension = True
-            # 1. Colour, with the scene's own look.
-            compat.set_image_format(ims, "PNG")
-            ims.color_mode, ims.color_depth = "RGB", "8"
-            color_path = Path(tmp) / "color.png"
-            _render_still(scene, color_path)
-            rgb = _read_png(color_path)
-            # 2. Planar depth through the compositor into a 32-bit EXR.
-            render.use_compositing = True
-            if render.engine == "CYCLES":  # depth needs no noise-free shading
-                cycles = scene.cycles
-                cycles.samples, cycles.use_adaptive_sampling, cycles.use_denoising = 1, False, False
-            # Grease pencil stays out of the depth (see the module docstring): without this, a grease
-            # pencil datablock in the render depsgraph with no object drawing it (the drag strokes'
-            # object hidden from render, but still referenced by scene.animate_anything.drag_object)
-            # makes Blender's grease pencil pass convert the Z pass twice: all values negative.
-            view_layer.use_grease_pencil = False
-            compat.set_image_format(ims, "OPEN_EXR")
-            ims.color_mode, ims.color_depth, ims.exr_codec = "RGB", "32", "ZIP"
-            depth_path = Path(tmp) / "depth.exr"
-            with compat.depth_to_composite_output(scene, view_layer):
-                _render_still(scene, depth_path)
-            depth = _read_exr_channel(depth_path)
-        finally:
-            failed = saved.restore()
-            scene.frame_set(frame_saved[0], subframe=frame_saved[1])
-            # 4.5's compositor adds a "Viewer Node" image; the render result itself stays, as after F12.
-            for image in set(bpy.data.images) - images_before:
-                if image.type == "COMPOSITING":
-                    bpy.data.images.remove(image)
-        if failed:
-            warnings.append(f"some render settings could not be restored: {'; '.join(failed)}")
+        color_path, depth, warnings = render_passes(
+            scene,
+            context.view_layer,
+            frame,
+            Path(tmp),
+            width=width,
+            height=height,
+            quality=quality,
+            hide=hide,
+        )
+        rgb = _read_png(color_path)
+    return finish_reference(rgb, depth, scene.camera.data.clip_end, width, height, warnings)
+
+
+def finish_reference(rgb, depth, clip_end: float, width: int, height: int, warnings=()):
+    """The job's (rgb, depth, render_wh, warnings) from the raw colour and depth renders."""
+    warnings = list(warnings)
     if depth.shape != rgb.shape[:2]:
         raise ReferenceImageError(
             f"the depth render is {depth.shape[::-1]} but the colour render {rgb.shape[1::-1]}"
         )
     # Background: Cycles/Workbench write 1e10, EEVEE about clip_end. Mark it "far" (+inf).
-    clip_end = scene.camera.data.clip_end
     depth = np.where(depth >= 0.999 * clip_end, np.inf, depth).astype(np.float32)
     h, w = rgb.shape[:2]
     if w < width or h < height:
@@ -247,6 +231,95 @@ def render_reference(context, frame: int, width: int, height: int):
             "or its percentage for a sharper reference"
         )
     return crop_resize_rgb(rgb, width, height), crop_resize_depth(depth, width, height), (w, h), warnings
+
+
+def render_passes(scene, view_layer, frame: int, folder: Path, *, width, height, quality="FINAL", hide=()):
+    """Render colour (folder/color.png, the scene's look) and planar depth; return (color_path,
+    depth (h, w) float32 as rendered, warnings). Needs only bpy and numpy (a background Blender
+    runs it, render_child.py).
+
+    Quality "FINAL": the scene's own samples and size. "PREVIEW": at most PREVIEW_SAMPLES (Cycles)
+    or PREVIEW_EEVEE_SAMPLES (EEVEE) samples and the size cut to what the video needs
+    (`preview_percentage`). Depth is always a cheap pass: Cycles with 1 sample, other engines
+    through Workbench (planar depth of the same geometry), never a second full-quality render. The
+    `hide` objects (the drags) are hidden from both renders.
+    """
+    if quality not in QUALITIES:
+        raise ReferenceImageError(f"unknown render quality {quality!r}: use one of {', '.join(QUALITIES)}")
+    if scene.camera is None:
+        raise ReferenceImageError("the scene has no active camera to render the reference from: add one")
+    render = scene.render
+    if render.engine not in ("CYCLES", "BLENDER_WORKBENCH", compat.eevee_engine_id()):
+        raise ReferenceImageError(
+            f"the render engine {render.engine} has no depth pass: set it to Cycles, EEVEE or Workbench, "
+            "or pick a reference image"
+        )
+    ims = render.image_settings
+    saved = _Settings()
+    saved.save(
+        render, "filepath", "use_file_extension", "use_sequencer", "use_compositing", "use_single_layer"
+    )
+    saved.save(render, "use_border", "use_crop_to_border", "use_multiview", "resolution_percentage", "engine")
+    saved.save(view_layer, "use_grease_pencil")
+    saved.save(ims, *compat.image_format_attrs(ims))
+    if render.engine == "CYCLES":
+        saved.save(scene.cycles, "samples", "use_adaptive_sampling", "use_denoising")
+    eevee = getattr(scene, "eevee", None)
+    if eevee is not None:
+        saved.save(eevee, "taa_render_samples")
+    for ob in hide:
+        saved.save(ob, "hide_render")
+    frame_saved = (scene.frame_current, scene.frame_subframe)
+    images_before = set(bpy.data.images)
+    warnings: list[str] = []
+    try:
+        scene.frame_set(frame)
+        for ob in hide:  # drag strokes are instructions, not part of the picture
+            ob.hide_render = True
+        render.use_sequencer = False  # the strips would replace the camera's view
+        render.use_border = False
+        render.use_multiview = False
+        render.use_single_layer = True
+        render.use_file_extension = True
+        if quality == "PREVIEW":
+            render.resolution_percentage = preview_percentage(render, width, height)
+            if render.engine == "CYCLES":
+                scene.cycles.samples = min(scene.cycles.samples, PREVIEW_SAMPLES)
+            elif eevee is not None and render.engine != "BLENDER_WORKBENCH":
+                eevee.taa_render_samples = min(eevee.taa_render_samples, PREVIEW_EEVEE_SAMPLES)
+        # 1. Colour, with the scene's own look.
+        compat.set_image_format(ims, "PNG")
+        ims.color_mode, ims.color_depth = "RGB", "8"
+        color_path = folder / "color.png"
+        _render_still(scene, color_path)
+        # 2. Planar depth through the compositor into a 32-bit EXR, from a cheap pass.
+        render.use_compositing = True
+        if render.engine == "CYCLES":  # depth needs no noise-free shading
+            cycles = scene.cycles
+            cycles.samples, cycles.use_adaptive_sampling, cycles.use_denoising = 1, False, False
+        else:
+            render.engine = "BLENDER_WORKBENCH"
+        # Grease pencil stays out of the depth (see the module docstring): without this, a grease
+        # pencil datablock in the render depsgraph with no object drawing it (the drag strokes'
+        # object hidden from render, but still referenced by scene.animate_anything.drag_object)
+        # makes Blender's grease pencil pass convert the Z pass twice: all values negative.
+        view_layer.use_grease_pencil = False
+        compat.set_image_format(ims, "OPEN_EXR")
+        ims.color_mode, ims.color_depth, ims.exr_codec = "RGB", "32", "ZIP"
+        depth_path = folder / "depth.exr"
+        with compat.depth_to_composite_output(scene, view_layer):
+            _render_still(scene, depth_path)
+        depth = _read_exr_channel(depth_path)
+    finally:
+        failed = saved.restore()
+        scene.frame_set(frame_saved[0], subframe=frame_saved[1])
+        # 4.5's compositor adds a "Viewer Node" image; the render result itself stays, as after F12.
+        for image in set(bpy.data.images) - images_before:
+            if image.type == "COMPOSITING":
+                bpy.data.images.remove(image)
+    if failed:
+        warnings.append(f"some render settings could not be restored: {'; '.join(failed)}")
+    return color_path, depth, warnings
 
 
 def _render_still(scene, path: Path) -> None:

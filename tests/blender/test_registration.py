@@ -3,6 +3,7 @@ folder and from the built zip installed the way a user installs it."""
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 
@@ -111,9 +112,9 @@ INSTALL_SCRIPT = textwrap.dedent(
         c.bl_idname for c in extension_classes() if issubclass(c, bpy.types.Operator)
     )
     home = os.environ["HOME"]
-    out["pil_in_home"] = any(
-        os.path.isfile(os.path.join(d, "PIL", "__init__.py")) for d in sys.path if d.startswith(home)
-    )
+    out["pil_in_home"] = [
+        d for d in sys.path if d.startswith(home) and os.path.isfile(os.path.join(d, "PIL", "__init__.py"))
+    ]
     out["files"] = sorted(
         os.path.relpath(os.path.join(d, f), os.path.dirname(sys.modules[pkg].__file__))
         for d, _, fs in os.walk(os.path.dirname(sys.modules[pkg].__file__)) for f in fs
@@ -135,16 +136,23 @@ def test_built_zip_installs_and_enables(bpy_module, tmp_path):
     names = zipfile.ZipFile(zip_path).namelist()
     assert "blender_manifest.toml" in names and "operators/export_job.py" in names
     assert not any(n.startswith(("tests/", "scripts/", "docs/", ".venv", "benchmarks/")) for n in names)
-    assert [n for n in names if n.endswith(".whl")] == [f"wheels/{wheels[0].name}"]  # this platform only
+    # This platform only, for both Pythons: cp311 (Blender 4.5, 5.0) and cp313 (5.1, 5.2, 5.3).
+    assert sorted(n for n in names if n.endswith(".whl")) == sorted(f"wheels/{w.name}" for w in wheels)
+    assert {w.name.split("-")[2] for w in wheels} == {"cp311", "cp313"}
 
     out, _ = run_installed(INSTALL_SCRIPT, str(zip_path), tmp_path=tmp_path)
     assert out["install"] == ["FINISHED"] and out["enabled"] and out["prefs"]
     assert [r[:2] for r in out["rounds"]] == [[True, True], [True, True]] and out["rounds"][0][2] >= 11
     assert "animate_anything.export_job" in out["operators"]
     assert "blender_animate/job.py" in out["files"] and not any(f.startswith("tests") for f in out["files"])
+    # The file the missing-package hints name is in the installed extension.
+    assert "backend/requirements-generator.txt" in out["files"]
+    assert "operators/adapter/render_child.py" in out["files"]  # the reference render's script
     # The bundled Pillow wheel was extracted under the temporary HOME, on sys.path (disabling the
-    # extension removes it again).
+    # extension removes it again): the wheel of this Blender's Python, which Blender accepted.
     assert out["pillow"] is not None and out["pil_in_home"]
+    python = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    assert all(f"/{python}/site-packages" in d for d in out["pil_in_home"]), out["pil_in_home"]
 
 
 class _Recorder:

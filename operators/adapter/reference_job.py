@@ -1,0 +1,188 @@
+"""The reference render as a child process, so that Generate never freezes the UI.
+
+`ReferenceRender(context, frame, width, height, quality=, hide=)` saves a copy of the file as it
+is now (`wm.save_as_mainfile(copy=True)`: the artist's file, its path and its dirty state are left
+alone) into a temporary folder and starts render_child.py on it in a background Blender, in its own
+process group (blender_animate.addon.processes), with an argument list:
+
+- a Blender (`bpy.app.binary_path` set): ``[binary, --background, --factory-startup, COPY.blend,
+  --python-exit-code, 1, --python, render_child.py, --, ARGS.json]``;
+- the bpy module (`bpy.app.binary_path` is empty there, checked on 4.5, 5.0, 5.2 and 5.3): the
+  Python that runs it (`sys.executable`, which imports bpy) with ``[render_child.py, ARGS.json]``.
+
+`poll()` never blocks: it returns None while the child runs, else a `Rendered` (rgb, depth,
+render_wh, warnings, as reference.render_reference returns them) or raises ReferenceImageError
+with the child's message. `cancel()` kills the child's group at once; `close()` removes the
+temporary folder. The artist's scene is never touched: the drags are hidden in the copy.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from ...blender_animate.addon.processes import new_process_group, stop_group
+from . import reference
+
+CHILD_SCRIPT = Path(__file__).resolve().with_name("render_child.py")
+
+
+@dataclass
+class Rendered:
+    rgb: np.ndarray  # (H, W, 3) uint8 at the job size
+    depth: np.ndarray  # (H, W) float32 at the job size, +inf far
+    render_wh: tuple[int, int]  # the size the scene rendered at
+    warnings: list[str]
+
+
+def render_command(blend: Path, args_json: Path) -> list[str]:
+    """The child's argument list (see the module docstring)."""
+    binary = bpy.app.binary_path
+    if binary and Path(binary).is_file():
+        return [
+            binary,
+            "--background",
+            "--factory-startup",
+            str(blend),
+            "--python-exit-code",
+            "1",
+            "--python",
+            str(CHILD_SCRIPT),
+            "--",
+            str(args_json),
+        ]
+    return [sys.executable, str(CHILD_SCRIPT), str(args_json)]
+
+
+class ReferenceRender:
+    """One reference render in a background Blender (see the module docstring)."""
+
+    def __init__(self, context, frame: int, width: int, height: int, *, quality="PREVIEW", hide=()):
+        self.scene_name = context.scene.name
+        self.width, self.height = width, height
+        self.folder = Path(tempfile.mkdtemp(prefix="animate_anything_reference_"))
+        self.blend = self.folder / "scene.blend"
+        self.args = {
+            "blend": str(self.blend),
+            "scene": context.scene.name,
+            "view_layer": context.view_layer.name,
+            "frame": int(frame),
+            "width": int(width),
+            "height": int(height),
+            "quality": quality,
+            "hide": [ob.name for ob in hide],
+            "folder": str(self.folder),
+        }
+        self.stage = "render 0/2"
+        self.fraction = 0.0
+        self.error = ""
+        self.proc: subprocess.Popen | None = None
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> ReferenceRender:
+        try:
+            bpy.ops.wm.save_as_mainfile(filepath=str(self.blend), copy=True, check_existing=False)
+        except RuntimeError as exc:
+            self.close()
+            raise reference.ReferenceImageError(
+                f"cannot save a copy of the file for the reference render ({exc}): check the disk space"
+            ) from exc
+        args_json = self.folder / "args.json"
+        args_json.write_text(json.dumps(self.args))
+        log = open(self.folder / "render.log", "wb")  # the child writes it; closed here after the start
+        try:
+            self.proc = subprocess.Popen(
+                render_command(self.blend, args_json),
+                stdout=subprocess.PIPE,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                cwd=str(self.folder),
+                **new_process_group(),
+            )
+        finally:
+            log.close()
+        self._reader = threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self, stream) -> None:
+        try:
+            self._read_lines(stream)
+        except (OSError, ValueError):  # the pipe was closed by close()
+            pass
+
+    def _read_lines(self, stream) -> None:
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").strip()
+            kind, _, payload = line.partition(" ")
+            if kind not in ("AA_PROGRESS", "AA_ERROR"):
+                continue
+            try:
+                data = json.loads(payload)
+            except ValueError:
+                continue
+            if kind == "AA_ERROR":
+                self.error = str(data.get("message", ""))
+            else:
+                step, total = int(data.get("step", 0)), max(1, int(data.get("total", 1)))
+                self.fraction = step / total
+                self.stage = f"render {step}/{total}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def poll(self) -> Rendered | None:
+        """None while the child runs; then the result, or ReferenceImageError (see the docstring)."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        if self._reader is not None:
+            self._reader.join(timeout=2.0)
+        info_path = self.folder / "render.json"
+        if self.proc.returncode != 0 or not info_path.is_file():
+            message = (
+                self.error or self._log_tail() or f"the render process ended with {self.proc.returncode}"
+            )
+            raise reference.ReferenceImageError(message)
+        info = json.loads(info_path.read_text())
+        rgb = reference._read_png(self.folder / info["color"])
+        depth = np.load(self.folder / info["depth"])
+        result = reference.finish_reference(
+            rgb, depth, info["clip_end"], self.width, self.height, info["warnings"]
+        )
+        return Rendered(*result)
+
+    def wait(self, timeout: float | None = None) -> Rendered:
+        """Block until the child ends (background mode, scripts)."""
+        self.proc.wait(timeout=timeout)
+        return self.poll()
+
+    def _log_tail(self) -> str:
+        try:
+            lines = (self.folder / "render.log").read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return f"the reference render failed: {lines[-1]}" if lines else ""
+
+    def cancel(self) -> None:
+        """Kill the child's process group now (nothing it made is used)."""
+        if self.proc is not None and self.proc.poll() is None:
+            stop_group(self.proc, 0)
+
+    def close(self) -> None:
+        self.cancel()
+        if self.proc is not None and self.proc.poll() is not None:
+            if self._reader is not None:
+                self._reader.join(timeout=2.0)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
