@@ -52,8 +52,17 @@ def is_running() -> bool:
 
 
 def run_for(scene) -> GenerateRun | None:
-    """The last run started in `scene` in this session (None if none)."""
-    return _by_scene.get(scene.as_pointer()) if scene is not None else None
+    """The last run started in `scene` in this session (None if none). A run whose scene is gone
+    is forgotten: a new scene may be allocated at the freed scene's address."""
+    run = _by_scene.get(scene.as_pointer()) if scene is not None else None
+    if run is None:
+        return None
+    try:
+        run.scene.name  # noqa: B018 - raises ReferenceError when that scene was freed
+    except ReferenceError:
+        del _by_scene[scene.as_pointer()]
+        return None
+    return run
 
 
 def last_job_dir(scene) -> str:

@@ -96,14 +96,13 @@ def test_the_timer_follows_a_real_generator_and_imports_the_result(world, bpy_mo
     assert not bpy.ops.animate_anything.generate.poll(), "one run at a time"
     assert bpy.ops.animate_anything.cancel.poll()
     seen = []
-    intervals = tick_to_end(
-        run, on_tick=lambda r: seen.append((status(scene).job_stage, status(scene).job_progress))
-    )
+    assert gen().run_for(bpy.context.scene) is run
+    intervals = tick_to_end(run, on_tick=lambda r: seen.append((r.stage, r.fraction)))
     assert intervals[-1] is None and set(intervals[:-1]) == {gen().POLL_INTERVAL}
     assert any(stage.startswith(("flow", "splat", "write")) for stage, _ in seen), seen
     assert all(0.0 <= p <= 1.0 for _, p in seen) and any(0.0 < p for _, p in seen)
     assert run.state == "done", run.full_message()
-    settings = status(scene)
+    settings = status(bpy.context.scene)
     assert not settings.job_running and settings.job_stage == "done"
     assert settings.last_job_dir == str(job) and settings.last_message.startswith("Imported 9 frames")
     assert scene.sequence_editor.strips["AA shot"].frame_final_duration == 9
