@@ -9,7 +9,7 @@ import os
 import pytest
 
 from backend.errors import DEFAULT_HINTS, KINDS, JobFailure, classify, exit_code, write_failure
-from backend.runner import writing
+from backend.job_folder import writing
 from blender_animate.addon.run_state import RunState
 
 

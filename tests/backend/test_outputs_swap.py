@@ -160,7 +160,7 @@ def test_leftovers_of_dead_runs_are_removed_and_an_interrupted_swap_is_undone(fi
 
 
 def test_the_swap_puts_the_previous_out_back_when_the_rename_fails(tmp_path, monkeypatch):
-    from backend import runner
+    from backend import job_folder
 
     job = tmp_path / "job"
     (job / "out").mkdir(parents=True)
@@ -176,7 +176,7 @@ def test_the_swap_puts_the_previous_out_back_when_the_rename_fails(tmp_path, mon
 
     monkeypatch.setattr(os, "replace", failing)
     with pytest.raises(OSError):
-        runner.swap_in(partial, job)
+        job_folder.swap_in(partial, job)
     assert (job / "out" / "result.json").read_text() == "old"
 
 
