@@ -182,3 +182,33 @@ def test_f12_renders_the_scene_after_an_import(shot, bpy_module, tmp_path):
     importer.import_result(bpy.context, job2, scene=shot, strip=True, background=True)
     shown = {bg.image.name: bg.show_background_image for bg in shot.camera.data.background_images}
     assert shown == {"AA shot": False, "AA shot2": True}
+
+
+def test_export_job_renders_in_the_background_too(shot, bpy_module, tmp_path):
+    """Export Job's modal path (operators/adapter/export_run.py, polled here by hand: modal
+    operators get no events in the bpy module): the reference renders in a background Blender
+    while this process keeps polling, the job has it without the stroke; a cancel writes nothing."""
+    bpy = bpy_module
+    export_run = submodule("operators.adapter.export_run")
+    before = data_snapshot()
+    cancelled = export_run.ExportRun(bpy.context, tmp_path / "cancelled").start(bpy.context)
+    assert not cancelled.poll() and cancelled.render.running
+    cancelled.cancel()
+    assert not cancelled.render.running and "nothing was written" in cancelled.error
+    assert not list((tmp_path / "cancelled").glob("*"))
+    run = export_run.ExportRun(bpy.context, tmp_path / "exported").start(bpy.context)
+    polls, deadline = 0, time.monotonic() + 120
+    while not run.poll():
+        assert time.monotonic() < deadline, run.stage
+        polls += 1
+        time.sleep(0.02)
+    assert polls >= 3, "this process kept polling while the background Blender rendered"
+    assert run.error == "" and run.job_dir.parent == tmp_path / "exported"
+    from PIL import Image
+
+    ref = np.asarray(Image.open(run.job_dir / "reference.png"))
+    assert _stroke_pixels(ref) == 0 and (run.job_dir / "depth.npy").is_file()
+    assert_unchanged(before, data_snapshot())
+    shot.animate_anything.width = 60  # refused before any render
+    with pytest.raises(ValueError, match="multiple of 8"):
+        export_run.ExportRun(bpy.context, tmp_path / "bad").start(bpy.context)
