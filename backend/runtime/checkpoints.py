@@ -16,6 +16,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from blender_animate.checkpoint_files import PIPELINE_COMPONENTS as PIPELINE_COMPONENTS
+from blender_animate.checkpoint_files import TEXT_COMPONENTS as TEXT_COMPONENTS
+from blender_animate.checkpoint_files import missing_parts as missing_parts
+from blender_animate.checkpoint_files import weights_problem as weights_problem
+from blender_animate.checkpoint_files import weights_stem as weights_stem
+
 from ..errors import JobFailure
 
 # The base model of both neural modes (guided, and the one AnimateAnything is trained on).
@@ -23,8 +29,6 @@ DEFAULT_MODEL = "THUDM/CogVideoX-5b-I2V"
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 # Files fetched when downloads are allowed: configs, safetensors weights, tokenizer files. No pickles.
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer/*"]
-PIPELINE_COMPONENTS = ("transformer", "vae", "scheduler")
-TEXT_COMPONENTS = ("text_encoder", "tokenizer")
 
 
 @dataclass
@@ -95,59 +99,6 @@ def resolve_checkpoint(model: str, *, allow_download: bool = False) -> Checkpoin
             "with `huggingface-cli download` and set the folder in the preferences.",
         ) from exc
     return Checkpoint(source, Path(path))
-
-
-def weights_stem(component: str) -> str:
-    """The weights file name stem of a component: transformers' `model`, diffusers' otherwise."""
-    return "model" if component == "text_encoder" else "diffusion_pytorch_model"
-
-
-def weights_problem(folder: Path, stem: str) -> str | None:
-    """None when `folder` holds safetensors weights named `stem` (single file or complete shards),
-    else what is wrong (also used for AnimateAnything checkpoints: backend/animateanything/checkpoint.py)."""
-    single = folder / f"{stem}.safetensors"
-    index = folder / f"{stem}.safetensors.index.json"
-    if single.is_file():
-        return None
-    if index.is_file():
-        try:
-            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-        except (ValueError, KeyError) as exc:
-            return f"{index.name} is unreadable ({exc})"
-        absent = [s for s in shards if not (folder / s).is_file()]
-        if absent:
-            return f"shards {', '.join(absent)} of {index.name} are missing"
-        return None
-    pickles = [p.name for p in folder.glob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
-    if pickles:
-        return f"only non-safetensors weights ({', '.join(sorted(pickles))}); safetensors are required"
-    return f"{single.name} (or {index.name})"
-
-
-def missing_parts(path: Path, components=PIPELINE_COMPONENTS + TEXT_COMPONENTS) -> list[str]:
-    """What is missing in a diffusers-layout CogVideoX folder, one readable line per problem."""
-    problems = []
-    for comp in components:
-        folder = path / comp
-        if not folder.is_dir():
-            problems.append(f"{comp}/ (folder missing)")
-            continue
-        if comp == "scheduler":
-            if not (folder / "scheduler_config.json").is_file():
-                problems.append("scheduler/scheduler_config.json")
-            continue
-        if comp == "tokenizer":
-            if not (folder / "tokenizer_config.json").is_file():
-                problems.append("tokenizer/tokenizer_config.json")
-            if not any((folder / n).is_file() for n in ("tokenizer.json", "spiece.model")):
-                problems.append("tokenizer/tokenizer.json or tokenizer/spiece.model")
-            continue
-        if not (folder / "config.json").is_file():
-            problems.append(f"{comp}/config.json")
-        wrong = weights_problem(folder, weights_stem(comp))
-        if wrong:
-            problems.append(f"{comp}/ weights: {wrong}")
-    return problems
 
 
 def require_parts(ckpt: Checkpoint, components) -> None:

@@ -31,9 +31,16 @@ from ...blender_animate.addon.run_state import RunState
 from ...blender_animate.result import ResultError
 from . import reference, result_import, result_timing
 from .job_export import export_job
-from .preferences import generator_paths, generator_python, get_preferences, is_blenders_python
+from .preferences import generator_paths, generator_python, is_blenders_python
 from .reference_job import ReferenceRender
-from .settings import crop_warning, frame_range, output_folder, output_warning, settings_problems
+from .settings import (
+    crop_warning,
+    frame_range,
+    output_folder,
+    output_warning,
+    settings_problems,
+    weights_problems,
+)
 from .ui import redraw_areas, status_text
 
 POLL_INTERVAL = 0.1  # seconds between two polls of the generator's events
@@ -288,7 +295,7 @@ def start_run(context, *, python: str | None = None) -> GenerateRun:
         raise GenerateError("a generation is already running: wait for it or cancel it first")
     scene = context.scene
     settings = scene.animate_anything
-    problems = settings_problems(context, fresh=True) + weights_problems(context, settings.mode)
+    problems = settings_problems(context, fresh=True) + weights_problems(context, settings)
     if problems:
         raise GenerateError(f"Export failed: {'; '.join(problems)}")
     python = python or generator_python(context)
@@ -316,23 +323,6 @@ def start_run(context, *, python: str | None = None) -> GenerateRun:
     _by_scene[scene.as_pointer()] = _active
     _active._show()
     return _active
-
-
-def weights_problems(context, mode: str) -> list[str]:
-    """What is missing for a model mode, checked before anything renders: a model folder set in the
-    preferences that does not exist. (Whether a folder holds complete weights is the generator's
-    check, `missing_model`, made before it loads anything.)"""
-    prefs = get_preferences(context)
-    name = {"guided": "cogvideox_model", "animateanything": "animateanything_model"}.get(mode)
-    if name is None:
-        return []
-    value = getattr(prefs, name, "")
-    if mode == "animateanything" and not value:
-        return ["AnimateAnything mode needs trained weights: set AnimateAnything Model in the preferences"]
-    looks_like_path = value.startswith(("/", "~", ".", "//")) or "\\" in value or value.count("/") > 1
-    if value and looks_like_path and not Path(bpy.path.abspath(value)).expanduser().is_dir():
-        return [f"the model folder {value} does not exist: fix the path in the add-on preferences"]
-    return []
 
 
 def _generator_process(job_dir: Path, python: str) -> GeneratorProcess:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import bpy
 
+from ...blender_animate.checkpoint_files import missing_parts
 from . import compat, scene_camera
 from .preferences import get_preferences
 
@@ -198,3 +199,35 @@ def unregister():
         if fn in handlers:
             handlers.remove(fn)
     _cache.clear()
+
+
+def weights_problems(context, settings) -> list[str]:
+    """What is missing for a model mode, checked before anything renders: a model folder set in the
+    preferences that does not exist, or a CogVideoX folder with parts missing (the generator's own
+    file check, blender_animate.checkpoint_files). A hub id is the generator's to resolve. Wan
+    folders are only checked to exist: Wan-Move's transformer may come from a single file."""
+    prefs = get_preferences(context)
+    mode = settings.mode
+    family = getattr(settings, "model_family", "cogvideox") if mode == "guided" else ""
+    name = {"guided": "wan_model" if family == "wan" else "cogvideox_model"}.get(mode)
+    name = name or {"animateanything": "animateanything_model"}.get(mode)
+    if name is None:
+        return []
+    value = getattr(prefs, name, "")
+    if mode == "animateanything" and not value:
+        return ["AnimateAnything mode needs trained weights: set AnimateAnything Model in the preferences"]
+    looks_like_path = value.startswith(("/", "~", ".", "//")) or "\\" in value or value.count("/") > 1
+    if not (value and looks_like_path):
+        return []
+    folder = Path(bpy.path.abspath(value)).expanduser()
+    if not folder.is_dir():
+        return [f"the model folder {value} does not exist: fix the path in the add-on preferences"]
+    if family == "cogvideox":
+        missing = missing_parts(folder)
+        if missing:
+            shown = "; ".join(missing[:3]) + ("; ..." if len(missing) > 3 else "")
+            return [
+                f"the CogVideoX model folder {value} is incomplete (missing {shown}): download the whole "
+                "checkpoint (diffusers layout, safetensors) or pick another folder in the add-on preferences"
+            ]
+    return []

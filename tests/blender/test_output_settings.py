@@ -58,15 +58,18 @@ def test_the_aspect_crop_is_named(ext, bpy_module):
 
 def test_a_model_folder_that_does_not_exist_is_refused_before_any_render(ext, bpy_module, tmp_path):
     bpy = bpy_module
-    runs = submodule("operators.adapter.runs")
+    checks = submodule("operators.adapter.settings")
     p = submodule("operators.adapter.preferences").get_preferences()
+    s = bpy.context.scene.animate_anything
     old = p.cogvideox_model
     try:
+        s.mode = "guided"
         p.cogvideox_model = str(tmp_path / "no-such-model")
-        problems = runs.weights_problems(bpy.context, "guided")
+        problems = checks.weights_problems(bpy.context, s)
         assert problems and str(tmp_path / "no-such-model") in problems[0]
         p.cogvideox_model = "THUDM/CogVideoX-5b-I2V"  # a hub id: the generator's own check
-        assert runs.weights_problems(bpy.context, "guided") == []
-        assert runs.weights_problems(bpy.context, "preview") == []
+        assert checks.weights_problems(bpy.context, s) == []
+        s.mode = "preview"
+        assert checks.weights_problems(bpy.context, s) == []
     finally:
         p.cogvideox_model = old

@@ -212,3 +212,28 @@ def test_export_job_renders_in_the_background_too(shot, bpy_module, tmp_path):
     shot.animate_anything.width = 60  # refused before any render
     with pytest.raises(ValueError, match="multiple of 8"):
         export_run.ExportRun(bpy.context, tmp_path / "bad").start(bpy.context)
+
+
+def test_an_incomplete_model_folder_is_refused_before_any_render(shot, bpy_module, tmp_path):
+    """guided mode with a CogVideoX folder holding only model_index.json: Generate says what is
+    missing at once, before a background Blender renders anything."""
+    bpy = bpy_module
+    prefs = submodule("operators.adapter.preferences").get_preferences(bpy.context)
+    if prefs is None:
+        pytest.skip("the add-on preferences are not registered")
+    folder = tmp_path / "CogVideoX-5b-I2V"
+    folder.mkdir()
+    (folder / "model_index.json").write_text("{}")
+    old = prefs.cogvideox_model
+    s = shot.animate_anything
+    s.mode, s.num_frames = "guided", 9
+    try:
+        prefs.cogvideox_model = str(folder)
+        with pytest.raises(
+            runs().GenerateError, match=r"CogVideoX model folder .* is incomplete \(missing transformer/"
+        ):
+            runs().start_run(bpy.context)
+        assert runs().active_run() is None or runs().active_run().render is None
+        assert not (tmp_path / "jobs").exists() or not any((tmp_path / "jobs").iterdir())
+    finally:
+        prefs.cogvideox_model = old
