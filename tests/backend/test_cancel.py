@@ -69,19 +69,24 @@ def test_cancel_during_render(make_job, how):
 SLOW_WRITE = """
 import sys, time
 import backend.outputs
-real_save_png = backend.outputs.save_png
+real_save_png, real_color_flow = backend.outputs.save_png, backend.outputs.color_flow
 def slow_save_png(path, image):
     time.sleep(0.2)  # each PNG takes a while: the cancel surely arrives while frames are written
     real_save_png(path, image)
+def slow_color_flow(*args, **kwargs):
+    time.sleep(0.2)  # so does each frame of the flow video, the write stage's last pass
+    return real_color_flow(*args, **kwargs)
 backend.outputs.save_png = slow_save_png
+backend.outputs.color_flow = slow_color_flow
 from backend.__main__ import main
 sys.exit(main(["run", sys.argv[1]]))
 """
 
 
 def test_cancel_while_writing(make_job):
-    """The cancel file arrives during the write stage (PNG writing slowed down so that it always does:
-    no race, no skip) and the run stops with nothing that looks finished."""
+    """The cancel file arrives during the write stage (PNG writing and the flow video's colouring
+    slowed down so that it always does: no race, no skip) and the run stops with nothing that
+    looks finished."""
     import subprocess
 
     from tests.backend.jobs import ROOT, backend_env
