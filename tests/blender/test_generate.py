@@ -88,7 +88,8 @@ def reports_of(run) -> list:
 def test_the_timer_follows_a_real_generator_and_imports_the_result(world, bpy_module, tmp_path):
     bpy = bpy_module
     scene = world
-    job = make_job(tmp_path / "shot")
+    # Large enough that the run spans many polls (a 9-frame 64x48 job can finish between two).
+    job = make_job(tmp_path / "shot", width=256, height=192, num_frames=33)
     run = gen().run_job(bpy.context, job)
     run.start_timer()  # what the operator does with a UI (the timer never fires here)
     assert bpy.app.timers.is_registered(run.timer)
@@ -99,13 +100,13 @@ def test_the_timer_follows_a_real_generator_and_imports_the_result(world, bpy_mo
     assert gen().run_for(bpy.context.scene) is run
     intervals = tick_to_end(run, on_tick=lambda r: seen.append((r.stage, r.fraction)))
     assert intervals[-1] is None and set(intervals[:-1]) == {gen().POLL_INTERVAL}
-    assert any(stage.startswith(("flow", "splat", "write")) for stage, _ in seen), seen
+    assert any(stage.startswith(("flow", "render", "write")) for stage, _ in seen), seen
     assert all(0.0 <= p <= 1.0 for _, p in seen) and any(0.0 < p for _, p in seen)
     assert run.state == "done", run.full_message()
     settings = status(bpy.context.scene)
     assert not settings.job_running and settings.job_stage == "done"
-    assert settings.last_job_dir == str(job) and settings.last_message.startswith("Imported 9 frames")
-    assert scene.sequence_editor.strips["AA shot"].frame_final_duration == 9
+    assert settings.last_job_dir == str(job) and settings.last_message.startswith("Imported 33 frames")
+    assert scene.sequence_editor.strips["AA shot"].frame_final_duration == 33
     assert scene.camera.data.background_images[0].image.name == "AA shot"
     assert not bpy.app.timers.is_registered(run.timer), "the timer is removed at the end"
     assert run.tick() is None
