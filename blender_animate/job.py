@@ -7,7 +7,10 @@ Layout (DESIGN.md)::
     JOB/depth.npy          optional planar depth (H, W) float32, scene units, aligned with reference.png
     JOB/conditions.npz     c2w (F,4,4) float64 OpenCV camera-to-world, K (F,3,3) float64 pixels,
                            tracks (P,F,2) float32 pixels, track_visible (P,F) bool,
-                           track_radius (P,) float32 pixels, region_masks (R,H,W) bool
+                           track_radius (P,) float32 pixels, region_masks (R,H,W) bool,
+                           object_ids (H,W) int32 (optional: the object-identity pass, 0 = none)
+    JOB/clean_plate.png    optional (clean_plate: true): frame 0 with the dragged objects hidden,
+    JOB/clean_plate_depth.npy  and its planar depth, aligned with reference.png
     JOB/reference_video.*  optional motion reference (any container FFmpeg reads)
     JOB/cancel             created by whoever wants the run to stop
     JOB/.run-lock          held (flock) by the run in progress; one run per job folder
@@ -55,6 +58,9 @@ JOB_JSON = "job.json"
 REFERENCE_PNG = "reference.png"
 DEPTH_NPY = "depth.npy"
 CONDITIONS_NPZ = "conditions.npz"
+CLEAN_PLATE_PNG = "clean_plate.png"
+CLEAN_PLATE_DEPTH_NPY = "clean_plate_depth.npy"
+DRAG_REGIONS = ("auto", "discs")
 CANCEL_FILE = "cancel"
 LOCK_FILE = ".run-lock"
 OUT_DIR = "out"
@@ -165,6 +171,20 @@ class JobSpec:
     # (scene units); 0 means "unknown" and the generator picks its documented default.
     fallback_depth: float = _field(0.0, min=0, unit="scene units")
     reference_video: str = _field("", file_name=True)  # a file name inside the job directory, or ""
+    # What a drag moves (blender_animate/flow.py, drag_weights): "auto" = the object it starts on
+    # (conditions.npz object_ids; for a picked image, the region segmented from the image), else a
+    # soft disc of track_radius; "discs" = always the disc. An object covering more than
+    # object_max_share of the frame (a ground plane, a wall) counts as background: a disc moves.
+    drag_regions: str = _field("auto", choices=DRAG_REGIONS)
+    object_max_share: float = _field(0.35, min=0, max=1, min_exclusive=True)
+    # conditions.npz object_ids -> the objects: {"<id>": {"name": str, "in_clean_plate": bool}}
+    # (in_clean_plate false: hidden from clean_plate.png, whose pixels show what it covers).
+    objects: dict = _field({})
+    clean_plate: bool = _field(False)  # clean_plate.png + clean_plate_depth.npy are in the job
+    # Optional models for a picked image (no scene): SAM 2 for the region under a drag, Depth
+    # Anything V2 for its depth (folders in the transformers layout, or hub ids with allow_download).
+    segment_model: str = _field("")
+    depth_model: str = _field("")
     # Free-form provenance (Blender version, scene, frame range); never interpreted.
     info: dict = _field({})
 
@@ -178,7 +198,25 @@ class JobSpec:
                 f"mode {self.mode!r} needs 4k+1 frames (CogVideoX latents), got {self.num_frames}: "
                 "use 49 for CogVideoX 1.0 or 81 for 1.5"
             )
+        for key, entry in self.objects.items():
+            if not (key.isdigit() and 0 < int(key) < 2**31):
+                raise JobError(f"objects: the key {key!r} is not an object id (a positive integer)")
+            if not (
+                isinstance(entry, dict)
+                and isinstance(entry.get("name"), str)
+                and isinstance(entry.get("in_clean_plate", True), bool)
+                and set(entry) <= {"name", "in_clean_plate"}
+            ):
+                raise JobError(
+                    f'objects["{key}"] must be {{"name": text, "in_clean_plate": true/false}}, '
+                    f"got {_shown(entry)}"
+                )
         return self
+
+    def object_name(self, object_id: int) -> str:
+        """The name of object `object_id` of conditions.npz object_ids ("object N" when unnamed)."""
+        entry = self.objects.get(str(int(object_id)))
+        return entry["name"] if entry else f"object {int(object_id)}"
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -331,11 +369,15 @@ def load_job(job_dir: str | os.PathLike) -> tuple[JobSpec, Conditions]:
     cond_path = job_dir / CONDITIONS_NPZ
     _require_file(cond_path, "export the job again")
     cond = Conditions.load(cond_path).validate(spec.num_frames, spec.height, spec.width)
-    depth = load_depth(job_dir)
-    if depth is not None and depth.shape != (spec.height, spec.width):
-        raise JobError(
-            f"{job_dir / DEPTH_NPY} has shape {depth.shape}, expected ({spec.height}, {spec.width})"
-        )
+    for name in (DEPTH_NPY, CLEAN_PLATE_DEPTH_NPY) if spec.clean_plate else (DEPTH_NPY,):
+        depth = load_depth(job_dir, name)
+        if depth is not None and depth.shape != (spec.height, spec.width):
+            raise JobError(
+                f"{job_dir / name} has shape {depth.shape}, expected ({spec.height}, {spec.width})"
+            )
+    if spec.clean_plate:
+        _require_file(job_dir / CLEAN_PLATE_PNG, "export the job again, or set clean_plate to false")
+        _require_file(job_dir / CLEAN_PLATE_DEPTH_NPY, "export the job again, or set clean_plate to false")
     return spec, cond
 
 
@@ -346,10 +388,11 @@ def _require_file(path: Path, todo: str, what: str = "") -> None:
         raise JobError(f"{what}{path} is missing" + (f": {todo}" if todo else "")) from None
 
 
-def load_depth(job_dir: str | os.PathLike) -> np.ndarray | None:
-    """Planar depth (H, W) float32 in scene units, or None when the job has none. Non-finite or
-    non-positive values (background) are kept: callers treat them as "far"."""
-    path = Path(job_dir) / DEPTH_NPY
+def load_depth(job_dir: str | os.PathLike, name: str = DEPTH_NPY) -> np.ndarray | None:
+    """Planar depth (H, W) float32 in scene units (depth.npy, or `name`: clean_plate_depth.npy), or
+    None when the job has none. Non-finite or non-positive values (background) are kept: callers
+    treat them as "far"."""
+    path = Path(job_dir) / name
     if not os.path.lexists(path):
         return None
     try:
@@ -366,5 +409,5 @@ def load_depth(job_dir: str | os.PathLike) -> np.ndarray | None:
     return depth.astype(np.float32, copy=False)
 
 
-def save_depth(job_dir: str | os.PathLike, depth: np.ndarray) -> None:
-    atomic_write(Path(job_dir) / DEPTH_NPY, lambda fh: np.save(fh, np.asarray(depth, np.float32)))
+def save_depth(job_dir: str | os.PathLike, depth: np.ndarray, name: str = DEPTH_NPY) -> None:
+    atomic_write(Path(job_dir) / name, lambda fh: np.save(fh, np.asarray(depth, np.float32)))

@@ -115,13 +115,15 @@ def read_npy(fh, available: int, where: str) -> np.ndarray:
     return arr.reshape(shape, order="F" if fortran else "C")
 
 
-def read_npz(path: str | os.PathLike, names: list[str]) -> dict[str, np.ndarray]:
-    """The arrays `names` of an .npz file (a plain file, see open_input), each read by read_npy.
-    Raises JobError naming the file for anything missing, corrupt (bad zip, zlib, CRC) or too big."""
+def read_npz(path: str | os.PathLike, names: list[str], optional=()) -> dict[str, np.ndarray]:
+    """The arrays `names` of an .npz file (a plain file, see open_input), each read by read_npy;
+    those of `optional` that the file lacks are left out. Raises JobError naming the file for
+    anything missing, corrupt (bad zip, zlib, CRC) or too big."""
     path = Path(path)
     try:
         with open_input(path) as fh, zipfile.ZipFile(fh) as zf:
             members = {info.filename: info for info in zf.infolist()}
+            names = [n for n in names if n not in optional or n + ".npy" in members]
             missing = [n for n in names if n + ".npy" not in members]
             if missing:
                 raise JobError(f"{path}: missing arrays {missing}")
