@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .camera import _check_cameras, invert_rigid
+from .drags import DEFAULT_OBJECT_MAX_SHARE, REGION_FEATHER, DragField, _start_pixels, drag_field
 from .tracks import DEFAULT_RADIUS
 
 __all__ = [
@@ -23,15 +24,14 @@ __all__ = [
     "sparse_flow",
     "gaussian_sparse_flow",
     "camera_flow",
-    "drag_weights",
+    "drag_field",
+    "DragField",
     "unified_flow",
 ]
 
 # Where there is no depth map, frame 0 is taken to be a fronto-parallel plane at this distance when
 # the job gives none (scene units): Blender's default camera focus distance.
 DEFAULT_FALLBACK_DEPTH = 10.0
-# Half-width in pixels of the soft edge given to region masks (a separable tent filter).
-REGION_FEATHER = 2
 
 
 @dataclass
@@ -70,15 +70,6 @@ def _check_tracks(tracks, visible, num_frames=None):
     if not np.isfinite(tracks).all():
         raise ValueError("tracks hold NaN or infinite positions")
     return tracks, visible
-
-
-def _start_pixels(tracks, height, width):
-    """Integer pixel (ix, iy) holding each track's frame-0 position, and whether it is in the image."""
-    start = tracks[:, 0].astype(np.float64)
-    ix = np.floor(start[:, 0]).astype(np.int64)
-    iy = np.floor(start[:, 1]).astype(np.int64)
-    inside = (ix >= 0) & (ix < width) & (iy >= 0) & (iy < height)
-    return ix, iy, inside
 
 
 def sparse_flow(tracks, visible, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -249,120 +240,6 @@ def camera_flow(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray):
 # --- drags and the unified flow ------------------------------------------------------------------------
 
 
-def _smooth_falloff(dist, radius):
-    """1 inside radius / 2, 0 from radius on, a smoothstep between: weights of a radial drag."""
-    t = np.clip((dist - 0.5 * radius) / (0.5 * radius), 0.0, 1.0)
-    return 1.0 - t * t * (3.0 - 2.0 * t)
-
-
-def _box_blur(a, k, axis):
-    """Mean over a window of 2k + 1 along ``axis``, via a cumulative sum. Beyond the ends the edge
-    values continue (a mask touching the image border stays whole up to it)."""
-    n = a.shape[axis]
-    pad = [(0, 0)] * a.ndim
-    pad[axis] = (k + 1, k)
-    c = np.cumsum(np.pad(a, pad, mode="edge"), axis=axis, dtype=np.float32)
-    hi = np.take(c, np.arange(2 * k + 1, 2 * k + 1 + n), axis=axis)
-    lo = np.take(c, np.arange(0, n), axis=axis)
-    return (hi - lo) / np.float32(2 * k + 1)
-
-
-def _feather(mask, k):
-    """A bool mask with a soft edge: a separable tent filter of half-width about k pixels."""
-    m = mask.astype(np.float32)
-    if k <= 0:
-        return m
-    ys, xs = np.nonzero(mask)
-    if ys.size == 0:
-        return m
-    H, W = mask.shape
-    # The window reaches 2k + 1 px of zeros beyond the mask wherever that is inside the image, so
-    # the edge padding of _box_blur continues zeros there and the mask only at the image border.
-    pad = 2 * k + 1
-    y0, y1 = max(ys.min() - pad, 0), min(ys.max() + pad + 1, H)
-    x0, x1 = max(xs.min() - pad, 0), min(xs.max() + pad + 1, W)
-    sub = m[y0:y1, x0:x1]
-    h = max(k // 2, 1)  # two boxes of width 2h + 1 make a tent about 2k + 1 wide
-    for axis in (0, 1):
-        sub = _box_blur(_box_blur(sub, h, axis), h, axis)
-    m[y0:y1, x0:x1] = sub
-    return m
-
-
-def drag_weights(tracks, radius, region_masks, height: int, width: int, *, region_feather=REGION_FEATHER):
-    """How strongly each frame-0 pixel follows each drag: the spatial half of unified_flow.
-
-    The movers are (a) every drag that does not start inside a region mask, with a radial weight of
-    its distance r to the drag's start point: 1 for r <= radius / 2, falling smoothly (smoothstep) to 0
-    at r = radius; and (b) every region mask with at least one drag starting inside it (start pixel in
-    the mask), weighted by the mask with a soft edge (``region_feather`` px), moving by the mean
-    displacement of those drags. Drags inside a region move it instead of moving a disc.
-    Where movers overlap, a pixel moves by the weighted mean of their displacements, scaled by the
-    largest of their weights: two identical drags move pixels exactly as one does, and opposite drags
-    cancel where they weigh the same.
-
-    Returns (support (N,) int64 flat pixel indices j * W + i of the pixels that move, weights (N, J)
-    float32, displacement (J, F, 2) float32 of each mover relative to frame 0, warnings list[str]).
-    Cost is proportional to the area that moves, not to H * W * F."""
-    tracks = np.asarray(tracks, np.float32)
-    P, F = tracks.shape[:2]
-    radius = np.broadcast_to(np.asarray(radius, np.float32), (P,))
-    warnings: list[str] = []
-    disp_all = tracks - tracks[:, :1]
-    ix, iy, inside = _start_pixels(tracks, height, width)
-    movers_w: list[tuple[np.ndarray, np.ndarray]] = []  # (flat index, weight) per mover
-    movers_d: list[np.ndarray] = []
-    in_region = np.zeros(P, bool)
-    masks = np.zeros((0, height, width), bool) if region_masks is None else np.asarray(region_masks, bool)
-    if masks.ndim != 3 or masks.shape[1:] != (height, width):
-        raise ValueError(f"region_masks must have shape (R, {height}, {width}), got {masks.shape}")
-    for r, mask in enumerate(masks):
-        drivers = np.zeros(P, bool)
-        drivers[inside] = mask[iy[inside], ix[inside]]
-        if not mask.any():
-            warnings.append(f"region {r} is empty (a closed stroke with no pixel inside); it is ignored")
-            continue
-        if not drivers.any():
-            warnings.append(f"region {r} has no drag starting inside it, so it does not move")
-            continue
-        in_region |= drivers
-        w = _feather(mask, int(region_feather)).reshape(-1)
-        idx = np.flatnonzero(w > 0)
-        movers_w.append((idx, w[idx]))
-        movers_d.append(disp_all[drivers].mean(axis=0))
-    for p in np.flatnonzero(~in_region):
-        R = float(radius[p])
-        cx, cy = float(tracks[p, 0, 0]), float(tracks[p, 0, 1])
-        x0, x1 = max(int(np.floor(cx - R)), 0), min(int(np.ceil(cx + R)) + 1, width)
-        y0, y1 = max(int(np.floor(cy - R)), 0), min(int(np.ceil(cy + R)) + 1, height)
-        if x0 >= x1 or y0 >= y1:
-            continue  # the disc lies outside the image
-        xs = np.arange(x0, x1, dtype=np.float32) + 0.5 - cx
-        ys = np.arange(y0, y1, dtype=np.float32) + 0.5 - cy
-        w = _smooth_falloff(np.sqrt(ys[:, None] ** 2 + xs[None, :] ** 2), R)
-        jj, ii = np.nonzero(w > 0)
-        if jj.size == 0:
-            continue
-        movers_w.append(((jj + y0) * width + (ii + x0), w[jj, ii].astype(np.float32)))
-        movers_d.append(disp_all[p])
-    J = len(movers_w)
-    if J == 0:
-        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32), np.zeros((0, F, 2), np.float32), warnings
-    total = np.zeros(height * width, np.float32)
-    strongest = np.zeros(height * width, np.float32)
-    for idx, w in movers_w:
-        total[idx] += w
-        strongest[idx] = np.maximum(strongest[idx], w)  # idx has no repeats within one mover
-    support = np.flatnonzero(total > 0)
-    pos = np.full(height * width, -1, np.int64)
-    pos[support] = np.arange(support.size)
-    weights = np.zeros((support.size, J), np.float32)
-    for j, (idx, w) in enumerate(movers_w):
-        weights[pos[idx], j] = w
-    weights *= (strongest[support] / total[support])[:, None]
-    return support, weights, np.stack(movers_d).astype(np.float32), warnings
-
-
 def unified_flow(
     depth,
     K,
@@ -376,6 +253,10 @@ def unified_flow(
     height: int | None = None,
     width: int | None = None,
     region_feather: int = REGION_FEATHER,
+    object_ids=None,
+    object_max_share: float = DEFAULT_OBJECT_MAX_SHARE,
+    object_names=None,
+    drags: DragField | None = None,
 ) -> UnifiedFlow:
     """Camera motion and drags as one forward flow of frame 0's pixels (stage 1 of the method).
 
@@ -383,19 +264,23 @@ def unified_flow(
     scene is a fronto-parallel plane at ``fallback_depth`` (if <= 0, DEFAULT_FALLBACK_DEPTH = 10 scene
     units, Blender's default focus distance) and a warning says so; ``height`` and ``width`` must then
     be given. K: (F, 3, 3) or (3, 3) pixels; c2w: (F, 4, 4) OpenCV camera-to-world. tracks (P, F, 2)
-    pixels of frame 0's image, radius (P,) pixels, region_masks (R, H, W) bool or None: see
-    drag_weights for which pixels follow which drag. ``visible`` is accepted for symmetry with
-    sparse_flow and not used: a drag keeps moving its pixels when its point leaves the image.
+    pixels of frame 0's image, radius (P,) pixels, region_masks (R, H, W) bool or None, object_ids
+    (H, W) integers or None with object_max_share and object_names: see drags.drag_field for which
+    pixels follow which drag (outline, object, disc) and how (fitted motion). ``drags``: that
+    DragField computed once beforehand (then tracks give only the frames, and radius, region_masks
+    and the object arguments are not used). ``visible`` is accepted for symmetry with sparse_flow
+    and not used: a drag keeps moving its pixels when its point leaves the image.
 
-    The rule. Let D_f(x) be the weighted drag displacement of pixel x at frame f (drag_weights; it is
-    ``T_f - T_0`` at a drag's start point). The pixel is first moved in FRAME-0 IMAGE SPACE to
-    m = x + D_f(x), lifted to 3D with its own frame-0 depth, d(x) K0^-1 [m, 1] in camera 0's frame, and
-    that point is projected by camera f. So a drag describes object motion in the scene (parallel to
-    frame 0's image plane, at the depth of the dragged content) and the moving camera films it: with a
-    static camera the pixel lands exactly at m, and a drag's start point always lands at its target
-    ``T_f`` as seen by camera f (the projection of T_f lifted with the start point's depth). Pixels no
-    drag touches get the exact camera flow. Because projection is linear in homogeneous coordinates,
-    this is the camera flow plus a correction ``H_f [D_f, 0]`` on the few pixels that move.
+    The rule. Let D_f(x) be the weighted drag displacement of pixel x at frame f (drags.DragField;
+    it is ``T_f - T_0`` at a drag's start point when one drag drives its mover). The pixel is
+    first moved in FRAME-0 IMAGE SPACE to m = x + D_f(x), lifted to 3D with its own frame-0 depth,
+    d(x) K0^-1 [m, 1] in camera 0's frame, and that point is projected by camera f. So a drag
+    describes object motion in the scene (parallel to frame 0's image plane, at the depth of the
+    dragged content) and the moving camera films it: with a static camera the pixel lands exactly
+    at m, and a drag's start point always lands at its target ``T_f`` as seen by camera f (the
+    projection of T_f lifted with the start point's depth). Pixels no drag touches get the exact
+    camera flow. Because projection is linear in homogeneous coordinates, this is the camera flow
+    plus a correction ``H_f [D_f, 0]`` on the pixels that move.
 
     Returns UnifiedFlow(flow (F, H, W, 2) float32, depth (F, H, W) float32, valid (F, H, W) bool,
     warnings) as documented on UnifiedFlow."""
@@ -426,27 +311,37 @@ def unified_flow(
             warnings.append("the depth map has no finite positive value: everything is treated as far away")
     H, W = invd.shape
     correction = None
-    if tracks is not None and np.asarray(tracks).shape[0] > 0:
+    if drags is None and tracks is not None and np.asarray(tracks).shape[0] > 0:
         tracks, _ = _check_tracks(tracks, visible, F)
         if radius is None:
             radius = np.full(tracks.shape[0], DEFAULT_RADIUS, np.float32)
         radius = np.asarray(radius, np.float32)
         if radius.shape not in ((), (tracks.shape[0],)) or not (np.isfinite(radius) & (radius > 0)).all():
             raise ValueError(f"radius must be one number > 0 per track ({tracks.shape[0]}), got {radius}")
-        support, weights, disp, w2 = drag_weights(
-            tracks, radius, region_masks, H, W, region_feather=region_feather
+        drags = drag_field(
+            tracks,
+            radius,
+            region_masks,
+            H,
+            W,
+            region_feather=region_feather,
+            object_ids=object_ids,
+            object_max_share=object_max_share,
+            object_names=object_names,
         )
-        warnings += w2
-        if support.size:
-
-            def correction(f, Hf, qx, qy, qz):
-                G = (disp[:, f, :].astype(np.float64) @ Hf[:, :2].T).astype(np.float32)  # (J, 3)
-                delta = weights @ G  # (N, 3)
-                for c, qc in enumerate((qx, qy, qz)):
-                    flat = qc.reshape(-1)
-                    flat[support] += delta[:, c]
-
-    elif region_masks is not None and np.asarray(region_masks).shape[0] > 0:
+        warnings += drags.warnings
+    elif drags is None and region_masks is not None and np.asarray(region_masks).shape[0] > 0:
         warnings.append("region masks were given without drags; they do not move")
+    if drags is not None and drags.support.size:
+        if drags.motion.shape[1] != F:
+            raise ValueError(f"the drag field has {drags.motion.shape[1]} frames, the camera has {F}")
+        support = drags.support
+
+        def correction(f, Hf, qx, qy, qz):
+            delta = drags.image_delta(f, Hf[:, :2])  # (N, 3)
+            for c, qc in enumerate((qx, qy, qz)):
+                flat = qc.reshape(-1)
+                flat[support] += delta[:, c]
+
     flow, depth_f, valid = _project_frames(invd, K, c2w, correction)
     return UnifiedFlow(flow, depth_f, valid, warnings)

@@ -9,7 +9,7 @@ from blender_animate.camera import project_points
 from blender_animate.flow import (
     DEFAULT_FALLBACK_DEPTH,
     camera_flow,
-    drag_weights,
+    drag_field,
     gaussian_sparse_flow,
     sparse_flow,
     unified_flow,
@@ -242,12 +242,12 @@ def test_overlapping_drags_are_normalised():
     np.testing.assert_allclose(res.flow[2, 12, 6], [(4 - 0.5 * 4) / 1.5, 0], atol=1e-5)
 
 
-def test_region_moves_with_the_mean_of_its_drags():
+def test_region_moves_with_the_fitted_motion_of_its_drags():
     c2w = np.tile(np.eye(4), (3, 1, 1))
     region = np.zeros((1, H, W), bool)
     region[0, 4:16, 4:20] = True
     tracks = np.concatenate(
-        [drag((6.5, 6.5), (4.0, 0)), drag((17.5, 13.5), (2.0, 2.0)), drag((27.5, 20.5), (0, -3.0))]
+        [drag((6.5, 6.5), (3.0, 1.0)), drag((17.5, 13.5), (3.0, 1.0)), drag((27.5, 20.5), (0, -3.0))]
     )
     res = unified_flow(
         np.full((H, W), 5.0), K_of(), c2w, tracks, None, [2.0, 2.0, 2.0], region, region_feather=0
@@ -256,7 +256,7 @@ def test_region_moves_with_the_mean_of_its_drags():
     assert (res.flow[:, 17:19, :] == 0).all()  # outside the region (the drags inside it have no disc)
     np.testing.assert_allclose(res.flow[2, 20, 27], [0, -3], atol=1e-5)  # the outside drag moves its disc
     # A soft edge: weights fall from 1 inside to 0 a few pixels outside.
-    _, w, _, _ = drag_weights(tracks, [2.0] * 3, region, H, W, region_feather=2)
+    w = drag_field(tracks, [2.0] * 3, region, H, W, region_feather=2).weights
     assert w[:, 0].max() == pytest.approx(1.0) and ((w[:, 0] > 0) & (w[:, 0] < 1)).any()
     # A region with no drag inside does not move, and says so.
     empty = np.zeros((1, H, W), bool)
