@@ -71,7 +71,8 @@ class DragField:
 
     def at_frames(self, frames) -> DragField:
         """The same movers for the frame indices `frames` only (e.g. [0, f]); shares the arrays."""
-        self.image_delta(0, np.eye(3)[:, :2])  # fill the cache once, for every copy
+        if self.support.size:
+            self.image_delta(0, np.eye(3)[:, :2])  # fill the cache once, for every copy
         return dataclasses.replace(self, motion=self.motion[:, frames])
 
     def displacement(self, f: int) -> np.ndarray:
@@ -89,7 +90,7 @@ class DragField:
             X[:, 2] = 1.0
             J = self.weights.shape[1]
             # (N, J*3): w_j(x) * [x, y, 1], so that the correction is one matrix product per frame.
-            self._weighted_xy = (self.weights[:, :, None] * X[:, None, :]).reshape(-1, J * 3)
+            self._weighted_xy = (self.weights[:, :, None] * X[:, None, :]).reshape(self.support.size, J * 3)
         P = np.einsum("ck,jkl->jcl", np.asarray(Hf2, np.float64), self.motion[:, f].astype(np.float64))
         Q = P.transpose(0, 2, 1).reshape(-1, 3).astype(np.float32)  # rows (j, l), columns c
         return self._weighted_xy @ Q

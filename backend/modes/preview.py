@@ -2,11 +2,15 @@
 
 1. Unified flow of frame 0's pixels (camera from depth or the fallback plane, drags, regions):
    blender_animate.flow.unified_flow, with region masks first cut to the depth of the drags inside
-   them (backend.preview.regions: the background inside an outline does not move).
+   them (backend.preview.regions: the background inside an outline does not move). A drag on an
+   object moves the whole object (blender_animate.drags: conditions.npz object_ids from the
+   object-identity pass, or for a picked image the regions backend.segment finds in it).
 2. Optional reference video: its DIS flow (OpenCV), chained to frame 0, added to the flow.
 3. Per frame, on a few threads: softmax forward splatting of the reference image with depth
    order and footprints for magnified surfaces (backend.preview.splat), then depth-aware hole
-   filling from the background (backend.preview.fill).
+   filling from the background (backend.preview.fill). With a clean plate (the scene rendered
+   without the dragged objects) what they uncover is the plate itself, splatted with the camera's
+   motion, before anything is filled.
 `generate` streams: each frame's flow (step 1 for that frame alone: unified_flow of frames 0 and
 f, the same numbers as the whole-video call), splat and fill are made when the runner asks for the
 frame and let go once it is written, so memory does not grow with the frame count (only the
@@ -22,12 +26,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from blender_animate.flow import REGION_FEATHER, unified_flow
+from blender_animate.drags import DragField, drag_field
+from blender_animate.flow import REGION_FEATHER, camera_flow, unified_flow
 
 from ..context import JobContext
 from ..errors import JobFailure
 from ..preview.fill import fill_holes, resolve_method
-from ..preview.regions import depth_gated_regions
+from ..preview.regions import REGION_RIM, depth_gated_regions, grow
 from ..preview.splat import DEPTH_SHARPNESS, forward_splat
 from . import FrameStream, ModeResult
 
@@ -60,6 +65,19 @@ class FlowPlan:
     rim: np.ndarray | None
     reference: np.ndarray | None
     info: dict
+    drags: DragField | None = None
+    plate: CleanPlate | None = None
+
+
+@dataclass
+class CleanPlate:
+    """Frame 0 without the dragged objects: image (H, W, 3) uint8, depth (H, W) float32 planar
+    (inf far), sources (H, W) bool: the pixels it gives the video (where those objects were, and
+    their rim)."""
+
+    image: np.ndarray
+    depth: np.ndarray
+    sources: np.ndarray
 
 
 def flow_plan(ctx: JobContext, *, reference: bool = True) -> FlowPlan:
@@ -79,13 +97,77 @@ def flow_plan(ctx: JobContext, *, reference: bool = True) -> FlowPlan:
         masks, rim = gr.masks, gr.rim
         feather = 0 if gr.hard_edge else REGION_FEATHER
         info["region_pixels_left_behind"] = gr.removed
-    plan = FlowPlan(masks, feather, rim, None, info)
+    object_ids = _object_ids(ctx, info)
+    drags = drag_field(
+        cond.tracks,
+        cond.track_radius,
+        masks,
+        spec.height,
+        spec.width,
+        region_feather=feather,
+        object_ids=object_ids,
+        object_max_share=spec.object_max_share,
+        object_names=spec.object_name,
+    )
+    for message in drags.warnings:
+        ctx.warn(message)
+    info["drags"] = [
+        {
+            "drags": m["drags"],
+            "moves": m["name"],
+            "kind": m["kind"],
+            "fit": m["fit"],
+            "residual_px": m["residual_px"],
+        }
+        for m in drags.movers
+    ]
+    moved = [m["object_id"] for m in drags.movers if m["kind"] == "object"]
+    plate = None
+    if moved:
+        # The objects' anti-aliased rim (their colour over the background) would stay behind as a
+        # ghost outline: left to the clean plate or the filler, as for cut outlines.
+        objects = np.isin(object_ids, moved)
+        moving = np.zeros(spec.height * spec.width, bool)
+        moving[drags.support] = True
+        ring = grow(objects, REGION_RIM) & ~moving.reshape(objects.shape)
+        rim = ring if rim is None else rim | ring
+        plate = _clean_plate(ctx, object_ids, moved, info)
+    plan = FlowPlan(masks, feather, rim, None, info, drags, plate)
     for message in _unified(ctx, plan, [0, min(1, F - 1)]).warnings:
         ctx.warn(message)
     if reference:
         ctx.progress("flow", 1, 1, "flow ready")
         add_reference_motion(ctx, plan)
     return plan
+
+
+def _object_ids(ctx: JobContext, info: dict) -> np.ndarray | None:
+    """The object map the drags pick from: conditions.npz object_ids (rendered references), the
+    regions segmented from a picked image (backend.segment, which may also estimate its depth
+    into ctx.depth), or None (drag_regions "discs", or nothing to pick)."""
+    spec, cond = ctx.spec, ctx.cond
+    if spec.drag_regions != "auto" or not len(cond.tracks):
+        return None
+    if cond.object_ids.any():
+        return cond.object_ids
+    return None
+
+
+def _clean_plate(ctx: JobContext, object_ids: np.ndarray, moved: list[int], info: dict) -> CleanPlate | None:
+    """The job's clean plate restricted to the moved objects it was rendered without, or None."""
+    from blender_animate import job as jobio
+
+    from ..context import read_reference
+
+    spec = ctx.spec
+    hidden = [oid for oid in moved if not spec.objects.get(str(oid), {}).get("in_clean_plate", True)]
+    if not spec.clean_plate or not hidden:
+        return None
+    image = read_reference(ctx.job_dir / jobio.CLEAN_PLATE_PNG, spec.width, spec.height)
+    depth = jobio.load_depth(ctx.job_dir, jobio.CLEAN_PLATE_DEPTH_NPY)
+    sources = grow(np.isin(object_ids, hidden), REGION_RIM + 1)
+    info["clean_plate"] = [spec.object_name(oid) for oid in hidden]
+    return CleanPlate(image, depth, sources)
 
 
 def add_reference_motion(ctx: JobContext, plan: FlowPlan) -> None:
@@ -123,7 +205,19 @@ def _unified(ctx: JobContext, plan: FlowPlan, frames):
         height=spec.height,
         width=spec.width,
         region_feather=plan.feather,
+        drags=None if plan.drags is None else plan.drags.at_frames(frames),
     )
+
+
+def plate_layer(ctx: JobContext, plan: FlowPlan, f: int):
+    """Frame f's clean-plate layer for render_frame: (image, flow (H, W, 2), depth (H, W), sources)
+    moved by the camera alone, or None when the job has no plate for its moved objects."""
+    plate = plan.plate
+    if plate is None:
+        return None
+    cond = ctx.cond
+    flow, depth, _ = camera_flow(plate.depth, cond.K[[0, f]], cond.c2w[[0, f]])
+    return plate.image, flow[1], depth[1], plate.sources
 
 
 def frame_flow(ctx: JobContext, plan: FlowPlan, f: int) -> tuple[np.ndarray, np.ndarray]:
@@ -169,7 +263,7 @@ def generate(ctx: JobContext) -> ModeResult:
         if f == 0:
             return image, np.zeros((H, W, 2), np.float32)
         flow, depth = frame_flow(ctx, plan, f)
-        frame, holes[f] = render_frame(image, flow, depth, plan.rim, method)
+        frame, holes[f] = render_frame(image, flow, depth, plan.rim, method, plate_layer(ctx, plan, f))
         return frame, flow
 
     def finish() -> None:
@@ -192,12 +286,22 @@ def generate(ctx: JobContext) -> ModeResult:
     return ModeResult(stream, None, info)
 
 
-def render_frame(image, flow, depth, rim, method: str) -> tuple[np.ndarray, float]:
+def render_frame(image, flow, depth, rim, method: str, plate=None) -> tuple[np.ndarray, float]:
     """Step 3 for one frame: the reference `image` (H, W, 3) uint8 splatted along `flow`
     (H, W, 2) with `depth` (H, W) (points at <= 0 are behind the camera: dropped; so is `rim`),
-    holes filled with `method`. Returns the frame (H, W, 3) uint8 and its hole fraction."""
+    holes filled with `method`. `plate` (plate_layer's tuple) is splatted too, and shows where
+    the reference leaves holes. Returns the frame (H, W, 3) uint8 and its hole fraction (before
+    the plate)."""
     front = depth > 0
     if rim is not None:
         front &= ~rim
-    s = forward_splat(image, flow, depth, front, want_depth=method == "background")
-    return fill_holes(s.image, s.hole, depth=s.depth, method=method), float(s.hole.mean())
+    s = forward_splat(image, flow, depth, front, want_depth=method == "background" or plate is not None)
+    holes = float(s.hole.mean())
+    if plate is not None:
+        p_image, p_flow, p_depth, sources = plate
+        p = forward_splat(p_image, p_flow, p_depth, sources & (p_depth > 0), want_depth=True)
+        use = s.hole & ~p.hole
+        s.image[use] = p.image[use]
+        s.depth[use] = p.depth[use]
+        s.hole &= ~use
+    return fill_holes(s.image, s.hole, depth=s.depth, method=method), holes

@@ -82,13 +82,13 @@ def depth_gated_regions(
             continue
         removed += int(mask.sum() - keep.sum())
         out[r] = keep
-        left_out |= _grow(keep, rim) & mask & ~keep
+        left_out |= grow(keep, rim) & mask & ~keep
     moving = out.any(axis=0)
     left_out &= ~moving
     return GatedRegions(out, removed, hard, left_out if left_out.any() else None)
 
 
-def _grow(mask: np.ndarray, steps: int) -> np.ndarray:
+def grow(mask: np.ndarray, steps: int) -> np.ndarray:
     """`mask` (H, W) bool dilated `steps` times by the 3x3 square (array shifts, no loop over pixels)."""
     out = mask.copy()
     for _ in range(max(0, steps)):

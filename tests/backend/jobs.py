@@ -74,10 +74,12 @@ def write_job(
     tracks: np.ndarray | None = None,
     radius: float = 8.0,
     reference: np.ndarray | None = None,
+    object_ids: np.ndarray | None = None,
     **spec_fields,
 ) -> Path:
     """Write a valid job directory and return its path. depth: "layers" (near square + far
-    background), "flat" (everything at `far`) or None (no depth.npy). tracks: (P, F, 2) pixels."""
+    background), "flat" (everything at `far`) or None (no depth.npy). tracks: (P, F, 2) pixels.
+    object_ids: (H, W) int32 for conditions.npz (job.json `objects` via spec_fields)."""
     job_dir = Path(job_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
     spec = jobio.JobSpec(width=width, height=height, num_frames=num_frames, **spec_fields)
@@ -100,6 +102,8 @@ def write_job(
         tracks,
         None,
         None if tracks is None else np.full(len(tracks), radius, np.float32),
+        None,
+        object_ids,
         height=height,
         width=width,
     )
