@@ -4,6 +4,16 @@ Convention: positions are continuous pixel coordinates (x right, y down) with th
 top-left image corner; pixel (i, j) covers [i, i + 1) x [j, j + 1) and has its centre at
 (i + 0.5, j + 0.5). Tracks are (P, F, 2) float32, visibility (P, F) bool, radius (P,) float32 pixels.
 
+Track convention (the whole project's; docs/interfaces.md "Track convention"): these are JOB
+tracks, object motion in frame-0 image space. ``T_f`` is where the dragged content would be at frame
+f if the camera stayed at frame 0; the camera's own motion is separate (c2w, K), so a static pin is
+a constant track whatever the camera does. The visibility built here only says whether ``T_f`` lies
+inside the frame-0 image. The learned models (AnimateAnything's stage 1, Wan-Move) take SCREEN
+tracks instead, where the point is seen in frame f's image (camera motion included, as a point
+tracker measures it and as training samples it from ground-truth flow). track_space.screen_tracks
+is the one conversion (T_f lifted with the depth of its start pixel into camera 0, projected by
+camera f: where flow.unified_flow sends the drag's start pixel) and gives the screen visibility.
+
 Timing: a track holds its stroke's first point until its start frame, then runs along the stroke and
 reaches the stroke's last point at the final frame (F - 1). Along the way its speed follows either the
 arc length (constant speed, the default) or the drawing times of the points (a monotone cubic, PCHIP,

@@ -8,10 +8,12 @@
    are counted with what stays on the device. The pipeline is placed by `runtime.placement.apply_plan`
    (group offload streams the transformer blocks and keeps the AnimateAnything parts whole on the
    device, `AnimateAnythingPipeline.enable_group_offload`).
-3. Stage 1: the learned FGM + CRM when the checkpoint has them; otherwise (or when the job has a
-   reference video, which the learned stage 1 does not take) the analytic unified flow of the
-   `preview` mode (`blender_animate.flow.unified_flow`, plus the reference video's DIS flow), with a
-   warning saying so.
+3. Stage 1: the learned FGM + CRM when the checkpoint has them, fed the drags as screen tracks
+   (`model_tracks`: the job's frame-0 object-space tracks converted by
+   blender_animate.track_space.screen_tracks, the convention the model is trained on); otherwise
+   (or when the job has a reference video, which the learned stage 1 does not take) the analytic
+   unified flow of the `preview` mode (`blender_animate.flow.unified_flow`, plus the reference
+   video's DIS flow), with a warning saying so.
 4. Prompt embeddings through the runtime's cache (`backend.runtime.prompts.prompt_embeddings`):
    the T5 encoder is loaded only for a prompt never seen before.
 5. Stage 2: flow encoder + fusion block + frequency-stabilised attention on CogVideoX I2V.
@@ -124,6 +126,8 @@ def generate(ctx: JobContext) -> ModeResult:
     else:
         info["stage1"] = "FGM + CRM"
 
+    tracks, track_visible = model_tracks(ctx)
+
     def on_step_end(p, i, _t, kwargs):
         ctx.progress(p.stage, i + 1, p.num_timesteps)  # raises on a cancel: nothing decoded after it
         return kwargs
@@ -145,8 +149,8 @@ def generate(ctx: JobContext) -> ModeResult:
             flow=flow,
             c2w=cond.c2w,
             K=cond.K,
-            tracks=cond.tracks if len(cond.tracks) else None,
-            track_visible=cond.track_visible if len(cond.tracks) else None,
+            tracks=tracks,
+            track_visible=track_visible,
             flow_steps=min(MAX_FLOW_STEPS, spec.steps),
             num_inference_steps=spec.steps,
             guidance_scale=spec.guidance_scale,
@@ -172,6 +176,29 @@ def generate(ctx: JobContext) -> ModeResult:
     info["steps"] = {"flow": 0 if flow is not None else min(MAX_FLOW_STEPS, spec.steps), "video": spec.steps}
     info["memory_plan"] = plan.as_dict()
     return ModeResult(out.frames, out.flow.astype(np.float32), info)
+
+
+def model_tracks(ctx: JobContext) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The job's drags as the learned stage 1 takes them: screen tracks (P, F, 2) float32 pixels of
+    each frame's image and visibility (P, F) bool (in front of camera f and inside the image), or
+    (None, None) without drags. conditions.npz holds job tracks (frame-0 object space); the model was
+    trained on screen tracks (backend/training/data.py): blender_animate.track_space.screen_tracks
+    converts them with the job's depth (or the fallback plane) and cameras, so a pin under a moving
+    camera stays on its scene point, as in the preview."""
+    from blender_animate.track_space import screen_tracks
+
+    cond, spec = ctx.cond, ctx.spec
+    if not len(cond.tracks):
+        return None, None
+    return screen_tracks(
+        cond.tracks,
+        ctx.depth,
+        cond.K,
+        cond.c2w,
+        fallback_depth=spec.fallback_depth,
+        height=spec.height,
+        width=spec.width,
+    )
 
 
 def memory_spec(pipe, F: int, H: int, W: int, guidance: bool, text_encoder_needed: bool, text_params):

@@ -378,9 +378,26 @@ def _memory_plan(ctx, torch, ckpt, family, variant, transformer_config, guide, c
 
 
 def _wan_tracks(ctx, flow: np.ndarray, num_frames: int):
-    """Wan-Move tracks of the job: the drags, then the camera grid carried by the unified flow
-    (visible where the flow is finite and, in grid_tracks, inside the image)."""
-    from ..wan.tracks import job_tracks
+    """Wan-Move tracks of the job (backend/wan/tracks.py job_tracks), all screen tracks: the drags
+    converted from frame-0 object space with the job's depth and cameras, then the camera grid
+    carried by the preview's unified `flow` (F, H, W, 2); visible where the unified flow is valid
+    and nothing nearer covers the point. The unified flow's depth is remade one frame at a time
+    (the preview's stage 1 again, quietly: its warnings and progress were reported already)."""
+    import dataclasses
 
-    valid = np.isfinite(flow).all(-1)
-    return job_tracks(ctx.cond.tracks, ctx.cond.track_visible, flow, valid, num_frames)
+    from ..wan.tracks import job_tracks
+    from . import preview
+
+    quiet = dataclasses.replace(ctx, events=None, warnings=[])
+    plan = preview.flow_plan(quiet, reference=False)
+    cond = ctx.cond
+    return job_tracks(
+        cond.tracks,
+        flow,
+        lambda f: preview.frame_flow(quiet, plan, f)[1],
+        num_frames,
+        K=cond.K,
+        c2w=cond.c2w,
+        depth=quiet.depth,
+        fallback_depth=ctx.spec.fallback_depth,
+    )

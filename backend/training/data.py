@@ -10,6 +10,7 @@
         flow.npz                           ground-truth flow from frame 0 to every frame
                                            (blender_animate.flowviz.save_flow: (N, H, W, 2) pixels)
         tracks.npz                         optional: "tracks" (P, N, 2) pixels, "visible" (P, N) bool
+                                           (screen tracks, as a point tracker gives them)
         prompt.txt                         optional caption (stage 2's text), "" when absent
 
 :class:`ClipDataset` samples F frames of a clip starting at frame 0 (the flow is relative to it)
@@ -19,6 +20,13 @@ size (intrinsics: a shift, then ``rescale_intrinsics(mode="stretch")``; flow: th
 flow of the explicit path (``blender_animate.flow.sparse_flow``) from given tracks or from tracks
 sampled from the ground-truth flow. Nothing is ever unpickled (npz files are read with
 ``allow_pickle=False``).
+
+Tracks here are SCREEN tracks, the model-input side of the project's track convention
+(blender_animate/track_space.py, docs/interfaces.md "Track convention"): a track's position in
+frame f is where its point is seen in frame f's image, camera motion included (``flow_tracks``:
+``start + flow[f]`` of the ground-truth flow). Jobs hold object motion in frame-0 image space
+instead; the model modes convert them with ``track_space.screen_tracks`` before stage 1, and
+``track_space.object_tracks`` expresses a clip's screen tracks as a job's.
 """
 
 from __future__ import annotations
@@ -236,9 +244,17 @@ class ClipDataset(torch.utils.data.Dataset):
         # Sampled from the ground-truth flow: start at random pixel centres, follow the flow.
         ys = rng.integers(0, H, count)
         xs = rng.integers(0, W, count)
-        start = np.stack([xs + 0.5, ys + 0.5], axis=-1).astype(np.float32)  # (P, 2)
-        tracks = start[:, None, :] + flow[:, ys, xs].transpose(1, 0, 2)  # (P, F, 2)
-        return tracks.astype(np.float32), np.ones(tracks.shape[:2], bool)
+        tracks = flow_tracks(flow, xs, ys)
+        return tracks, np.ones(tracks.shape[:2], bool)
+
+
+def flow_tracks(flow: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Screen tracks (P, F, 2) float32 pixels of the frame-0 pixels (xs, ys) (P,) integer columns and
+    rows, carried by the forward flow (F, H, W, 2): ``(x + 0.5, y + 0.5) + flow[f, y, x]`` (pixel
+    centres, the module docstring's convention: positions seen in frame f, camera motion included)."""
+    xs, ys = np.asarray(xs, np.int64), np.asarray(ys, np.int64)
+    start = np.stack([xs + 0.5, ys + 0.5], axis=-1).astype(np.float32)  # (P, 2)
+    return (start[:, None, :] + flow[:, ys, xs].transpose(1, 0, 2)).astype(np.float32)  # (P, F, 2)
 
 
 # ---------------------------------------------------------------------- readers

@@ -57,7 +57,9 @@ def test_camera_grid_tracks_follow_the_flow_and_resample():
     np.testing.assert_allclose(tracks[:, 4, 0] - tracks[:, 0, 0], 12.0)
     assert not vis[2, 4] and vis[2, 2]  # 40.5 + 12 leaves the 48 px image
     drag = np.zeros((1, F, 2), np.float32)
-    both, both_vis = job_tracks(drag, np.ones((1, F), bool), flow, valid, num_frames=9)
+    c2w, K = np.tile(np.eye(4), (F, 1, 1)), np.array([[W, 0, W / 2], [0, W, H / 2], [0, 0, 1.0]])
+    depth = np.ones((F, H, W), np.float32)  # the unified flow's depth: everything in front, one plane
+    both, both_vis = job_tracks(drag, flow, depth, 9, K=K, c2w=c2w, depth=None)
     assert both.shape == (7, 9, 2) and both_vis.shape == (7, 9)
     np.testing.assert_allclose(both[1:, 2, 0] - both[1:, 0, 0], 3.0)  # frame 2 of 9 = frame 1 of 5
     same, _ = resample_tracks(tracks, vis, F)
