@@ -22,6 +22,14 @@ from .animateanything.checkpoint import INDEX_FILE, plan_checkpoint
 from .runtime.checkpoints import PIPELINE_COMPONENTS, TEXT_COMPONENTS, missing_parts
 from .runtime.devices import free_memory
 from .runtime.memory import OFFLOADS, GiB, ModelSpec, plan_memory
+from .segment.models import (
+    DEPTH_EXAMPLE,
+    DEPTH_TYPES,
+    SEGMENT_EXAMPLE,
+    SEGMENT_TYPES,
+    folder_problems,
+    model_type,
+)
 
 # module, distribution names (first found wins), what it is for, needed by
 PACKAGES = [
@@ -159,6 +167,10 @@ def find_models(extra_dirs=()) -> list[dict]:
         for d in sorted(cache.glob("models--*")):
             repo = d.name[len("models--") :].replace("--", "/")
             low = repo.lower()
+            picked = _picked_model_use(low)
+            if picked:
+                found.append(_picked_cache_entry(repo, d, picked))
+                continue
             if not any(k in low for k in ("cogvideo", "animateanything", "animate-anything")):
                 continue
             snaps = sorted((d / "snapshots").glob("*/model_index.json")) if (d / "snapshots").is_dir() else []
@@ -183,6 +195,10 @@ def find_models(extra_dirs=()) -> list[dict]:
                 use, missing = "animateanything", plan_checkpoint(d).missing
             elif (d / "model_index.json").is_file():
                 use, missing = "diffusers folder", diffusers_problems(d)
+            elif model_type(d) in SEGMENT_TYPES:
+                use, missing = PICKED_USES["segment"], folder_problems(d, SEGMENT_TYPES)
+            elif model_type(d) in DEPTH_TYPES:
+                use, missing = PICKED_USES["depth"], folder_problems(d, DEPTH_TYPES)
             else:
                 continue
             found.append(
@@ -196,6 +212,99 @@ def find_models(extra_dirs=()) -> list[dict]:
                 }
             )
     return found
+
+
+# The optional models of a picked image (backend/segment): what `use` says in find_models.
+PICKED_USES = {
+    "segment": "picked images: the region under a drag (SAM 2)",
+    "depth": "picked images: depth (Depth Anything V2)",
+}
+
+
+def _picked_model_use(repo_lower: str) -> str | None:
+    if "sam2" in repo_lower:
+        return "segment"
+    if "depth-anything" in repo_lower or "depth_anything" in repo_lower:
+        return "depth"
+    return None
+
+
+def _picked_cache_entry(repo: str, d: Path, kind: str) -> dict:
+    types = SEGMENT_TYPES if kind == "segment" else DEPTH_TYPES
+    snaps = (
+        sorted(p.parent for p in (d / "snapshots").glob("*/config.json"))
+        if (d / "snapshots").is_dir()
+        else []
+    )
+    checks = [folder_problems(s, types) for s in snaps]
+    missing = min(checks, key=len) if checks else ["config.json (no snapshot has one)"]
+    return {
+        "name": repo,
+        "where": str(d),
+        "complete": not missing,
+        "missing": missing,
+        "use": PICKED_USES[kind],
+        "source": "huggingface cache",
+    }
+
+
+def picked_image_report(models: list[dict]) -> dict:
+    """Whether the optional models of a picked image can run here: {"segment": {...}, "depth":
+    {...}}, each {"usable" (transformers imports, has the class, and a complete folder was found),
+    "transformers", "class", "class_available", "folders" (complete ones), "notes"}. Without them a
+    picked image still works: regions from colours and edges, and a flat plane for depth."""
+    try:
+        found = importlib.util.find_spec("transformers") is not None
+    except (ImportError, ValueError):
+        found = False
+    version = None
+    if found:
+        try:
+            version = metadata.version("transformers")
+        except metadata.PackageNotFoundError:
+            version = "installed"
+    out = {}
+    for kind, types, example, fallback in (
+        (
+            "segment",
+            SEGMENT_TYPES,
+            SEGMENT_EXAMPLE,
+            "regions from colours and edges (OpenCV GrabCut, or numpy)",
+        ),
+        ("depth", DEPTH_TYPES, DEPTH_EXAMPLE, "the picked image is a flat plane at the fallback depth"),
+    ):
+        cls = next(iter(types.values()))
+        available = False
+        if found:
+            try:
+                import transformers
+
+                available = hasattr(transformers, cls)
+            except Exception:  # noqa: BLE001 - a broken install is what the doctor reports
+                available = False
+        folders = [m["where"] for m in models if m.get("use") == PICKED_USES[kind] and m.get("complete")]
+        notes = []
+        if not found:
+            notes.append("transformers is not installed in this Python")
+        elif not available:
+            notes.append(f"this transformers ({version}) has no {cls}: install transformers >= 4.56")
+        if not folders:
+            notes.append(
+                f"no complete folder found (set it in the preferences; e.g. a download of {example}, "
+                "config.json + model.safetensors + preprocessor_config.json)"
+            )
+        usable = found and available and bool(folders)
+        if not usable:
+            notes.append(f"without it: {fallback}")
+        out[kind] = {
+            "usable": usable,
+            "transformers": version,
+            "class": cls,
+            "class_available": available,
+            "folders": folders,
+            "notes": notes,
+        }
+    return out
 
 
 def collect(model_dirs=()) -> dict:
@@ -260,6 +369,7 @@ def collect(model_dirs=()) -> dict:
         "models": models,
         "hf_cache": str(hf_cache_dir()),
         "modes": modes,
+        "picked_images": picked_image_report(models),
     }
 
 
@@ -362,6 +472,14 @@ def format_text(report: dict) -> str:
         state = "complete" if m["complete"] else "incomplete download"
         lines.append(f"  {m['name']}: {state}, for {m['use']} ({m['where']})")
         lines += [f"    - missing: {p}" for p in m.get("missing", [])]
+    picked = report.get("picked_images", {})
+    if picked:
+        lines += ["", "Picked images (optional models):"]
+        for kind, label in (("segment", "SAM 2 (regions)"), ("depth", "Depth Anything V2 (depth)")):
+            entry = picked.get(kind, {})
+            state = "usable: " + ", ".join(entry.get("folders", [])) if entry.get("usable") else "not used"
+            lines.append(f"  {label}: {state}")
+            lines += [f"    - {n}" for n in entry.get("notes", [])]
     lines += ["", "Modes:"]
     for name, mode in report["modes"].items():
         lines.append(f"  {name}: {'ready' if mode['ready'] else 'not ready'}")

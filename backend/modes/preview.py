@@ -144,13 +144,26 @@ def flow_plan(ctx: JobContext, *, reference: bool = True) -> FlowPlan:
 def _object_ids(ctx: JobContext, info: dict) -> np.ndarray | None:
     """The object map the drags pick from: conditions.npz object_ids (rendered references), the
     regions segmented from a picked image (backend.segment, which may also estimate its depth
-    into ctx.depth), or None (drag_regions "discs", or nothing to pick)."""
+    into ctx.depth; both are kept in ctx), or None (drag_regions "discs", or nothing to pick)."""
     spec, cond = ctx.spec, ctx.cond
-    if spec.drag_regions != "auto" or not len(cond.tracks):
-        return None
     if cond.object_ids.any():
-        return cond.object_ids
-    return None
+        return cond.object_ids if spec.drag_regions == "auto" and len(cond.tracks) else None
+    if spec.reference_source != "file":
+        return None
+    from ..segment import picked_layout
+
+    layout = picked_layout(ctx)  # does nothing without drags to segment or a depth model
+    for message in layout.warnings:
+        ctx.warn(message)
+    if layout.info:
+        info["picked_image"] = layout.info
+    if layout.depth is not None and ctx.depth is None:
+        ctx.depth = layout.depth
+        info["depth"] = "estimated from the image (depth_model)"
+    if layout.object_ids is not None:  # kept, so that a second flow_plan (Wan-Move) reuses it
+        spec.objects = {**layout.objects, **spec.objects}
+        cond.object_ids = layout.object_ids
+    return layout.object_ids
 
 
 def _clean_plate(ctx: JobContext, object_ids: np.ndarray, moved: list[int], info: dict) -> CleanPlate | None:

@@ -134,6 +134,9 @@ def summarize(report: dict, python: str, model_settings: dict | None = None) -> 
     if not models:
         lines.append(f"No video model found (looked in {report.get('hf_cache', 'the Hugging Face cache')})")
     lines += _model_setting_lines(models, model_settings or {})
+    picked = _picked_images_line(report.get("picked_images"))
+    if picked:
+        lines.append(picked)
 
     for name, mode in modes.items():
         if mode.get("ready") or name == "preview":
@@ -149,6 +152,20 @@ def summarize(report: dict, python: str, model_settings: dict | None = None) -> 
         headline = f"The generator cannot run with {python}"
         level = "ERROR"
     return CheckResult(python=python, level=level, headline=headline, lines=lines, ready=ready)
+
+
+def _picked_images_line(picked: dict | None) -> str:
+    """One line on the optional models of a picked image (SAM 2, Depth Anything V2), or ""."""
+    if not picked:
+        return ""
+    seg, depth = picked.get("segment", {}), picked.get("depth", {})
+    regions = "SAM 2" if seg.get("usable") else "colours and edges (no SAM 2)"
+    planar = (
+        "Depth Anything V2"
+        if depth.get("usable")
+        else "none, a flat plane (set a Depth Anything V2 folder: depth-anything/Depth-Anything-V2-Small-hf)"
+    )
+    return f"Picked images: regions by {regions}; depth: {planar}"
 
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
