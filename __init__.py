@@ -17,6 +17,7 @@ _MODULE_NAMES = (
     "operators.adapter.checks",
     "operators.adapter.environments",
     "operators.adapter.farm",
+    "operators.adapter.overlay_draw",
     "panels.props",
     "panels.preferences",
     "panels.sidebar",

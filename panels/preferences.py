@@ -66,6 +66,21 @@ class AnimateAnythingPreferences(bpy.types.AddonPreferences):
         default="",
         description="A local folder with trained AnimateAnything weights",
     )
+    # Picked images (Reference = Image): optional models in the transformers layout, safetensors.
+    segment_model: StringProperty(
+        name="SAM 2 Model",
+        subtype="DIR_PATH",
+        default="",
+        description="Optional: a SAM 2 folder (transformers layout, e.g. facebook/sam2.1-hiera-tiny) that "
+        "finds the region under a drag on a picked image; empty = colours and edges",
+    )
+    depth_model: StringProperty(
+        name="Depth Model",
+        subtype="DIR_PATH",
+        default="",
+        description="Optional: a Depth Anything V2 folder (transformers layout, e.g. "
+        "depth-anything/Depth-Anything-V2-Small-hf) that gives a picked image depth; empty = a flat plane",
+    )
     device: EnumProperty(name="Device", items=DEVICES, default="auto")
     dtype: EnumProperty(name="Precision", items=DTYPES, default="auto")
     offload: EnumProperty(name="Offload", items=OFFLOADS, default="auto")
@@ -98,6 +113,8 @@ class AnimateAnythingPreferences(bpy.types.AddonPreferences):
         col.prop(self, "wan_model")
         col.prop(self, "lora")
         col.prop(self, "animateanything_model")
+        col.prop(self, "segment_model")
+        col.prop(self, "depth_model")
         col.prop(self, "farm_address")
         col = layout.column(heading="Memory")
         col.prop(self, "device")

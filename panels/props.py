@@ -37,6 +37,15 @@ DRAG_TIMINGS = (
     ("ARC_LENGTH", "Even", "Move along each stroke at constant speed over the frames"),
     ("RECORDED", "As Drawn", "Follow the pace at which each stroke was drawn (its recorded point times)"),
 )
+DRAG_REGIONS = (
+    (
+        "AUTO",
+        "Objects",
+        "A drag moves the whole object it starts on (or the closed outline it starts in; a disc of "
+        "Drag Radius on the ground or sky), and the reference render gets a clean plate without it",
+    ),
+    ("DISCS", "Discs", "Every drag moves a soft disc of Drag Radius around its start (outlines still win)"),
+)
 MODES = (
     ("preview", "Preview", "Warp the reference image along the flow: seconds on a CPU, nothing to install"),
     ("guided", "Guided", "CogVideoX image-to-video guided by the preview (needs a GPU and the model)"),
@@ -140,6 +149,38 @@ class AnimateAnythingSettings(bpy.types.PropertyGroup):
         description="Layer to read; empty = all visible layers",
     )
     drag_timing: EnumProperty(update=_changed, name="Timing", items=DRAG_TIMINGS, default="ARC_LENGTH")
+    # What a drag moves (job.json drag_regions, object_max_share; conditions.npz track_radius).
+    drag_regions: EnumProperty(update=_changed, name="Moves", items=DRAG_REGIONS, default="AUTO")
+    drag_radius: FloatProperty(
+        update=_changed,
+        name="Drag Radius",
+        subtype="PERCENTAGE",
+        default=8.0,
+        min=0.5,
+        max=50.0,
+        precision=1,
+        description="Size of the soft disc a drag moves where it starts on no object (the ground, the "
+        "sky, anything larger than Object Size), as a percentage of the video's diagonal; the stroke's "
+        "thickness plays no part",
+    )
+    object_max_share: FloatProperty(
+        update=_changed,
+        name="Object Size",
+        subtype="PERCENTAGE",
+        default=35.0,
+        min=1.0,
+        max=100.0,
+        precision=0,
+        description="Largest share of the frame an object may cover and still move as a whole with a "
+        "drag drawn on it; larger ones (a ground plane, a wall) are background: a disc moves there",
+    )
+    show_drag_overlay: BoolProperty(
+        update=_changed,
+        name="Show Drags",
+        default=True,
+        description="In the camera view, draw each drag's path and what it moves (object, outline or "
+        "disc) at the first frame",
+    )
     reference_video: StringProperty(
         update=_changed,
         name="Motion Video",

@@ -14,7 +14,7 @@ import time
 
 import bpy
 
-from ..operators.adapter import encoding, farm, runs, settings
+from ..operators.adapter import encoding, farm, overlay, runs, settings
 
 CATEGORY = "Animate"
 ENCODE_CHECK_SECONDS = 2.0  # how long the "job needs encoding" answer is reused by draw()
@@ -72,6 +72,8 @@ class _Main(_Base):
         if s.reference_source == "FILE":
             col.template_ID(s, "reference_image", open="image.open")
             col.prop(s, "fallback_depth")
+            for i, note in enumerate(settings.picked_depth_notes(context, s)):  # no depth model: a plane
+                col.label(text=note, icon="INFO" if i == 0 else "BLANK1")
         else:
             col.prop(s, "render_quality")
         col = layout.column(align=True)
@@ -105,7 +107,27 @@ class _Drags(_Base):
             row.prop(s, "drag_layer", icon="OUTLINER_DATA_GP_LAYER")
         if s.drag_source != "NONE":
             layout.prop(s, "drag_timing", expand=True)
+            layout.prop(s, "drag_regions", expand=True)
+            layout.prop(s, "drag_radius")
+            row = layout.row()
+            row.enabled = s.drag_regions == "AUTO"
+            row.prop(s, "object_max_share")
+            layout.prop(s, "show_drag_overlay")
+            draw_drag_list(layout, context)
         layout.prop(s, "reference_video")
+
+
+def draw_drag_list(layout, context) -> None:
+    """Each drag and what it moves (object name, outline N, disc of R px): the adapter's cached
+    overlay (operators/adapter/overlay.py), never computed here."""
+    ov = overlay.cached(context)
+    if ov is None or not ov.drags:
+        return
+    col = layout.column(align=True)
+    for label, moves in ov.rows():
+        split = col.split(factor=0.6)
+        split.label(text=label, icon="STROKE")
+        split.label(text=moves)
 
 
 class _Generation(_Base):

@@ -206,3 +206,30 @@ def gp_show_fill(style) -> bool:
     if hasattr(style, "show_fill"):
         return bool(style.show_fill)
     return bool(style.is_fill_visible)
+
+
+def gpu_can_draw() -> bool:
+    """Whether the `gpu` module can draw in this process: not in background mode (the bpy module,
+    `blender -b`), where its shader calls raise SystemError (5.2+ offer gpu.init() for that; the
+    overlay does not call it)."""
+    if bpy.app.background:
+        return False
+    try:
+        import gpu
+
+        gpu.platform.backend_type_get()
+    except (ImportError, SystemError):
+        return False
+    return True
+
+
+def line_shader():
+    """(shader, wide): the builtin shader for 2D lines of any width, "POLYLINE_UNIFORM_COLOR" (4.5
+    and 5.x; uniforms viewportSize, lineWidth, color), else "UNIFORM_COLOR" (wide False: the width
+    is gpu.state.line_width_set's)."""
+    import gpu
+
+    try:
+        return gpu.shader.from_builtin("POLYLINE_UNIFORM_COLOR"), True
+    except ValueError:
+        return gpu.shader.from_builtin("UNIFORM_COLOR"), False

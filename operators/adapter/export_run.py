@@ -16,8 +16,8 @@ import bpy
 
 from . import reference
 from .job_export import ExportError, export_job
-from .reference_job import ReferenceRender
-from .settings import frame_range, settings_problems
+from .reference_job import ReferenceRender, render_for_settings
+from .settings import settings_problems
 
 
 class ExportRun:
@@ -48,11 +48,7 @@ class ExportRun:
         if not os.access(self.folder, os.W_OK):
             why = f"the output folder {self.folder} cannot be written: pick another Output folder"
             raise ExportError(why)
-        start, _ = frame_range(self.scene, settings)
-        hide = reference.drag_objects(context, settings)
-        self.render = ReferenceRender(
-            context, start, settings.width, settings.height, quality=settings.render_quality, hide=hide
-        ).start()
+        self.render = render_for_settings(context, settings).start()  # the drags hidden, a clean plate
         return self
 
     def poll(self) -> bool:

@@ -2,10 +2,13 @@
 
 `export_job(context, directory)` creates a new job folder inside `directory` (named
 `<scene>-<YYYYmmdd-HHMMSS>`, with `-2`, `-3`... when taken) holding job.json, reference.png,
-depth.npy (rendered references only), conditions.npz and the reference video when one is set. It
-runs nothing: it is what Generate hands to the generator and what a render farm runs with
-`python -m backend run JOB`. Everything is written into a hidden temporary folder next to it and
-renamed into place at the end, so a job folder either is complete or does not exist.
+depth.npy (rendered references only), conditions.npz and the reference video when one is set.
+Rendered references also give conditions.npz `object_ids` with job.json `objects`, and, when a
+drag starts on an object (drag_regions "auto"), clean_plate.png + clean_plate_depth.npy with
+`clean_plate: true` (identity.py). It runs nothing: it is what Generate hands to the generator
+and what a render farm runs with `python -m backend run JOB`. Everything is written into a hidden
+temporary folder next to it and renamed into place at the end, so a job folder either is
+complete or does not exist.
 
 Settings are checked first (`settings.settings_problems`, then JobSpec.validate) and refused with a message
 that says what to change; nothing in the .blend changes (the frame and render settings touched to
@@ -34,7 +37,7 @@ import bpy
 import numpy as np
 
 from ...blender_animate import job as jobfile
-from . import reference, scene_camera, scene_strokes
+from . import identity, reference, scene_camera, scene_strokes
 from .preferences import get_preferences
 from .settings import frame_range, settings_problems, video_fps
 
@@ -101,6 +104,8 @@ def make_spec(context, settings, *, reference_source: str, reference_path: str =
         guidance=getattr(settings, "guidance", "ttm"),
         lora=bpy.path.abspath(getattr(prefs, "lora", "")) if getattr(prefs, "lora", "") else "",
         animateanything_model=getattr(prefs, "animateanything_model", ""),
+        segment_model=getattr(prefs, "segment_model", "").strip(),
+        depth_model=getattr(prefs, "depth_model", "").strip(),
         # Downloads need both the user's yes and Blender's "Allow Online Access".
         allow_download=bool(getattr(prefs, "allow_download", False)) and bool(bpy.app.online_access),
         device=getattr(prefs, "device", "auto"),
@@ -109,6 +114,8 @@ def make_spec(context, settings, *, reference_source: str, reference_path: str =
         reference_source=reference_source,
         reference_path=reference_path,
         reference_video=video,
+        drag_regions=getattr(settings, "drag_regions", "AUTO").lower(),
+        object_max_share=getattr(settings, "object_max_share", 35.0) / 100.0,
     )
     try:
         return spec.validate()
@@ -186,17 +193,24 @@ def export_job(context, directory, *, rendered=None) -> tuple[Path, list[str]]:
     # 2. The drags, projected through the first frame's camera at the job size.
     drags = scene_strokes.read_drags(context, settings, cam.c2w[0], K[0], W, H, cam.times, start, end)
     warnings += drags.warnings
-    # 3. The reference image (and depth when rendered).
+    # 3. The reference image (and depth, object ids and a clean plate when rendered).
     depth = None
-    if source == "render" and rendered is not None:
+    if source == "render" and rendered is None:
+        rendered = identity.render_job_reference(
+            context,
+            start,
+            W,
+            H,
+            quality=getattr(settings, "render_quality", "FINAL"),
+            hide=reference.drag_objects(context, settings),
+            drag_starts=scene_strokes.drag_starts(drags) if spec.drag_regions == "auto" else None,
+            object_max_share=spec.object_max_share,
+        )
+    if source == "render":
         rgb, depth, render_wh = rendered.rgb, rendered.depth, rendered.render_wh
         ref_warnings = list(rendered.warnings)
-    elif source == "render":
-        hide = reference.drag_objects(context, settings)
-        quality = getattr(settings, "render_quality", "FINAL")
-        rgb, depth, render_wh, ref_warnings = reference.render_reference(
-            context, start, W, H, quality=quality, hide=hide
-        )
+        spec.objects = dict(rendered.objects)
+        spec.clean_plate = rendered.clean_plate_rgb is not None
     else:
         render_wh = (cam.width, cam.height)
         rgb, ref_warnings = reference.reference_from_image(image, W, H, render_wh)
@@ -214,6 +228,7 @@ def export_job(context, directory, *, rendered=None) -> tuple[Path, list[str]]:
         drags.track_visible,
         drags.track_radius,
         drags.region_masks,
+        rendered.object_ids if source == "render" else None,
         height=H,
         width=W,
     )
@@ -236,6 +251,7 @@ def export_job(context, directory, *, rendered=None) -> tuple[Path, list[str]]:
         "strokes_read": drags.num_strokes,
         "tracks": int(drags.tracks.shape[0]),
         "regions": int(drags.region_masks.shape[0]),
+        "clean_plate_hides": [e["name"] for e in spec.objects.values() if not e["in_clean_plate"]],
         "warnings": warnings,
     }
     spec.validate()
@@ -248,6 +264,9 @@ def export_job(context, directory, *, rendered=None) -> tuple[Path, list[str]]:
         _write_png(tmp / jobfile.REFERENCE_PNG, rgb)
         if depth is not None:
             jobfile.save_depth(tmp, depth)
+        if spec.clean_plate:
+            _write_png(tmp / jobfile.CLEAN_PLATE_PNG, rendered.clean_plate_rgb)
+            jobfile.save_depth(tmp, rendered.clean_plate_depth, name=jobfile.CLEAN_PLATE_DEPTH_NPY)
         conditions.save(tmp / jobfile.CONDITIONS_NPZ)
         if video_src is not None:
             try:

@@ -20,6 +20,8 @@ ADDON_PACKAGE = __package__.rsplit(".", 2)[0]
 MODEL_SETTINGS = (
     ("cogvideox_model", "CogVideoX Model"),
     ("animateanything_model", "AnimateAnything Weights"),
+    ("segment_model", "SAM 2 Model"),
+    ("depth_model", "Depth Model"),
 )
 
 

@@ -21,7 +21,8 @@ smallest percentage that still covers the video. A second, cheap render writes t
 through the compositor to a 32-bit EXR (Cycles with 1 sample, EEVEE through Workbench). The drag
 objects are hidden from both renders. Every setting touched is put back, even when a render fails.
 Generate runs this in a background Blender on a saved copy of the file (reference_job.py), so the
-UI never waits for it.
+UI never waits for it. A job's rendered reference also has an object-identity pass and, when a
+drag starts on an object, a clean plate (identity.py, which returns the `Rendered` defined here).
 
 Grease pencil is in the colour render (as the scene renders it) but not in the depth: the depth
 render turns the view layer's grease pencil off (`use_grease_pencil`). Strokes are mostly drag
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import bpy
@@ -77,14 +79,21 @@ def crop_resize_rgb(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(out, dtype=np.uint8)
 
 
-def crop_resize_depth(depth: np.ndarray, width: int, height: int) -> np.ndarray:
-    """(h, w) float32 -> (height, width) float32 by the centre-crop rule, nearest source pixel:
-    destination pixel centre j + 0.5 maps to source coordinate x0 + (j + 0.5) / s."""
-    h, w = depth.shape
+def crop_resize_nearest(a: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(h, w, ...) -> (height, width, ...) of the same dtype by the centre-crop rule, nearest source
+    pixel: destination pixel centre j + 0.5 maps to source coordinate x0 + (j + 0.5) / s. Depth
+    and the object-identity pass (identity.py) both take it, so they stay aligned."""
+    h, w = a.shape[:2]
     x0, y0, _, _, s = crop_box((w, h), (width, height))
     cols = np.clip(np.floor(x0 + (np.arange(width) + 0.5) / s).astype(np.int64), 0, w - 1)
     rows = np.clip(np.floor(y0 + (np.arange(height) + 0.5) / s).astype(np.int64), 0, h - 1)
-    return np.ascontiguousarray(depth[rows[:, None], cols[None, :]], dtype=np.float32)
+    return np.ascontiguousarray(a[rows[:, None], cols[None, :]])
+
+
+def crop_resize_depth(depth: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(h, w) float32 -> (height, width) float32 by the centre-crop rule, nearest source pixel
+    (crop_resize_nearest)."""
+    return crop_resize_nearest(np.asarray(depth, np.float32), width, height)
 
 
 def srgb_encode(linear: np.ndarray) -> np.ndarray:
@@ -146,6 +155,38 @@ def reference_from_image(image, width: int, height: int, render_wh: tuple[int, i
     return crop_resize_rgb(rgb, width, height), warnings
 
 
+@dataclass
+class Rendered:
+    """A rendered reference at the job size (identity.finish, reference_job.ReferenceRender.poll).
+
+    rgb (H, W, 3) uint8; depth (H, W) float32 planar, +inf far; render_wh: the size the scene
+    rendered at; warnings. object_ids (H, W) int32 (the identity pass, 0 = no object; None: not
+    rendered), objects: job.json's table {"<id>": {"name": str, "in_clean_plate": bool}};
+    clean_plate_rgb (H, W, 3) uint8 and clean_plate_depth (H, W) float32 (+inf far): frame 0 with
+    the objects whose in_clean_plate is false hidden, None when no drag starts on an object."""
+
+    rgb: np.ndarray
+    depth: np.ndarray
+    render_wh: tuple[int, int]
+    warnings: list[str]
+    object_ids: np.ndarray | None = None
+    objects: dict = field(default_factory=dict)
+    clean_plate_rgb: np.ndarray | None = None
+    clean_plate_depth: np.ndarray | None = None
+
+    @property
+    def clean_plate(self) -> bool:
+        return self.clean_plate_rgb is not None
+
+
+def _plain(value):
+    """A value that does not change with the property: arrays (an object's colour, a vector) are
+    live views of the property, so they are copied into a tuple."""
+    if type(value).__name__ in ("bpy_prop_array", "Vector", "Color", "Euler", "Quaternion"):
+        return tuple(value)
+    return value
+
+
 class _Settings:
     """Save attributes now, put them back (in the saved order) on restore()."""
 
@@ -155,13 +196,13 @@ class _Settings:
     def save(self, obj, *names: str) -> None:
         for name in names:
             if hasattr(obj, name):
-                self._saved.append((obj, name, getattr(obj, name)))
+                self._saved.append((obj, name, _plain(getattr(obj, name))))
 
     def restore(self) -> list[str]:
         failed = []
         for obj, name, value in self._saved:
             try:
-                if getattr(obj, name) != value:
+                if _plain(getattr(obj, name)) != value:
                     setattr(obj, name, value)
             except (TypeError, ValueError, AttributeError) as exc:
                 failed.append(f"{name}: {exc}")

@@ -10,10 +10,14 @@ process group (blender_animate.addon.processes), with an argument list:
 - the bpy module (`bpy.app.binary_path` is empty there, checked on 4.5, 5.0, 5.2 and 5.3): the
   Python that runs it (`sys.executable`, which imports bpy) with ``[render_child.py, ARGS.json]``.
 
-`poll()` never blocks: it returns None while the child runs, else a `Rendered` (rgb, depth,
-render_wh, warnings, as reference.render_reference returns them) or raises ReferenceImageError
-with the child's message. `cancel()` kills the child's group at once; `close()` removes the
-temporary folder. The artist's scene is never touched: the drags are hidden in the copy.
+`poll()` never blocks: it returns None while the child runs, else a `Rendered` (reference.py:
+rgb, depth, render_wh, warnings, object_ids, objects, clean_plate_rgb, clean_plate_depth, at the
+job size: identity.finish) or raises ReferenceImageError with the child's message. `cancel()`
+kills the child's group at once; `close()` removes the temporary folder. The artist's scene is
+never touched: the drags (and a clean plate's objects) are hidden in the copy.
+
+`render_for_settings(context, settings)` is the render Generate and Export Job start: the scene's
+first frame, quality and drags, and the drag starts that may pick a clean plate (`plate_starts`).
 """
 
 from __future__ import annotations
@@ -24,24 +28,48 @@ import subprocess
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
 import numpy as np
 
 from ...blender_animate.addon.processes import new_process_group, stop_group
-from . import reference
+from . import identity, reference, scene_camera, scene_strokes
+from .reference import Rendered as Rendered  # the result of poll(), defined beside the renderer
+from .settings import frame_range
 
 CHILD_SCRIPT = Path(__file__).resolve().with_name("render_child.py")
 
 
-@dataclass
-class Rendered:
-    rgb: np.ndarray  # (H, W, 3) uint8 at the job size
-    depth: np.ndarray  # (H, W) float32 at the job size, +inf far
-    render_wh: tuple[int, int]  # the size the scene rendered at
-    warnings: list[str]
+def plate_starts(context, settings) -> np.ndarray:
+    """(P, 2) float32 job pixels: the first points of the drags that no closed outline claims
+    (scene_strokes.drag_starts), the ones that can pick a clean plate's objects; none when the
+    settings' drag regions are Discs. Reads the camera and the strokes as the export does (raises
+    their ValueErrors: SceneCameraError, DragSourceError)."""
+    if getattr(settings, "drag_regions", "AUTO") == "DISCS" or settings.drag_source == "NONE":
+        return np.zeros((0, 2), np.float32)
+    start, end = frame_range(context.scene, settings)
+    W, H = settings.width, settings.height
+    cam = scene_camera.read_camera(context, start, end, settings.num_frames)
+    K = scene_camera.job_intrinsics(cam, W, H)
+    drags = scene_strokes.read_drags(context, settings, cam.c2w[0], K[0], W, H, cam.times, start, end)
+    return scene_strokes.drag_starts(drags)
+
+
+def render_for_settings(context, settings) -> ReferenceRender:
+    """The reference render (not started) for the scene settings: first frame, job size, quality,
+    the drags hidden, and the drag starts and object_max_share for the clean plate."""
+    start, _ = frame_range(context.scene, settings)
+    return ReferenceRender(
+        context,
+        start,
+        settings.width,
+        settings.height,
+        quality=settings.render_quality,
+        hide=reference.drag_objects(context, settings),
+        drag_starts=plate_starts(context, settings),
+        object_max_share=settings.object_max_share / 100.0,
+    )
 
 
 def render_command(blend: Path, args_json: Path) -> list[str]:
@@ -66,7 +94,20 @@ def render_command(blend: Path, args_json: Path) -> list[str]:
 class ReferenceRender:
     """One reference render in a background Blender (see the module docstring)."""
 
-    def __init__(self, context, frame: int, width: int, height: int, *, quality="PREVIEW", hide=()):
+    def __init__(
+        self,
+        context,
+        frame: int,
+        width: int,
+        height: int,
+        *,
+        quality="PREVIEW",
+        hide=(),
+        drag_starts=None,
+        object_max_share: float = identity.DEFAULT_OBJECT_MAX_SHARE,
+    ):
+        """drag_starts: (P, 2) job pixels that may pick clean-plate objects (None: no plate);
+        object_max_share: the largest share of the frame an object may cover and still be one."""
         self.scene_name = context.scene.name
         self.width, self.height = width, height
         self.folder = Path(tempfile.mkdtemp(prefix="animate_anything_reference_"))
@@ -81,8 +122,12 @@ class ReferenceRender:
             "quality": quality,
             "hide": [ob.name for ob in hide],
             "folder": str(self.folder),
+            "drag_starts": np.asarray(drag_starts if drag_starts is not None else [], np.float64)
+            .reshape(-1, 2)
+            .tolist(),
+            "object_max_share": float(object_max_share),
         }
-        self.stage = "render 0/2"
+        self.stage = "render 0/3"
         self.fraction = 0.0
         self.error = ""
         self.proc: subprocess.Popen | None = None
@@ -156,10 +201,24 @@ class ReferenceRender:
         info = json.loads(info_path.read_text())
         rgb = reference._read_png(self.folder / info["color"])
         depth = np.load(self.folder / info["depth"])
-        result = reference.finish_reference(
-            rgb, depth, info["clip_end"], self.width, self.height, info["warnings"]
+        ids = np.load(self.folder / info["ids"])
+        plate_rgb = plate_depth = None
+        if "plate_color" in info:
+            plate_rgb = reference._read_png(self.folder / info["plate_color"])
+            plate_depth = np.load(self.folder / info["plate_depth"])
+        return identity.finish(
+            rgb,
+            depth,
+            ids,
+            {int(i): name for i, name in info["objects"].items()},
+            info["clip_end"],
+            self.width,
+            self.height,
+            info["warnings"],
+            plate_ids=info["plate_ids"],
+            plate_rgb=plate_rgb,
+            plate_depth=plate_depth,
         )
-        return Rendered(*result)
 
     def wait(self, timeout: float | None = None) -> Rendered:
         """Block until the child ends (background mode, scripts)."""

@@ -32,10 +32,9 @@ from ...blender_animate.result import ResultError
 from . import reference, result_import, result_timing
 from .job_export import export_job
 from .preferences import generator_paths, generator_python, is_blenders_python
-from .reference_job import ReferenceRender
+from .reference_job import ReferenceRender, render_for_settings
 from .settings import (
     crop_warning,
-    frame_range,
     output_folder,
     output_warning,
     settings_problems,
@@ -307,19 +306,15 @@ def start_run(context, *, python: str | None = None) -> GenerateRun:
         except Exception as exc:  # the exporter's messages (ValueError subclasses) say what to change
             raise GenerateError(f"Export failed: {exc}") from exc
         return run_job(context, Path(job_dir), python=python, warnings=warnings + export_warnings)
-    start, _ = frame_range(scene, settings)
-    hide = reference.drag_objects(context, settings)
     try:
         folder.mkdir(parents=True, exist_ok=True)  # refused now, not after the render
         if not os.access(folder, os.W_OK):
             raise OSError(f"the output folder {folder} cannot be written: pick another Output folder")
-        render = ReferenceRender(
-            context, start, settings.width, settings.height, quality=settings.render_quality, hide=hide
-        ).start()
-    except (OSError, reference.ReferenceImageError) as exc:
+        render = render_for_settings(context, settings).start()
+    except (OSError, ValueError) as exc:  # ReferenceImageError, or the camera's and drags' readers
         raise GenerateError(f"Export failed: {exc}") from exc
     _active = GenerateRun(scene, folder, None, warnings=warnings, render=render, python=python)
-    _active.stage = "reference render 0/2"
+    _active.stage = f"reference {render.stage}"
     _by_scene[scene.as_pointer()] = _active
     _active._show()
     return _active

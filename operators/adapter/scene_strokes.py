@@ -14,9 +14,13 @@ Convention:
   ignored. A stroke repeated unchanged on a later keyframe counts once (at its first keyframe).
 - A closed (cyclic) stroke, or one whose material fills, is a region mask (H, W) bool: the area that
   moves with the drags that start inside it (blender_animate.tracks.polygon_mask).
-- Radius: a grease pencil point's radius (object units, scaled to world units) projected at its
-  depth, fx * r / z, averaged over the stroke, at least 1 pixel. Annotation points have no radius:
-  they get blender_animate.tracks.DEFAULT_RADIUS pixels.
+- Radius: every open stroke's track_radius is the panel's Drag Radius, a share of the image
+  diagonal (`drag_radius`, default DEFAULT_DRAG_RADIUS = 8 %): radius = share * hypot(W, H)
+  pixels. It is the soft disc a drag moves when it starts on no object (the ground, the world, an
+  object larger than object_max_share: blender_animate/drags.py). The stroke's thickness (a grease
+  pencil point's radius) is not used: its default is about a pixel, invisible as a size.
+- Drag starts (`drag_starts`): the first points of the moving drags that no closed outline
+  claims (outlines win), which pick the objects of the clean plate (identity.py).
 - Problems that are the drawing's (off-screen or behind-the-camera strokes, single points, empty
   layers, hidden layers, points at NaN or infinite coordinates) become warnings naming the stroke,
   never exceptions. A single-point stroke is kept as a static
@@ -34,6 +38,7 @@ import numpy as np
 from . import compat
 
 TIMINGS = {"ARC_LENGTH": "arclength", "RECORDED": "time"}
+DEFAULT_DRAG_RADIUS = 0.08  # share of the image diagonal (the panel's Drag Radius, in percent there)
 
 
 class DragSourceError(ValueError):
@@ -42,8 +47,9 @@ class DragSourceError(ValueError):
 
 @dataclass
 class WorldStroke:
-    """One stroke in world space. points (N, 3) world units; radius (N,) world units or None (use the
-    default pixel radius); times (N,) seconds since the stroke started or None; frame: the scene frame
+    """One stroke in world space. points (N, 3) world units; radius (N,) world units or None (the
+    stroke's thickness, read but not the drag's size: see the module docstring); times (N,)
+    seconds since the stroke started or None; frame: the scene frame
     of its keyframe; closed: a region rather than a drag; label: where it came from, for messages."""
 
     points: np.ndarray
@@ -289,15 +295,22 @@ def strokes_to_drags(
     height: int,
     times: np.ndarray,
     timing: str = "ARC_LENGTH",
+    drag_radius: float = DEFAULT_DRAG_RADIUS,
 ) -> Drags:
     """Project world strokes through the first frame's camera (c2w0 (4,4) OpenCV, K0 (3,3) pixels of
     width x height) and build tracks over len(times) frames (`times`: the scene frame of each job
-    frame). See the module docstring for the rules."""
+    frame). `drag_radius`: every track's radius as a share of the image diagonal (0 < share <= 1).
+    See the module docstring for the rules."""
     from ...blender_animate.camera import project_points
-    from ...blender_animate.tracks import DEFAULT_RADIUS, build_tracks, polygon_mask
+    from ...blender_animate.tracks import build_tracks, polygon_mask
 
     if timing not in TIMINGS:
         raise DragSourceError(f"unknown drag timing {timing!r}: use ARC_LENGTH or RECORDED")
+    if not (math.isfinite(drag_radius) and 0.0 < drag_radius <= 1.0):
+        raise DragSourceError(
+            f"the drag radius must be a share of the image diagonal in (0, 1], got {drag_radius}"
+        )
+    radius_px = float(drag_radius * math.hypot(width, height))
     F = len(times)
     warnings: list[str] = []
     polylines, starts, stroke_times, radii, masks, start_depths = [], [], [], [], [], []
@@ -341,15 +354,10 @@ def strokes_to_drags(
             continue
         if len(uv) == 1:
             single += 1
-        if stroke.radius is not None:
-            r = float(np.mean(K0[0, 0] * stroke.radius / z))
-            radius = max(r, 1.0) if math.isfinite(r) else DEFAULT_RADIUS
-        else:
-            radius = DEFAULT_RADIUS
         polylines.append(uv)
         starts.append(start)
         stroke_times.append(stroke.times)
-        radii.append(radius)
+        radii.append(radius_px)
         start_depths.append(float(z[0]))
     if single:
         warnings.append(
@@ -387,13 +395,34 @@ def strokes_to_drags(
     )
 
 
+def drag_starts(drags: Drags) -> np.ndarray:
+    """(P', 2) float32 job pixels (x, y): the first points of the tracks that move (static pins
+    left out) and whose start pixel (floor) lies in no region mask (closed outlines win there), in
+    track order. These pick the objects a clean plate hides (identity.plate_objects)."""
+    tracks = np.asarray(drags.tracks, np.float32)
+    if tracks.shape[0] == 0:
+        return np.zeros((0, 2), np.float32)
+    start = tracks[:, 0]
+    moves = (np.abs(tracks - start[:, None]) > 1e-3).any(axis=(1, 2))
+    masks = np.asarray(drags.region_masks, bool)
+    claimed = np.zeros(len(start), bool)
+    if masks.shape[0]:
+        H, W = masks.shape[1:]
+        ix, iy = np.floor(start[:, 0]).astype(np.int64), np.floor(start[:, 1]).astype(np.int64)
+        inside = (ix >= 0) & (ix < W) & (iy >= 0) & (iy < H)
+        claimed[inside] = masks[:, iy[inside], ix[inside]].any(axis=0)
+    return np.ascontiguousarray(start[moves & ~claimed], np.float32)
+
+
 def read_drags(
     context, settings, c2w0, K0, width: int, height: int, times: np.ndarray, frame_start: int, frame_end: int
 ):
-    """Drags for the scene settings `settings` (scene.animate_anything): collect, then project."""
+    """Drags for the scene settings `settings` (scene.animate_anything): collect, then project
+    (track radius: the settings' drag_radius, percent of the image diagonal)."""
     strokes, warnings = collect_strokes(
         context, settings.drag_source, settings.drag_object, settings.drag_layer, frame_start, frame_end
     )
-    drags = strokes_to_drags(strokes, c2w0, K0, width, height, times, settings.drag_timing)
+    share = getattr(settings, "drag_radius", 100.0 * DEFAULT_DRAG_RADIUS) / 100.0
+    drags = strokes_to_drags(strokes, c2w0, K0, width, height, times, settings.drag_timing, share)
     drags.warnings[:0] = warnings
     return drags

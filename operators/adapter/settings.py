@@ -105,6 +105,22 @@ def limit_notes(settings) -> list[str]:
     return notes
 
 
+def picked_depth_notes(context, settings) -> list[str]:
+    """With Reference = Image and no Depth Model preference: the lines saying that the picked image
+    is a flat plane and how to give it depth (a Depth Anything V2 folder). [] otherwise. A note,
+    never a problem: the job runs either way."""
+    if getattr(settings, "reference_source", "") != "FILE":
+        return []
+    if getattr(get_preferences(context), "depth_model", "").strip():
+        return []
+    return [
+        "No depth model: the picked image moves as a flat plane",
+        "For depth set Depth Model in the add-on preferences to a",
+        "Depth Anything V2 folder (Hugging Face:",
+        "depth-anything/Depth-Anything-V2-Small-hf, Apache-2.0)",
+    ]
+
+
 def settings_problems(context, *, fresh: bool = False) -> list[str]:
     """Why the current settings cannot be exported, cheapest checks only (used by poll functions and
     drawn by the panel). [] when export can be tried; the export itself checks the rest. Cached

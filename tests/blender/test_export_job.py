@@ -243,7 +243,7 @@ def test_a_read_only_or_full_output_folder_is_named(ext, aa, bpy_module, tmp_pat
     folder.mkdir()
     real_mkdir = type(folder).mkdir
     rendered = []
-    monkeypatch.setattr(export.reference, "render_reference", lambda *a, **k: rendered.append(1) or 1 / 0)
+    monkeypatch.setattr(export.identity, "render_job_reference", lambda *a, **k: rendered.append(1) or 1 / 0)
 
     def read_only(self, *args, **kwargs):
         if self.parent == folder:

@@ -98,13 +98,12 @@ def test_grease_pencil_world_space_tracks_and_radius(ext, aa, bpy_module):
         uv = _project(aa, X, samples)
         np.testing.assert_allclose(drags.tracks[p, 0], uv[0], atol=1e-3)
         np.testing.assert_allclose(drags.tracks[p, -1], uv[-1], atol=1e-3)
-    # Radius: 0.05 object units x scale 2 = 0.1 world units, projected at its depth (~8 units).
-    z = (world[0] @ np.diag([1, 1, 1]))[:, 2] * -1.0
-    expected = np.mean(samples.K[0, 0, 0] * 0.1 / z)
-    assert drags.track_radius[0] == pytest.approx(expected, rel=1e-4)
-    assert drags.track_radius[1] == pytest.approx(
-        2 * np.mean(samples.K[0, 0, 0] * 0.1 / -world[1][:, 2]), rel=1e-4
+    # Radius: the Drag Radius share of the image diagonal (8 % by default), not the point radius.
+    np.testing.assert_allclose(drags.track_radius, [0.08 * np.hypot(W, H)] * 2, rtol=1e-6)
+    wide = strokes_mod.strokes_to_drags(
+        strokes, samples.c2w[0], samples.K[0], W, H, samples.times, drag_radius=0.25
     )
+    np.testing.assert_allclose(wide.track_radius, [0.25 * np.hypot(W, H)] * 2, rtol=1e-6)
     assert drags.start_depth == pytest.approx(np.median([-world[0][0, 2], -world[1][0, 2]]), rel=1e-5)
     # No object picked: every visible grease pencil object's visible layers.
     other = _gp_object(bpy, aa, "Other")
@@ -263,7 +262,7 @@ def test_annotation_strokes(ext, aa, bpy_module):
     uv = _project(aa, co, samples)
     np.testing.assert_allclose(drags.tracks[0, 0], uv[0], atol=1e-3)
     np.testing.assert_allclose(drags.tracks[0, -1], uv[-1], atol=1e-3)
-    assert drags.track_radius[0] == aa("blender_animate.tracks").DEFAULT_RADIUS
+    assert drags.track_radius[0] == pytest.approx(0.08 * np.hypot(W, H))
 
 
 def test_100_strokes_of_50_points_become_tracks(ext, aa, bpy_module):
