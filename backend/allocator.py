@@ -28,8 +28,53 @@ TRIM_THRESHOLD = 1 << 30
 ENV = "ANIMATE_ANYTHING_MALLOC"
 
 
+# numpy's OpenBLAS starts a thread per core and, after each BLAS call (the flow's small matrix
+# products), keeps them spinning and yielding: with the frame threads busy, that is CPU taken
+# from them (at 720x480x49 on 2 cores: 2.6 s of system time with one frame thread; 2 threads
+# 2.95 s -> 2.43 s wall, benchmarks/bench_preview.py). Per-frame work is parallel across
+# frames, so numpy's BLAS runs on the calling thread. torch keeps its own thread pools.
+BLAS_ENV = "OPENBLAS_NUM_THREADS"
+
+
+def one_blas_thread() -> bool:
+    """One OpenBLAS thread, unless OPENBLAS_NUM_THREADS is set already (an explicit value wins):
+    the variable for libraries loaded from now on, and openblas_set_num_threads(1) in those
+    already loaded (numpy's, found in /proc/self/maps; Linux). True when it took effect."""
+    if BLAS_ENV in os.environ:
+        return False
+    os.environ[BLAS_ENV] = "1"
+    if not sys.platform.startswith("linux"):
+        return "numpy" not in sys.modules
+    try:
+        with open("/proc/self/maps") as fh:
+            paths = {line.split()[-1] for line in fh if "openblas" in line.lower()}
+    except OSError:
+        return False
+    done = "numpy" not in sys.modules
+    for path in sorted(p for p in paths if p.startswith("/")):
+        try:
+            lib = ctypes.CDLL(path)  # already loaded: the same handle
+        except OSError:
+            continue
+        for name in (
+            "openblas_set_num_threads64_",
+            "openblas_set_num_threads",
+            "scipy_openblas_set_num_threads64_",
+        ):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn.argtypes, fn.restype = [ctypes.c_int], None
+                fn(1)
+                done = True
+                break
+    return done
+
+
 def keep_freed_memory(*, one_arena: bool = True) -> bool:
-    """Tune glibc's malloc as described above; True when it took effect."""
+    """Tune glibc's malloc as described above (and numpy's BLAS threads: one_blas_thread); True
+    when the malloc settings took effect."""
+    if os.environ.get(ENV, "") != "default":
+        one_blas_thread()
     if not sys.platform.startswith("linux") or os.environ.get(ENV, "") == "default":
         return False
     try:

@@ -54,8 +54,16 @@ def make_job(folder: Path, width: int, height: int, frames: int) -> Path:
     c2w[:, 0, 3] = np.linspace(0.0, 0.5, frames)  # and a pan
     cx, cy = width / 2, height / 2
     drag = np.stack([np.linspace(cx, cx + 40, frames), np.linspace(cy, cy - 20, frames)], -1)
+    # drag_regions "discs": the drag moves a disc of pixels, as in the baseline's stage 1 (an
+    # object drag on this picked image would add the segmentation of issue 12, backend.segment,
+    # to the new side only; not part of this comparison).
     job = write_job(
-        folder, width=width, height=height, num_frames=frames, tracks=drag[None].astype(np.float32)
+        folder,
+        width=width,
+        height=height,
+        num_frames=frames,
+        tracks=drag[None].astype(np.float32),
+        drag_regions="discs",
     )
     from blender_animate import job as jobio
 
@@ -99,7 +107,7 @@ def stages(job: Path, n_frames: int) -> dict:
 
     from backend import outputs as out
     from backend.context import load_context
-    from backend.modes.preview import FlowPlan, frame_flow
+    from backend.modes.preview import flow_plan, frame_flow
     from backend.preview import fill as new_fill
     from backend.preview import splat as new_splat
     from benchmarks.preview_baseline import fill as old_fill
@@ -124,7 +132,7 @@ def stages(job: Path, n_frames: int) -> dict:
         ctx.depth, c.K, c.c2w, c.tracks, c.track_visible, c.track_radius, None, height=H, width=W
     )
     acc["flow old"] = [(clock() - t) * 1000 / F]
-    plan = FlowPlan(None, 2, None, None, {})
+    plan = flow_plan(ctx)
     gx, gy = np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32))
     ref_bgr = np.ascontiguousarray(ctx.reference[..., ::-1])
     frames = []

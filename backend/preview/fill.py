@@ -14,7 +14,10 @@ bool, depth=None, method=...) -> (H, W, C) uint8`, known pixels unchanged (up to
   smears foreground into disocclusions (tests/backend/test_fill.py shows it).
 "auto": "background" when a depth is given, else "telea" when OpenCV imports, else "pushpull".
 
-Near the holes only: `fill_holes` runs "background" and "pushpull" on windows around the holes
+Near the holes only: the push-pull is evaluated sparsely (`push_pull_sparse`: only the pyramid
+cells the hole pixels depend on, down to where the weights reach 1, the same float32 arithmetic
+as the dense `push_pull`, bitwise; the whole-frame work left is the one-channel weight
+pyramid), and `fill_holes` runs "background" and "pushpull" on windows around the holes
 (`hole_windows`: tiles of WINDOW_TILE pixels holding a hole, grown by WINDOW_MARGIN pixels,
 merged into rectangles, every connected hole wholly inside one of them), so the cost follows the
 hole area, not the frame's. The result is the whole-frame fill's, exactly: windows are aligned to
@@ -116,7 +119,11 @@ def _fill(image, u8, hole, depth, method, radius, far_preference, *, strict: boo
     if method == "background":
         filled = background_fill(image, hole, depth, power=far_preference, window_levels=levels)
     else:
-        filled = push_pull(image.astype(np.float32), (~hole).astype(np.float32), window_levels=levels)
+        img = image.astype(np.float32, copy=False)
+        filled = push_pull_sparse(img, (~hole).astype(np.float32), hole, blend="full", window_levels=levels)
+        out = u8.copy()
+        out[hole] = np.clip(np.rint(filled), 0, 255).astype(np.uint8)
+        return out
     out = u8.copy()
     out[hole] = np.clip(np.rint(filled[hole]), 0, 255).astype(np.uint8)
     return out
@@ -254,17 +261,29 @@ def background_fill(
         # hold a mix of object and background depth), spread over `reach` pixels.
         sy, sx = np.nonzero(seed)
         znear = np.full(sy.size, np.inf, np.float32)
-        zv = np.where(ok_z, z, np.float32(np.inf))
+        # Valid depths (inf elsewhere) in the seeds' bounding box grown by 2 px only.
+        y0, x0 = max(int(sy.min()) - 2, 0), max(int(sx.min()) - 2, 0)
+        y1, x1 = min(int(sy.max()) + 3, H), min(int(sx.max()) + 3, W)
+        zv = np.where(ok_z[y0:y1, x0:x1], z[y0:y1, x0:x1], np.float32(np.inf))
         for dy in range(-2, 3):
             for dx in range(-2, 3):
-                np.minimum(znear, zv[np.clip(sy + dy, 0, H - 1), np.clip(sx + dx, 0, W - 1)], out=znear)
-        zseed = np.zeros((H, W), np.float32)
-        zseed[sy, sx] = znear
-        zseed = _spread_max(zseed, reach)
-        fg = ok_z & (z <= zseed * np.float32(FG_TOLERANCE))
+                yy = np.clip(sy + dy, 0, H - 1) - y0
+                xx = np.clip(sx + dx, 0, W - 1) - x0
+                np.minimum(znear, zv[yy, xx], out=znear)
+        # _spread_max of the seeds' depths (0 elsewhere), on its cells: only the cells with a
+        # seed, and the comparison made in the box of the cells it reaches (zseed is 0 beyond it:
+        # no valid depth is <= 0, so nothing there is foreground).
+        cell = SPREAD_CELL
+        cells = _spread_cells(sy // cell, sx // cell, znear, -(-H // cell), -(-W // cell), reach, cell)
+        rows, cols = np.flatnonzero(cells.any(axis=1)), np.flatnonzero(cells.any(axis=0))
+        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        Y0, Y1, X0, X1 = r0 * cell, min(r1 * cell, H), c0 * cell, min(c1 * cell, W)
+        thr = np.repeat(np.repeat(cells[r0:r1, c0:c1], cell, axis=0), cell, axis=1)[: Y1 - Y0, : X1 - X0]
+        box = (slice(Y0, Y1), slice(X0, X1))
+        fg = ok_z[box] & (z[box] <= thr * np.float32(FG_TOLERANCE))
         # The background rim of each hole stays in (e.g. a floor nearer than the occluder, but on
         # the far side of the hole), so that the fill continues what borders the hole there.
-        weight[fg & ~(back & ~seed)] = 0.0
+        weight[box][fg & ~(back[box] & ~seed[box])] = 0.0
     cracked = crack_n > 0
     img[cracked] = crack_sum[cracked] / crack_n[cracked, None]
     cracked = cracked.reshape(H, W)
@@ -276,7 +295,7 @@ def background_fill(
             if window_levels is not None:
                 raise _NeedsFrame
             weight = (known | cracked).astype(np.float32)
-        out[rest] = push_pull(out, weight, at=rest, window_levels=window_levels)
+        out[rest] = push_pull_sparse(out, weight, rest, window_levels=window_levels)
     return out
 
 
@@ -294,15 +313,18 @@ def _continue(iz: np.ndarray, r: np.ndarray, p: np.ndarray, q: np.ndarray, step:
     return np.where(ok, za + slope * np.abs(q - a).astype(np.float32), iz[r, p])
 
 
-def _spread_max(a: np.ndarray, radius: int, cell: int = 8) -> np.ndarray:
-    """About the maximum of `a` (H, W) >= 0 within `radius` pixels (a square) of every pixel,
-    computed on cells of `cell` x `cell` pixels (max-pooled, dilated by radius / cell cells,
-    expanded back): the square reaches between `radius` and `radius + cell` pixels. Cheap."""
-    H, W = a.shape
-    h, w = -(-H // cell), -(-W // cell)
-    pad = np.zeros((h * cell, w * cell), a.dtype)
-    pad[:H, :W] = a
-    m = pad.reshape(h, cell, w, cell).max(axis=(1, 3))
+SPREAD_CELL = 8
+
+
+def _spread_cells(cy, cx, values, h: int, w: int, radius: int, cell: int) -> np.ndarray:
+    """_spread_max's cell grid (h, w) for an image that is 0 but at the points (cy, cx) (cell
+    indices) holding `values` >= 0: the max per cell, dilated by radius / cell cells."""
+    m = np.zeros((h, w), np.float32)
+    np.maximum.at(m, (cy, cx), values)
+    return _dilate_cells(m, radius, cell)
+
+
+def _dilate_cells(m: np.ndarray, radius: int, cell: int) -> np.ndarray:
     for _ in range(max(1, -(-radius // cell))):
         grown = m.copy()
         np.maximum(grown[1:], m[:-1], out=grown[1:])
@@ -310,6 +332,18 @@ def _spread_max(a: np.ndarray, radius: int, cell: int = 8) -> np.ndarray:
         m = grown.copy()
         np.maximum(m[:, 1:], grown[:, :-1], out=m[:, 1:])
         np.maximum(m[:, :-1], grown[:, 1:], out=m[:, :-1])
+    return m
+
+
+def _spread_max(a: np.ndarray, radius: int, cell: int = SPREAD_CELL) -> np.ndarray:
+    """About the maximum of `a` (H, W) >= 0 within `radius` pixels (a square) of every pixel,
+    computed on cells of `cell` x `cell` pixels (max-pooled, dilated by radius / cell cells,
+    expanded back): the square reaches between `radius` and `radius + cell` pixels. Cheap."""
+    H, W = a.shape
+    h, w = -(-H // cell), -(-W // cell)
+    pad = np.zeros((h * cell, w * cell), a.dtype)
+    pad[:H, :W] = a
+    m = _dilate_cells(pad.reshape(h, cell, w, cell).max(axis=(1, 3)), radius, cell)
     return np.repeat(np.repeat(m, cell, axis=0), cell, axis=1)[:H, :W]
 
 
@@ -420,3 +454,182 @@ def _upsample2(a: np.ndarray) -> np.ndarray:
         return out.reshape(shape)
 
     return along(along(a, 0), 1)
+
+
+def _pull_weights(weight: np.ndarray, max_levels: int) -> list[np.ndarray]:
+    """push_pull's weight pyramid, whole (one channel, cheap): [w_0 (H, W) clipped, w_1, ...]
+    down to the level where push_pull stops (max_levels, or a side of one cell); w_l = min(1,
+    sum2x2(pad(w_{l-1}))) with push_pull's arithmetic."""
+    w = np.clip(weight, 0.0, 1.0).astype(np.float32)
+    out = [w]
+    while len(out) <= max_levels and min(w.shape) > 1 and w.min() < 1.0:
+        w = np.minimum(_sum2x2(_pad_even(w)), np.float32(1.0))
+        out.append(w)
+    return out
+
+
+def _taps2(i: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """_upsample2's two taps along one axis for fine indices i: the coarse cell i // 2 (weight
+    0.75) and its neighbour on i's side (0.25), clamped to [0, n - 1]."""
+    k = i // 2
+    return k, np.clip(np.where(i % 2 == 0, k - 1, k + 1), 0, n - 1)
+
+
+def _taps_at(i: np.ndarray, n: int):
+    """_upsample_at's taps along one axis: (i0, i1, fraction (m, 1) float32)."""
+    v = (i.astype(np.float32) + 0.5) * 0.5 - 0.5
+    i0 = np.floor(v)
+    f = (v - i0)[:, None]
+    i0 = i0.astype(np.int64)
+    return np.clip(i0, 0, n - 1), np.clip(i0 + 1, 0, n - 1), f
+
+
+def _mark(n: int, idx: np.ndarray) -> np.ndarray:
+    """The sorted distinct values of idx (flat indices below n), by a mark array."""
+    m = np.zeros(n, bool)
+    m[idx] = True
+    return np.flatnonzero(m)
+
+
+def push_pull_sparse(
+    image: np.ndarray,
+    weight: np.ndarray,
+    at: np.ndarray,
+    *,
+    max_levels: int = 16,
+    blend: str = "at",
+    window_levels: int | None = None,
+) -> np.ndarray:
+    """push_pull(image, weight, at=at) (blend "at") or push_pull(image, weight)[at] (blend
+    "full"), bitwise (the same float32 operations in the same order), computed only at the
+    pyramid cells those pixels depend on: a cell of weight 1 needs nothing coarser, so below the
+    whole weight pyramid (one channel, cheap) the cost follows the holes, not the frame.
+    image (H, W, C) float32, weight (H, W) float32, at (H, W) bool. Returns (n, C) float32 in
+    np.nonzero(at) order. window_levels: the image is a window of a frame aligned to
+    2 ** window_levels pixels: raise _NeedsFrame where its result could differ from the frame's
+    (a cell it needs lies deeper than that, or the window's pyramid ends before the frame's).
+
+    Levels: N_l, the cells push_pull's output at the pixels depends on (the upsampling taps of
+    the cells of N_{l-1} whose weight is below 1); P_l, those whose pulled value is needed (N_l
+    and the children of P_{l+1}). Values are pulled bottom-up over P_l, then pushed top-down
+    over N_l."""
+    ys, xs = np.nonzero(at)
+    C = image.shape[2]
+    H, W = weight.shape
+    if ys.size == 0:
+        return np.zeros((0, C), np.float32)
+    v0 = image[ys, xs]
+    w0 = np.clip(weight[ys, xs], 0.0, 1.0).astype(np.float32)
+    if not (w0 < 1.0).any():  # every pixel asked for is known: push_pull keeps it
+        return v0.astype(np.float32, copy=True)
+    wl = _pull_weights(weight, max_levels)
+    if len(wl) == 1 or not (wl[0] > 0).any():  # push_pull stops at once / nothing to fill from
+        if window_levels is not None:
+            raise _NeedsFrame
+        return v0.astype(np.float32, copy=True) if (wl[0] > 0).any() else np.zeros((ys.size, C), np.float32)
+    top = len(wl) - 1  # push_pull's last level: its value is the pulled one
+    if window_levels is not None and top <= window_levels and min(wl[top].shape) <= 1:
+        raise _NeedsFrame  # the window's pyramid ends on its size, the frame's may go on
+    shapes = [w.shape for w in wl]
+    # Top-down: the cells N_l and, for each, the four taps into level l + 1.
+    need = [None]  # N_0 is the pixels themselves
+    taps = []
+    cy, cx = ys, xs
+    for lev in range(1, top + 1):
+        h, w = shapes[lev]
+        if lev == 1 and blend == "at":
+            y0, y1, fy = _taps_at(cy, h)
+            x0, x1, fx = _taps_at(cx, w)
+            quad = np.stack([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1])
+            taps.append((quad, fy, fx))
+        else:
+            ky, ny = _taps2(cy, h)
+            kx, nx = _taps2(cx, w)
+            taps.append((np.stack([ky * w + kx, ny * w + kx, ky * w + nx, ny * w + nx]), None, None))
+        cells = _mark(h * w, taps[-1][0].reshape(-1))
+        need.append(cells)
+        if lev == top:
+            break
+        sel = np.flatnonzero(wl[lev].reshape(-1)[cells] < 1.0)
+        if sel.size == 0:
+            break
+        if window_levels is not None and lev + 1 > window_levels:
+            raise _NeedsFrame  # deeper than the window's aligned levels
+        cy, cx = np.divmod(cells[sel], w)
+        need[-1] = (cells, sel)
+    last = len(need) - 1
+    # Bottom-up pull over P_l (values in per-level arrays, written only at P_l).
+    pulled = [None] * (last + 1)
+    p_cells = [None] * (last + 1)
+    p = need[last][0] if isinstance(need[last], tuple) else need[last]
+    for lev in range(last, 0, -1):
+        n_l = need[lev][0] if isinstance(need[lev], tuple) else need[lev]
+        h, w = shapes[lev]
+        p = n_l if lev == last else _mark(h * w, np.concatenate([n_l, p]))
+        p_cells[lev] = p
+        if lev > 1:  # children of P_lev at lev - 1
+            ch, cw = shapes[lev - 1]
+            py, px = np.divmod(p, w)
+            kids = []
+            for dy, dx in ((0, 0), (1, 0), (0, 1), (1, 1)):
+                y, x = 2 * py + dy, 2 * px + dx
+                ok = (y < ch) & (x < cw)
+                kids.append((y * cw + x)[ok])
+            p = np.concatenate(kids)
+    for lev in range(1, last + 1):
+        h, w = shapes[lev]
+        ch, cw = shapes[lev - 1]
+        cells = p_cells[lev]
+        py, px = np.divmod(cells, w)
+        if lev > 1:
+            below, wbelow = pulled[lev - 1], wl[lev - 1].reshape(-1)
+        csum = wsum = None
+        # push_pull's order: a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]
+        for dy, dx in ((0, 0), (1, 0), (0, 1), (1, 1)):
+            y, x = 2 * py + dy, 2 * px + dx
+            ok = (y < ch) & (x < cw)
+            full = ok.all()
+            if not full:
+                y, x = np.where(ok, y, 0), np.where(ok, x, 0)
+            if lev == 1:
+                v, wk = image[y, x], wl[0][y, x]
+            else:
+                k = y * cw + x
+                v, wk = below[k], wbelow[k]
+            prod = v * wk[:, None]
+            if not full:
+                prod[~ok] = 0.0
+                wk = np.where(ok, wk, np.float32(0.0))
+            csum = prod if csum is None else csum + prod
+            wsum = wk if wsum is None else wsum + wk
+        vals = np.empty((h * w, C), np.float32)
+        vals[cells] = csum / np.maximum(wsum, 1e-12)[:, None]
+        pulled[lev] = vals
+    # Top-down push over N_l: out = w * value + (1 - w) * upsampled coarser output.
+    filled = None
+    for lev in range(last, 0, -1):
+        h, w = shapes[lev]
+        entry = need[lev]
+        cells, sel = entry if isinstance(entry, tuple) else (entry, None)
+        out = np.empty((h * w, C), np.float32)
+        v = pulled[lev][cells]
+        if sel is not None and lev < last:
+            quad, _, _ = taps[lev]  # level lev's taps into lev + 1 (for the sel cells)
+            f = filled
+            up = 0.75 * (0.75 * f[quad[0]] + 0.25 * f[quad[1]]) + 0.25 * (
+                0.75 * f[quad[2]] + 0.25 * f[quad[3]]
+            )
+            ws = wl[lev].reshape(-1)[cells[sel]][:, None]
+            v[sel] = ws * v[sel] + (1.0 - ws) * up
+        out[cells] = v
+        filled = out
+    quad, fy, fx = taps[0]
+    f = filled
+    if blend == "at":
+        t = f[quad[0]] * (1 - fx) + f[quad[1]] * fx
+        b = f[quad[2]] * (1 - fx) + f[quad[3]] * fx
+        up = (t * (1 - fy) + b * fy).astype(np.float32, copy=False)
+    else:
+        up = 0.75 * (0.75 * f[quad[0]] + 0.25 * f[quad[1]]) + 0.25 * (0.75 * f[quad[2]] + 0.25 * f[quad[3]])
+    wa = w0[:, None]
+    return wa * v0 + (1.0 - wa) * up

@@ -218,3 +218,42 @@ def test_windows_cover_every_hole_with_their_margin():
     ys, xs = np.nonzero(hole)
     for y, x in zip(ys, xs):  # every hole pixel with 32 px of context on every side
         assert covered[max(0, y - 32) : y + 33, max(0, x - 32) : x + 33].all()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sparse_push_pull_is_the_dense_one_bitwise(seed):
+    """push_pull_sparse (only the pyramid cells the asked pixels depend on) returns the very
+    float32 values of the dense push_pull, with `at` (the background fill) and without (the
+    plain push-pull fill): odd sizes, scattered and large holes, deep pyramids."""
+    from backend.preview.fill import push_pull_sparse
+
+    rng = np.random.default_rng(seed)
+    for _ in range(8):
+        H, W = (int(v) for v in rng.integers(2, 150, 2))
+        img = (rng.random((H, W, 3)) * 255).astype(np.float32)
+        w = (rng.random((H, W)) > rng.random()).astype(np.float32)
+        y, x = int(rng.integers(0, H)), int(rng.integers(0, W))
+        w[y : y + int(rng.integers(1, 120)), x : x + int(rng.integers(1, 120))] = 0.0
+        at = w < 1
+        if not at.any():
+            continue
+        np.testing.assert_array_equal(push_pull_sparse(img, w, at), push_pull(img, w, at=at))
+        np.testing.assert_array_equal(push_pull_sparse(img, w, at, blend="full"), push_pull(img, w)[at])
+
+
+def test_sparse_push_pull_cost_follows_the_holes(monkeypatch):
+    """A few small holes in a large frame: the pulled values are computed at a few hundred
+    cells, not at the frame's (the whole-frame work left is the one-channel weight pyramid)."""
+    from backend.preview import fill
+
+    H, W = 480, 720
+    img = (np.random.default_rng(0).random((H, W, 3)) * 255).astype(np.float32)
+    w = np.ones((H, W), np.float32)
+    w[100:104, 200:230] = 0.0
+    w[300:320, 600:603] = 0.0
+    sizes = []
+    real = fill._mark
+    monkeypatch.setattr(fill, "_mark", lambda n, idx: sizes.append(real(n, idx).size) or real(n, idx))
+    got = fill.push_pull_sparse(img, w, w < 1)
+    np.testing.assert_array_equal(got, push_pull(img, w, at=w < 1))
+    assert sizes and sum(sizes) < 2000  # cells touched over all levels, vs 115200 at level 1 alone
