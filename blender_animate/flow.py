@@ -187,6 +187,10 @@ def _project_frames(invd, K, c2w, correction=None):
     bad = np.empty((height, width), bool)
     with np.errstate(divide="ignore", invalid="ignore"):
         for f in range(F):
+            if f == 0:  # frame 0's own camera: q = [u, v, 1], every pixel in view at its depth
+                np.divide(np.float32(1.0), invd, out=depth[0])
+                valid[0] = True
+                continue
             for c in range(3):
                 row = (Hm[f, c, 0] * u + Hm[f, c, 2]).astype(np.float32)[None, :]
                 col = (Hm[f, c, 1] * v).astype(np.float32)[:, None]
