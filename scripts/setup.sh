@@ -57,7 +57,9 @@ make_venv() {  # make_venv DIR REQUIREMENTS [PYTHON]
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "setup: installing $req into $dir (bpy is ~400 MB; a few minutes the first time)"
     "$dir/bin/python" -m pip install -q --upgrade pip
-    "$dir/bin/python" -m pip install -q -r "$req"
+    # The bpy wheels are ~400 MB: resume a download the connection drops, and try once more.
+    "$dir/bin/python" -m pip install -q --resume-retries 20 -r "$req" ||
+      "$dir/bin/python" -m pip install -q --resume-retries 20 -r "$req"
     echo "$want" > "$stamp"
   fi
 }
