@@ -75,10 +75,6 @@ class DragField:
             self.image_delta(0, np.eye(3)[:, :2])  # fill the cache once, for every copy
         return dataclasses.replace(self, motion=self.motion[:, frames])
 
-    def displacement(self, f: int) -> np.ndarray:
-        """(N, 2) float32 frame-0 image-space displacement of the support pixels at frame f."""
-        return self.image_delta(f, np.eye(3)[:, :2])[:, :2]
-
     def image_delta(self, f: int, Hf2: np.ndarray) -> np.ndarray:
         """(N, 3) float32: sum_j w_j(x) Hf2 @ D_jf(x) at the support pixels, with Hf2 (3, 2) the first
         two columns of frame f's homography: the correction unified_flow adds to q (camera.py)."""
