@@ -400,6 +400,11 @@ def train(args) -> int:
         log.close()
         if args.stage == 2:
             pipe.stage2.detach()
+    # No rank leaves while the main one still writes, and the process group is closed before the
+    # interpreter exits: a rank that exits with gloo's threads alive aborts ("terminate called
+    # without an active exception"), and the launcher then kills the others.
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
     return 0
 
 
