@@ -179,12 +179,10 @@ def write_outputs(partial: Path, result, ctx, timings: dict | None = None) -> di
     there is no video or ANIMATE_ANYTHING_PNG=1 asks for them (the import uses the mp4), and its
     flow appended to flow.npz, whose range is taken as it goes. Then (stage `write`) flow.mp4, or
     flow PNGs without PyAV, from flow.npz read back a frame at a time and coloured with the whole
-    video's range. A few frames are held at a time, whatever the frame count. `timings` gets
+    video's range on the same pool. A few frames are held at a time, whatever the frame count. `timings` gets
     "frames" and "flow_video" (seconds)."""
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
-
-    import numpy as np
 
     from . import outputs as out
     from .modes import check_frame
@@ -248,16 +246,26 @@ def write_outputs(partial: Path, result, ctx, timings: dict | None = None) -> di
                     flow_video = None
             if flow_video is None:
                 (partial / contract.FLOW_FRAMES_DIR).mkdir()
-            colors = np.empty((H, W, 3), np.uint8)
-            for f, fl in enumerate(out.read_flow_frames(partial / contract.FLOW_NPZ)):
+
+            def put(f: int, colors) -> None:
                 ctx.check_cancel()
                 if f % max(1, F // 8) == 0 or f == F - 1:
                     ctx.progress("write", f + 1, F, "writing the flow video")
-                out.color_flow(fl, lut, out=colors)
                 if flow_video is not None:
                     flow_video.write(colors)
                 else:
                     out.save_png(partial / contract.FLOW_FRAMES_DIR / contract.frame_name(f), colors)
+
+            # Frames are read here in file order and coloured on the pool (numpy releases the
+            # GIL), a few in flight; encoded here in order.
+            pool = pool or ThreadPoolExecutor(max_workers=max(1, ctx.workers), thread_name_prefix="write")
+            coloured: deque = deque()
+            for f, fl in enumerate(out.read_flow_frames(partial / contract.FLOW_NPZ)):
+                coloured.append(pool.submit(out.color_flow, fl, lut))
+                if len(coloured) > 2 * max(1, ctx.workers):
+                    put(f + 1 - len(coloured), coloured.popleft().result())
+            while coloured:
+                put(F - len(coloured), coloured.popleft().result())
             if flow_video is not None:
                 flow_video.close()
                 files["flow_video"] = out_path(contract.FLOW_VIDEO)
