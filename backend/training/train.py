@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -400,13 +401,18 @@ def train(args) -> int:
         log.close()
         if args.stage == 2:
             pipe.stage2.detach()
-    # No rank leaves while the main one still writes, and the process group is closed before the
-    # interpreter exits: a rank that exits with gloo's threads alive aborts ("terminate called
-    # without an active exception"), and the launcher then kills the others.
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
+    accelerator.wait_for_everyone()  # no rank leaves while the main one still writes
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Leave without the interpreter's teardown: torch's gloo process group, freed there with
+        # the DDP reducer, can deadlock (its worker thread waits for the GIL the freeing thread
+        # holds) or abort ("terminate called without an active exception"); both were seen on
+        # 2-process runs. Every file is closed and every rank has passed the last barrier.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
