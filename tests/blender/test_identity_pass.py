@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 
+from tests.blender import scene_kit as kit
 from tests.blender.conftest import submodule
 
 pytestmark = pytest.mark.blender
@@ -30,38 +31,12 @@ def studio(ext, bpy_module, tmp_path):
     bpy = bpy_module
     _, scene = ext
     compat = submodule("operators.adapter.compat")
-    cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
-    scene.collection.objects.link(cam)
-    scene.camera = cam
-
-    def box(name, centre, size, colour):
-        sx, sy, sz = (s / 2 for s in size)
-        verts = [(x * sx, y * sy, z * sz) for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)]
-        faces = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
-        mesh = bpy.data.meshes.new(name)
-        mesh.from_pydata(verts, [], faces)
-        mat = bpy.data.materials.new(name)
-        mat.diffuse_color = (*colour, 1.0)
-        mesh.materials.append(mat)
-        ob = bpy.data.objects.new(name, mesh)
-        ob.location = centre
-        scene.collection.objects.link(ob)
-        return ob
-
-    box("Ground", (0, -0.6, -9), (14, 4, 0.2), (0.5, 0.5, 0.5))
-    box("A", (-0.9, 0.0, -5.0), (1.0, 1.0, 1.0), (1.0, 0.0, 0.0))
-    box("B", (0.6, -0.2, -3.5), (0.6, 0.6, 0.6), (0.0, 0.0, 1.0))
-    gpd = compat.grease_pencil_data().new("Drags")
-    mat = bpy.data.materials.new("Stroke")
-    bpy.data.materials.create_gpencil_data(mat)
-    gpd.materials.append(mat)
-    gp = bpy.data.objects.new("Drags", gpd)
-    scene.collection.objects.link(gp)
-    r = scene.render
-    r.engine = "BLENDER_WORKBENCH"
-    r.resolution_x, r.resolution_y, r.resolution_percentage = W, H, 100
-    scene.display.shading.light = "FLAT"
-    scene.display.shading.color_type = "MATERIAL"
+    kit.add_camera(bpy, scene)
+    kit.add_box(bpy, scene, "Ground", (0, -0.6, -9), (14, 4, 0.2), (0.5, 0.5, 0.5))
+    kit.add_box(bpy, scene, "A", (-0.9, 0.0, -5.0), (1.0, 1.0, 1.0), (1.0, 0.0, 0.0))
+    kit.add_box(bpy, scene, "B", (0.6, -0.2, -3.5), (0.6, 0.6, 0.6), (0.0, 0.0, 1.0))
+    gp, _ = kit.add_drag_object(bpy, scene, compat)
+    kit.flat_workbench(scene, W, H)
     scene.frame_start, scene.frame_end = 1, 5
     s = scene.animate_anything
     s.width, s.height, s.num_frames = W, H, 5

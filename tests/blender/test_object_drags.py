@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.blender import scene_kit as kit
 from tests.blender.conftest import submodule
 
 pytestmark = pytest.mark.blender
@@ -22,38 +23,12 @@ def build_studio(bpy, scene, compat, output_dir):
     """A static camera at the origin looking down -Z at a red cube (left), a blue cube (right) and
     a grey ground behind them, rendered flat with Workbench; a grease pencil object for drags.
     Returns its grease pencil data. (scripts/measure_object_drag.py builds the same scene.)"""
-    cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
-    scene.collection.objects.link(cam)
-    scene.camera = cam
-
-    def box(name, centre, size, colour):
-        sx, sy, sz = (s / 2 for s in size)
-        verts = [(x * sx, y * sy, z * sz) for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)]
-        faces = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
-        mesh = bpy.data.meshes.new(name)
-        mesh.from_pydata(verts, [], faces)
-        mat = bpy.data.materials.new(name)
-        mat.diffuse_color = (*colour, 1.0)
-        mesh.materials.append(mat)
-        ob = bpy.data.objects.new(name, mesh)
-        ob.location = centre
-        scene.collection.objects.link(ob)
-        return ob
-
-    box("Ground", (0, 0, -9), (40, 40, 0.2), (0.5, 0.5, 0.5))
-    box("Red", (-1.0, 0.0, -5.0), (1.0, 1.0, 1.0), (1.0, 0.0, 0.0))
-    box("Blue", (1.3, 0.0, -5.0), (0.8, 0.8, 0.8), (0.0, 0.0, 1.0))
-    gpd = compat.grease_pencil_data().new("Drags")
-    mat = bpy.data.materials.new("Stroke")
-    bpy.data.materials.create_gpencil_data(mat)
-    gpd.materials.append(mat)
-    gp = bpy.data.objects.new("Drags", gpd)
-    scene.collection.objects.link(gp)
-    r = scene.render
-    r.engine = "BLENDER_WORKBENCH"
-    r.resolution_x, r.resolution_y, r.resolution_percentage = W, H, 100
-    scene.display.shading.light = "FLAT"
-    scene.display.shading.color_type = "MATERIAL"
+    kit.add_camera(bpy, scene)
+    kit.add_box(bpy, scene, "Ground", (0, 0, -9), (40, 40, 0.2), (0.5, 0.5, 0.5))
+    kit.add_box(bpy, scene, "Red", (-1.0, 0.0, -5.0), (1.0, 1.0, 1.0), (1.0, 0.0, 0.0))
+    kit.add_box(bpy, scene, "Blue", (1.3, 0.0, -5.0), (0.8, 0.8, 0.8), (0.0, 0.0, 1.0))
+    gp, gpd = kit.add_drag_object(bpy, scene, compat)
+    kit.flat_workbench(scene, W, H)
     scene.view_settings.view_transform = "Standard"
     scene.frame_start, scene.frame_end = 1, 9
     s = scene.animate_anything

@@ -10,24 +10,13 @@ import types
 import numpy as np
 import pytest
 
+from tests.blender import scene_kit as kit
 from tests.blender.conftest import submodule
 
 pytestmark = pytest.mark.blender
 
 W, H = 160, 120
 DEPTH = 3.0  # the strokes lie in the plane z = -DEPTH in front of the camera (at the origin)
-
-
-def _box(bpy, scene, name, centre, size):
-    sx, sy, sz = (s / 2 for s in size)
-    verts = [(x * sx, y * sy, z * sz) for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)]
-    faces = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
-    mesh = bpy.data.meshes.new(name)
-    mesh.from_pydata(verts, [], faces)
-    ob = bpy.data.objects.new(name, mesh)
-    ob.location = centre
-    scene.collection.objects.link(ob)
-    return ob
 
 
 def _to_world(scene, uv):
@@ -52,23 +41,15 @@ def drag_scene(ext, bpy_module):
     bpy = bpy_module
     _, scene = ext
     compat = submodule("operators.adapter.compat")
-    cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
-    scene.collection.objects.link(cam)
-    scene.camera = cam
-    cube = _box(bpy, scene, "Cube", (0.0, 0.0, -5.0), (1.0, 1.0, 1.0))
+    kit.add_camera(bpy, scene)
+    cube = kit.add_box(bpy, scene, "Cube", (0.0, 0.0, -5.0), (1.0, 1.0, 1.0))
     cube.rotation_euler = (0.4, 0.6, 0.0)  # three faces visible: a hexagonal silhouette
-    _box(bpy, scene, "Ground", (0.0, 0.0, -9.0), (40.0, 40.0, 0.2))
-    gpd = compat.grease_pencil_data().new("Drags")
-    mat = bpy.data.materials.new("Stroke")
-    bpy.data.materials.create_gpencil_data(mat)
-    gpd.materials.append(mat)
-    gp = bpy.data.objects.new("Drags", gpd)
-    scene.collection.objects.link(gp)
+    kit.add_box(bpy, scene, "Ground", (0.0, 0.0, -9.0), (40.0, 40.0, 0.2))
+    gp, gpd = kit.add_drag_object(bpy, scene, compat)
     strokes = [CUBE_DRAG, GROUND_DRAG, OUTLINE, OUTLINE_DRAG, CUBE_DRAG_2]
     drawing = gpd.layers.new("L").frames.new(1).drawing
     drawing.add_strokes([len(s) for s in strokes])
-    points = np.array([_to_world(scene, uv) for s in strokes for uv in s], np.float32)
-    drawing.attributes["position"].data.foreach_set("vector", points.ravel())
+    kit.set_stroke_points(drawing, [_to_world(scene, uv) for s in strokes for uv in s])
     attr = drawing.attributes.get("cyclic") or drawing.attributes.new("cyclic", "BOOLEAN", "CURVE")
     attr.data.foreach_set("value", np.array([False, False, True, False, False]))
     r = scene.render

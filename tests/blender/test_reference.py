@@ -8,6 +8,8 @@ import zlib
 import numpy as np
 import pytest
 
+from tests.blender import scene_kit as kit
+
 pytestmark = pytest.mark.blender
 
 
@@ -145,19 +147,12 @@ def test_rendered_reference_and_depth(ext, aa, bpy_module, engine):
 def _strokes(bpy, compat, scene, distance):
     """A grease pencil object with a closed stroke across the view's centre, `distance` in front of
     the camera (at the origin, looking down -Z); its material draws strokes."""
-    gpd = compat.grease_pencil_data().new("Drags")
-    mat = bpy.data.materials.new("Stroke")
-    bpy.data.materials.create_gpencil_data(mat)
-    gpd.materials.append(mat)
-    obj = bpy.data.objects.new("Drags", gpd)
-    scene.collection.objects.link(obj)
+    obj, gpd = kit.add_drag_object(bpy, scene, compat)
     drawing = gpd.layers.new("L").frames.new(1).drawing
     drawing.add_strokes([4])
     square = np.array([(-0.3, -0.3), (0.3, -0.3), (0.3, 0.3), (-0.3, 0.3)], np.float32)
     points = np.column_stack([square, np.full(4, -distance, np.float32)])
-    drawing.attributes["position"].data.foreach_set("vector", points.ravel())
-    radii = drawing.attributes.get("radius") or drawing.attributes.new("radius", "FLOAT", "POINT")
-    radii.data.foreach_set("value", np.full(4, 0.1, np.float32))
+    kit.set_stroke_points(drawing, points, radius=0.1)
     return obj
 
 

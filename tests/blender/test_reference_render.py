@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.blender import scene_kit as kit
 from tests.blender.conftest import submodule
 from tests.blender.snapshot import assert_unchanged, data_snapshot
 from tests.jobfiles import generate_job
@@ -28,30 +29,17 @@ def shot(ext, bpy_module, tmp_path):
     bpy = bpy_module
     _, scene = ext
     compat = submodule("operators.adapter.compat")
-    cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
-    scene.collection.objects.link(cam)
-    scene.camera = cam
+    cam = kit.add_camera(bpy, scene)
     mesh = bpy.data.meshes.new("Plane")
     mesh.from_pydata([(-3, -3, -5), (3, -3, -5), (3, 3, -5), (-3, 3, -5)], [], [(0, 1, 2, 3)])
     scene.collection.objects.link(bpy.data.objects.new("Plane", mesh))
-    gpd = compat.grease_pencil_data().new("Drags")
-    mat = bpy.data.materials.new("Stroke")
-    bpy.data.materials.create_gpencil_data(mat)
-    gpd.materials.append(mat)
-    gp = bpy.data.objects.new("Drags", gpd)
-    scene.collection.objects.link(gp)
+    gp, gpd = kit.add_drag_object(bpy, scene, compat)
     drawing = gpd.layers.new("L").frames.new(1).drawing
     drawing.add_strokes([5])
     square = np.array([(-0.4, -0.4), (0.4, -0.4), (0.4, 0.4), (-0.4, 0.4), (-0.4, -0.4)], np.float32)
     points = np.column_stack([square, np.full(5, -3.0, np.float32)])
-    drawing.attributes["position"].data.foreach_set("vector", points.ravel())
-    radii = drawing.attributes.get("radius") or drawing.attributes.new("radius", "FLOAT", "POINT")
-    radii.data.foreach_set("value", np.full(5, 0.08, np.float32))
-    r = scene.render
-    r.engine = "BLENDER_WORKBENCH"
-    r.resolution_x, r.resolution_y, r.resolution_percentage = 64, 48, 100
-    scene.display.shading.light = "FLAT"
-    scene.display.shading.color_type = "SINGLE"
+    kit.set_stroke_points(drawing, points, radius=0.08)
+    kit.flat_workbench(scene, 64, 48, "SINGLE")
     scene.display.shading.single_color = (1.0, 1.0, 1.0)
     scene.frame_start, scene.frame_end = 1, 9
     s = scene.animate_anything
