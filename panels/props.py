@@ -16,6 +16,7 @@ from bpy.props import (
     StringProperty,
 )
 
+from ..operators.adapter import model_limits as model_menus
 from ..operators.adapter import settings as settings_check
 from ..operators.adapter.compat import GP_OBJECT_TYPE
 
@@ -220,6 +221,82 @@ class AnimateAnythingSettings(bpy.types.PropertyGroup):
         ),
         default="cogvideox",
         description="Guided mode: which image-to-video model family (its folder is in the preferences)",
+    )
+    # The chosen model's variant (operators/adapter/model_limits.py): what Size and Frames offer.
+    cogvideox_variant: EnumProperty(
+        update=_changed,
+        name="Model Variant",
+        items=model_menus.variant_items("cogvideox"),
+        default="1.0",
+        description="Which CogVideoX checkpoint the model folder holds: its sizes and frame counts",
+    )
+    wan_variant: EnumProperty(
+        update=_changed,
+        name="Model Variant",
+        items=model_menus.variant_items("wan"),
+        default="2.2-i2v-a14b",
+        description="Which Wan checkpoint the model folder holds: its sizes, frame counts and fps",
+    )
+    size: EnumProperty(
+        name="Size",
+        items=model_menus.size_items,
+        get=model_menus.get_size,
+        set=model_menus.set_size,
+        description="Guided mode: a size the model was trained at (sets Width and Height), or Custom",
+    )
+    custom_size: BoolProperty(update=_changed, name="Custom Size", default=False, options={"HIDDEN"})
+    frames: EnumProperty(
+        name="Frames",
+        items=model_menus.frame_items,
+        get=model_menus.get_frames,
+        set=model_menus.set_frames,
+        description="Guided mode: a frame count the model can make (sets Frames), or Custom",
+    )
+    custom_frames: BoolProperty(update=_changed, name="Custom Frames", default=False, options={"HIDDEN"})
+    # Time-to-Move, noise warping, LoRA and Wan-Move settings (job.json fields of the same names).
+    tweak_index: IntProperty(
+        update=_changed,
+        name="Tweak Step",
+        default=-1,
+        min=-1,
+        max=1000,
+        description="Time-to-Move: the step the whole video starts from the noised preview; -1 = the "
+        "family's default (Wan 3, CogVideoX 4 of 50 steps, scaled to Steps). Lower: more freedom outside "
+        "the reliable pixels",
+    )
+    tstrong_index: IntProperty(
+        update=_changed,
+        name="Strong Step",
+        default=-1,
+        min=-1,
+        max=1000,
+        description="Time-to-Move: the preview is re-injected where it is reliable until this step; -1 = "
+        "the family's default (Wan 7, CogVideoX 9 of 50 steps, scaled). Higher: more rigid motion",
+    )
+    noise_degradation: FloatProperty(
+        update=_changed,
+        name="Noise Degradation",
+        default=0.0,
+        min=0.0,
+        max=1.0,
+        subtype="FACTOR",
+        description="Warp Noise: share of fresh noise mixed into the warped noise (0 = warped noise only)",
+    )
+    lora_scale: FloatProperty(
+        update=_changed,
+        name="LoRA Scale",
+        default=1.0,
+        min=-10.0,
+        max=10.0,
+        description="Strength of the LoRA set in the add-on preferences",
+    )
+    transformer_file: StringProperty(
+        update=_changed,
+        name="Transformer File",
+        subtype="FILE_PATH",
+        default="",
+        description="Wan: an original-format transformer (.safetensors, e.g. Wan-Move-14B-480P) loaded over "
+        "the Wan model folder's transformer; .pth files must be converted first",
     )
     guidance: EnumProperty(
         update=_changed,

@@ -14,7 +14,8 @@ import time
 
 import bpy
 
-from ..operators.adapter import encoding, farm, overlay, runs, settings
+from ..operators.adapter import encoding, farm, model_limits, overlay, runs, settings
+from ..operators.adapter.preferences import get_preferences
 
 CATEGORY = "Animate"
 ENCODE_CHECK_SECONDS = 2.0  # how long the "job needs encoding" answer is reused by draw()
@@ -82,16 +83,39 @@ class _Main(_Base):
         sub.enabled = not s.use_scene_range
         sub.prop(s, "frame_start")
         sub.prop(s, "frame_end")
-        col = layout.column(align=True)
-        col.prop(s, "num_frames")
-        col.prop(s, "width")
-        col.prop(s, "height")
-        col.prop(s, "fps")
+        if s.mode == "guided":
+            draw_model_sizes(layout, context, s)
+        else:
+            col = layout.column(align=True)
+            col.prop(s, "num_frames")
+            col.prop(s, "width")
+            col.prop(s, "height")
+            col.prop(s, "fps")
         crop = settings.crop_warning(context.scene, s)
         if crop:
             layout.label(text=crop, icon="INFO")
         for note in settings.limit_notes(s):  # Blender's silent clamps (2000 frames -> 1024)
             layout.label(text=note, icon="INFO")
+
+
+def draw_model_sizes(layout, context, s) -> None:
+    """Guided mode: the model (family, variant), then only the sizes and frame counts it can make
+    (Custom shows the typed fields), its fps, and what it was not trained at."""
+    col = layout.column(align=True)
+    col.prop(s, "model_family")
+    col.prop(s, f"{model_limits.family_of(s)}_variant")
+    col = layout.column(align=True)
+    col.prop(s, "size")
+    if s.size == model_limits.CUSTOM:
+        col.prop(s, "width")
+        col.prop(s, "height")
+    col.prop(s, "frames")
+    if s.frames == model_limits.CUSTOM:
+        col.prop(s, "num_frames")
+    col.prop(s, "fps")
+    fps = settings.video_fps(context.scene, s)
+    for i, note in enumerate(model_limits.model_notes(s, fps)):
+        layout.label(text=note, icon="INFO" if i == 0 else "BLANK1")
 
 
 class _Drags(_Base):
@@ -144,10 +168,27 @@ class _Generation(_Base):
         col.prop(s, "guidance_scale")
         col = layout.column()
         col.active = s.mode == "guided"
-        col.prop(s, "strength")
-        col.prop(s, "noise_warp")
-        col.prop(s, "model_family")
         col.prop(s, "guidance")
+        if s.guidance == "ttm":
+            sub = col.column(align=True)
+            sub.prop(s, "tweak_index")
+            sub.prop(s, "tstrong_index")
+            note = model_limits.ttm_default_note(s)
+            if note:
+                sub.label(text=note, icon="INFO")
+        if s.guidance == "sdedit":
+            col.prop(s, "strength")
+        col.prop(s, "noise_warp")
+        if s.noise_warp:
+            col.prop(s, "noise_degradation")
+        prefs = get_preferences(context)
+        if prefs is not None:
+            col.prop(prefs, "lora")  # the preference, shown next to its scale
+            sub = col.row()
+            sub.active = bool(prefs.lora)
+            sub.prop(s, "lora_scale")
+        if s.model_family == "wan":
+            col.prop(s, "transformer_file")
 
 
 class _Output(_Base):

@@ -22,24 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
+# The Time-to-Move defaults and index rule live in the core: the panel shows and checks them too.
+from blender_animate.model_limits import TTM_DEFAULTS, TTM_REFERENCE_STEPS, ttm_indices  # noqa: F401
+
 GUIDANCE_METHODS = ("ttm", "sdedit", "none", "tracks")
-TTM_DEFAULTS = {"wan": (3, 7), "cogvideox": (4, 9)}  # (tweak_index, tstrong_index) of 50 steps
-TTM_REFERENCE_STEPS = 50
-
-
-def ttm_indices(family: str, steps: int, tweak_index: int = -1, tstrong_index: int = -1) -> tuple[int, int]:
-    """(tweak, tstrong) step indices; -1 = the family's default scaled from 50 steps to `steps`.
-    Raises ValueError unless 0 <= tweak <= tstrong <= steps and tweak < steps."""
-    d_tweak, d_strong = TTM_DEFAULTS[family]
-    scale = steps / TTM_REFERENCE_STEPS
-    tweak = round(d_tweak * scale) if tweak_index < 0 else int(tweak_index)
-    strong = max(tweak, round(d_strong * scale)) if tstrong_index < 0 else int(tstrong_index)
-    if not 0 <= tweak <= strong <= steps or tweak >= steps:
-        raise ValueError(
-            f"Time-to-Move needs 0 <= tweak_index ({tweak}) <= tstrong_index ({strong}) <= steps ({steps}) "
-            "and tweak_index < steps"
-        )
-    return tweak, strong
 
 
 def coverage_mask(flow: np.ndarray, depth: np.ndarray | None = None) -> np.ndarray:

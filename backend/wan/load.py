@@ -15,16 +15,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from blender_animate.model_limits import CONVERT_HINT
+
 from ..errors import JobFailure
 from ..runtime.checkpoints import Checkpoint, require_parts, weights_problem
 from ..runtime.devices import torch_dtype
 
 WAN_COMPONENTS = ("transformer", "vae", "scheduler")
-CONVERT_HINT = (
-    "Convert it to safetensors first (pickled .pth files can run code when loaded), e.g. `python -c "
-    "\"import torch, safetensors.torch as st; st.save_file(torch.load('in.pth', weights_only=True), "
-    "'out.safetensors')\"`, and point the job at the .safetensors file."
-)
 
 
 def model_index(ckpt: Checkpoint) -> dict:

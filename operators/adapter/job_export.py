@@ -37,7 +37,7 @@ import bpy
 import numpy as np
 
 from ...blender_animate import job as jobfile
-from . import identity, reference, scene_camera, scene_strokes
+from . import identity, model_limits, reference, scene_camera, scene_strokes
 from .preferences import get_preferences
 from .settings import frame_range, settings_problems, video_fps
 
@@ -103,6 +103,12 @@ def make_spec(context, settings, *, reference_source: str, reference_path: str =
         model_family=family,
         guidance=getattr(settings, "guidance", "ttm"),
         lora=bpy.path.abspath(getattr(prefs, "lora", "")) if getattr(prefs, "lora", "") else "",
+        lora_scale=float(getattr(settings, "lora_scale", 1.0)),
+        tweak_index=int(getattr(settings, "tweak_index", -1)),
+        tstrong_index=int(getattr(settings, "tstrong_index", -1)),
+        noise_degradation=float(getattr(settings, "noise_degradation", 0.0)),
+        # Wan only (an original-format transformer over the model folder's), as an absolute path.
+        transformer_file=_transformer_file(settings) if family == "wan" else "",
         animateanything_model=getattr(prefs, "animateanything_model", ""),
         segment_model=getattr(prefs, "segment_model", "").strip(),
         depth_model=getattr(prefs, "depth_model", "").strip(),
@@ -121,6 +127,11 @@ def make_spec(context, settings, *, reference_source: str, reference_path: str =
         return spec.validate()
     except jobfile.JobError as exc:
         raise ExportError(str(exc)) from exc
+
+
+def _transformer_file(settings) -> str:
+    value = getattr(settings, "transformer_file", "")
+    return str(Path(bpy.path.abspath(value)).expanduser()) if value else ""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -248,6 +259,8 @@ def export_job(context, directory, *, rendered=None) -> tuple[Path, list[str]]:
         "reference_render_size": list(render_wh),
         "drag_source": settings.drag_source,
         "drag_timing": settings.drag_timing,
+        # What the panel assumed (Size, Frames); the generator reads the checkpoint's own variant.
+        "model_variant": model_limits.variant_of(settings).name if settings.mode == "guided" else "",
         "strokes_read": drags.num_strokes,
         "tracks": int(drags.tracks.shape[0]),
         "regions": int(drags.region_masks.shape[0]),

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import bpy
 
+from ...blender_animate import model_limits as limits_rules
 from ...blender_animate.checkpoint_files import missing_parts
-from . import compat, scene_camera
+from . import compat, model_limits, scene_camera
 from .preferences import get_preferences
 
 _cache: dict[tuple, list[str]] = {}
@@ -175,6 +176,8 @@ def _problems(context) -> list[str]:
             )
     if settings.mode in ("guided", "animateanything") and settings.num_frames % 4 != 1:
         problems.append(f"{settings.mode} mode needs 4k+1 frames (49 or 81), not {settings.num_frames}")
+    problems += model_limits.model_problems(settings)  # the chosen model's sizes, frames, steps
+    problems += transformer_file_problems(settings)
     if settings.reference_source == "FILE" and settings.reference_image is None:
         problems.append("No reference image: pick one, or set Reference to Render")
     if settings.drag_source == "GREASE_PENCIL" and settings.drag_object is not None and settings.drag_layer:
@@ -183,6 +186,23 @@ def _problems(context) -> list[str]:
     if settings.reference_video and not Path(bpy.path.abspath(settings.reference_video)).is_file():
         problems.append("The motion video does not exist: pick another file or clear it")
     return problems
+
+
+def transformer_file_problems(settings) -> list[str]:
+    """Guided Wan only: the Transformer File must be an existing .safetensors file; a pickled
+    checkpoint (.pth, .pt, .bin, .ckpt) is refused with the generator's convert message."""
+    value = getattr(settings, "transformer_file", "")
+    if settings.mode != "guided" or getattr(settings, "model_family", "") != "wan" or not value:
+        return []
+    file = Path(bpy.path.abspath(value)).expanduser()
+    if file.suffix.lower() in limits_rules.PICKLE_SUFFIXES:
+        return [
+            f"The transformer file {file.name} is a pickled checkpoint; only .safetensors are loaded. "
+            + limits_rules.CONVERT_HINT
+        ]
+    if file.suffix.lower() != ".safetensors" or not file.is_file():
+        return [f"The transformer file {file} does not exist or is not a .safetensors file: pick another"]
+    return []
 
 
 def _read_by_the_checks(id_) -> bool:
@@ -221,7 +241,8 @@ def weights_problems(context, settings) -> list[str]:
     """What is missing for a model mode, checked before anything renders: a model folder set in the
     preferences that does not exist, or a CogVideoX folder with parts missing (the generator's own
     file check, blender_animate.checkpoint_files). A hub id is the generator's to resolve. Wan
-    folders are only checked to exist: Wan-Move's transformer may come from a single file."""
+    folders are only checked to exist: Wan-Move's transformer may come from a single file. A guided
+    folder whose configs say another variant than Model Variant is refused (its sizes differ)."""
     prefs = get_preferences(context)
     mode = settings.mode
     family = getattr(settings, "model_family", "cogvideox") if mode == "guided" else ""
@@ -246,4 +267,12 @@ def weights_problems(context, settings) -> list[str]:
                 f"the CogVideoX model folder {value} is incomplete (missing {shown}): download the whole "
                 "checkpoint (diffusers layout, safetensors) or pick another folder in the add-on preferences"
             ]
+    held = limits_rules.folder_variant(family, folder) if mode == "guided" else None
+    chosen = model_limits.variant_of(settings)
+    if held is not None and held != chosen.name:
+        label = limits_rules.variant(family, held).label
+        return [
+            f"the model folder {value} holds {label} but Model Variant is {chosen.label}: set Model Variant "
+            f"to {label} (its sizes and frames) or pick another folder in the add-on preferences"
+        ]
     return []
