@@ -358,6 +358,9 @@ def collect(model_dirs=()) -> dict:
     }
     if neural:
         modes["guided"]["memory"] = memory_report()
+    from .parallel_run import doctor_line
+
+    modes["guided"]["notes"].append(doctor_line(sum(d["device"].startswith("cuda") for d in gpu)))
     return {
         "python": {
             "version": platform.python_version(),

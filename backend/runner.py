@@ -9,7 +9,8 @@ Steps of a run:
    lock no other run is alive here); the previous `out/` stays until the new one is complete.
 3. Validate and read the job (`load_context`): a bad job ends with `error` kind invalid_job, exit 2.
 4. `started`.
-5. Run `backend.modes.<mode>.generate(ctx)` and check what it returns.
+5. Run `backend.modes.<mode>.generate(ctx)` and check what it returns (`generate_into`; or, when
+   `parallel_run.ranks_for(ctx)` > 1, in torchrun ranks whose rank 0 writes step 6's folder).
 6. Write everything into `JOB/.out-partial-<pid>/`, result.json last, then swap it in: the
    previous `out/` (a folder, or a stray file or link) is renamed to `.out-old-<pid>`, the partial
    folder to `out`, and the old one is removed.
@@ -112,7 +113,6 @@ def _run(
     job_dir: Path, partial: Path, device: str, events: Events, state: CancelState, lock: FolderLock
 ) -> None:
     from .context import check_job_dir, load_context
-    from .modes import load_mode
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -130,17 +130,40 @@ def _run(
     # 3. Validate and read the job.
     ctx = load_context(job_dir, events=events, cancel=state, device=device)
     spec = ctx.spec
+    from .parallel_run import ranks_for, run_ranks
+
+    ranks = ranks_for(ctx)  # a bad ANIMATE_ANYTHING_CP is refused before `started`
     events.emit("started", job=str(job_dir), mode=spec.mode, pid=os.getpid())
     timings["load"] = time.perf_counter() - t0
 
-    # 5. Generate.
+    # 5-6. Generate and write into the partial folder, result.json last: in this process, or in
+    # several torchrun ranks (context parallelism, backend/parallel_run.py; rank 0 writes).
+    outputs = run_ranks(job_dir, partial, ranks, device, events, state) if ranks > 1 else None
+    if outputs is None:  # one process (also when automatic ranks handed the job back)
+        outputs = generate_into(partial, ctx, timings, t0)
+    ctx.check_cancel()
+    state.armed = False  # from here on the run completes; a late cancel is ignored
+    with writing(job_dir):
+        swap_in(partial, job_dir)
+    events.emit("done", final=True, outputs=outputs)
+
+
+def generate_into(partial: Path | None, ctx, timings: dict, t0: float) -> dict | None:
+    """Run the job's mode on `ctx` and write its outputs into `partial`, result.json last; returns
+    the `done` event's outputs. `timings` (seconds) gets "generate", "write", "total" (from `t0`,
+    a time.perf_counter() value). `partial` None: generate only, write nothing, return None (the
+    ranks other than 0 of a context-parallel run, backend/cp_rank.py)."""
+    from .modes import load_mode
+
+    spec = ctx.spec
     t = time.perf_counter()
     mode = load_mode(spec.mode)
     result = mode.generate(ctx).check(spec.num_frames, spec.height, spec.width)
     timings["generate"] = time.perf_counter() - t
     ctx.check_cancel()
-
-    # 6. Write into the partial folder; result.json last; swap it in.
+    if partial is None:
+        return None
+    job_dir = ctx.job_dir
     t = time.perf_counter()
     with writing(job_dir):
         outputs = write_outputs(partial, result, ctx, timings)
@@ -162,11 +185,7 @@ def _run(
     }
     with writing(job_dir):
         contract.write_result(partial, payload, default=_json_default)
-    ctx.check_cancel()
-    state.armed = False  # from here on the run completes; a late cancel is ignored
-    with writing(job_dir):
-        swap_in(partial, job_dir)
-    events.emit("done", final=True, outputs=outputs)
+    return outputs
 
 
 def write_outputs(partial: Path, result, ctx, timings: dict | None = None) -> dict:

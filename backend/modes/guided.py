@@ -14,6 +14,8 @@
 7. Denoise, a `progress` event per step; a cancel raises from the step callback (no VAE decode).
 8. Frames as uint8 with frame 0 = the reference; the preview's flow is returned as the flow.
 GPU memory is released on every exit path (done, error, cancel).
+Inside a context-parallel rank (backend/cp_rank.py) the transformer(s) are split across the ranks
+after step 6 (`info.context_parallel`: kind, ranks, backend, modules; None in one process).
 """
 
 from __future__ import annotations
@@ -193,9 +195,10 @@ def generate(ctx: JobContext) -> ModeResult:
 
     # 4. Memory plan.
     plan = _memory_plan(ctx, torch, ckpt, family, variant, transformer_config, guide, cfg, cached)
+    _check_parallel_plan(plan)
     ctx.progress("load", 1, 4, plan.summary())
 
-    pipe, peak, device = None, None, plan.device
+    pipe, peak, device, parallel = None, None, plan.device, None
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     try:
@@ -231,6 +234,7 @@ def generate(ctx: JobContext) -> ModeResult:
         from ..runtime import placement
 
         placement.apply_plan(pipe, plan)
+        parallel = _context_parallel(pipe, plan, H, W, F)
         timings["load"] = time.perf_counter() - t
         ctx.progress("load", 4, 4, "model ready")
 
@@ -311,6 +315,7 @@ def generate(ctx: JobContext) -> ModeResult:
         "denoising_steps": total,
         "prompt_embeddings": "encoded" if loaded_te else "cached",
         "memory_plan": plan.as_dict(),
+        "context_parallel": parallel,
         "peak_gpu_gib": None if peak is None else round(peak / 2**30, 2),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "preview": prior.info,
@@ -318,6 +323,37 @@ def generate(ctx: JobContext) -> ModeResult:
     if family == "cogvideox":
         info["cogvideox_version"] = variant
     return ModeResult(frames=frames, flow=prior.flow, info=info)
+
+
+def _context_parallel(pipe, plan, height: int, width: int, num_frames: int) -> dict | None:
+    """Inside a torchrun rank (backend/cp_rank.py: a process group of world size > 1), split the
+    denoiser(s) across the ranks (Ulysses); returns what result.json's info records, else None."""
+    from ..runtime import context_parallel as cp
+
+    degree = cp.active_degree()
+    if degree <= 1:
+        return None
+    cp.check_tokens(cp.wan_tokens(pipe, height, width, num_frames), degree)
+    split = []
+    for name in ("transformer", "transformer_2"):
+        module = getattr(pipe, name, None)
+        if module is not None:
+            cp.apply_context_parallel(module, degree)
+            split.append(name)
+    import torch.distributed as dist
+
+    return {"kind": "ulysses", "ranks": degree, "backend": str(dist.get_backend()), "modules": split}
+
+
+def _check_parallel_plan(plan) -> None:
+    """Inside context-parallel ranks, before any weights load: a plan that does not hold the whole
+    model on each GPU is refused, or (ranks chosen automatically) handed back to one process."""
+    import os
+
+    from ..runtime import context_parallel as cp
+
+    if cp.active_degree() > 1:
+        cp.check_plan(plan, automatic=os.environ.get(cp.AUTO_ENV) == "1")
 
 
 def _memory_plan(ctx, torch, ckpt, family, variant, transformer_config, guide, cfg, cached):
