@@ -174,7 +174,8 @@ def _problems(context) -> list[str]:
             problems.append(
                 f"{name.capitalize()} {value} is not a multiple of 8: use {max(16, value // 8 * 8)}"
             )
-    if settings.mode in ("guided", "animateanything") and settings.num_frames % 4 != 1:
+    # (The guided mode's frame counts are its model's: model_problems below names them.)
+    if settings.mode == "animateanything" and settings.num_frames % 4 != 1:
         problems.append(f"{settings.mode} mode needs 4k+1 frames (49 or 81), not {settings.num_frames}")
     problems += model_limits.model_problems(settings)  # the chosen model's sizes, frames, steps
     problems += transformer_file_problems(settings)

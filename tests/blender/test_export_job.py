@@ -134,7 +134,7 @@ def test_invalid_settings_are_refused_and_nothing_is_written(ext, aa, bpy_module
     cases = [
         ("width", 60, "multiple of 8: use 56"),
         ("num_frames", 10, None),  # fine in preview mode
-        ("mode", "guided", "4k\\+1 frames"),
+        ("mode", "guided", "cannot make .* with 10 frames: .* pick a Size"),
         ("reference_source", "FILE", "No reference image"),
         ("reference_video", str(tmp_path / "missing.mp4"), "motion video does not exist"),
         ("drag_layer", "Nope", "no layer 'Nope'"),
