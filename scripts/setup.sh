@@ -65,7 +65,8 @@ make_venv() {  # make_venv DIR REQUIREMENTS [PYTHON]
 }
 make_venv .venv requirements.txt
 [ "$WITH_45" = 1 ] && make_venv .venv45 requirements-bpy45.txt
-ready=".venv$([ "$WITH_45" = 1 ] && echo ', .venv45')"
+ready=".venv"
+if [ "$WITH_45" = 1 ]; then ready="$ready, .venv45"; fi
 if [ "$WITH_313" = 1 ]; then
   PY313=$(find_python313 || true)
   if [ -n "$PY313" ]; then
