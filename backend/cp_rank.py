@@ -31,11 +31,10 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from pathlib import Path
 
 from .cancel import CancelState, CancelWatcher
-from .errors import EXIT_DONE, classify, exit_code
+from .errors import EXIT_DONE, report_failure
 from .events import Events
 
 RUNNER_ENV = "ANIMATE_ANYTHING_CP_RUNNER"  # the pid of the `python -m backend run` that started us
@@ -103,13 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         state.armed = False  # done: a late cancel is the parent's to judge
         dist.barrier()
     except BaseException as exc:  # noqa: BLE001 - every failure becomes one error event
-        failure = classify(exc, job_dir)
-        if failure.kind == "internal":
-            traceback.print_exc(file=sys.stderr)
         # Every rank reports: the first to fail may stop rank 0 (torchrun SIGTERMs the others)
         # before rank 0 reaches its own error; the parent keeps the first error that is no cancel.
-        stream.emit("error", final=True, kind=failure.kind, message=failure.message, hint=failure.hint)
-        code = exit_code(failure.kind)
+        code = report_failure(exc, job_dir, stream)
     finally:
         state.armed = False
         watcher.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import sys
+import traceback
 
 KINDS = (
     "invalid_job",
@@ -122,6 +123,16 @@ def write_failure(exc: OSError, folder) -> JobFailure:
     else:
         message = f"the folder cannot be written: writing {name or f'into {folder}'} failed ({reason})"
     return JobFailure("cannot_write", message)
+
+
+def report_failure(exc: BaseException, folder, events) -> int:
+    """The one `error` event for a run (or rank) that failed with `exc`, emitted on `events`
+    (classify; an internal error's traceback goes to stderr); returns the exit code."""
+    failure = classify(exc, folder)
+    if failure.kind == "internal":
+        traceback.print_exception(exc, file=sys.stderr)
+    events.emit("error", final=True, kind=failure.kind, message=failure.message, hint=failure.hint)
+    return exit_code(failure.kind)
 
 
 def classify(exc: BaseException, folder=None) -> JobFailure:

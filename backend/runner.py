@@ -27,7 +27,6 @@ import platform
 import signal
 import sys
 import time
-import traceback
 from pathlib import Path
 
 from blender_animate import result as contract
@@ -40,8 +39,7 @@ from .errors import (
     EXIT_CANCELLED,
     EXIT_DONE,
     Cancelled,
-    classify,
-    exit_code,
+    report_failure,
 )
 from .events import Events
 from .job_folder import FolderLock, remove, remove_leftovers, swap_in, writing
@@ -89,11 +87,7 @@ def run(
                 state.request(_signal_name(signum))
             _run(job_dir, partial, device, events, state, lock)
         except BaseException as exc:  # noqa: BLE001 - every failure becomes one error event
-            failure = classify(exc, job_dir)
-            if failure.kind == "internal":
-                traceback.print_exc(file=sys.stderr)
-            events.emit("error", final=True, kind=failure.kind, message=failure.message, hint=failure.hint)
-            code = exit_code(failure.kind)
+            code = report_failure(exc, job_dir, events)
         finally:
             if lock.held:
                 remove(partial)

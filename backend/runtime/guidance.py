@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 # The Time-to-Move defaults and index rule live in the core: the panel shows and checks them too.
-from blender_animate.model_limits import TTM_DEFAULTS, TTM_REFERENCE_STEPS, ttm_indices  # noqa: F401
+from blender_animate.model_limits import ttm_indices  # noqa: F401
 
 GUIDANCE_METHODS = ("ttm", "sdedit", "none", "tracks")
 

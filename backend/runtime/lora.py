@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from blender_animate.model_limits import PICKLE_SUFFIXES
+
 from ..errors import JobFailure
 
 ADAPTER = "job_lora"
-PICKLES = (".pth", ".pt", ".bin", ".ckpt")
 
 
 def load_lora(pipe, path: str, scale: float = 1.0) -> str:
@@ -19,7 +20,7 @@ def load_lora(pipe, path: str, scale: float = 1.0) -> str:
     JobFailure: missing_model (no such file), invalid_job (a pickle, or keys that fit no layer),
     missing_dependency (no peft)."""
     file = Path(path).expanduser()
-    if file.suffix.lower() in PICKLES:
+    if file.suffix.lower() in PICKLE_SUFFIXES:
         raise JobFailure(
             "invalid_job",
             f"the LoRA {file} is pickled; only .safetensors are loaded",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from blender_animate.model_limits import CONVERT_HINT
+from blender_animate.model_limits import CONVERT_HINT, PICKLE_SUFFIXES
 
 from ..errors import JobFailure
 from ..runtime.checkpoints import Checkpoint, require_parts, weights_problem
@@ -44,7 +44,7 @@ def components(ckpt: Checkpoint) -> tuple[str, ...]:
 def check_single_file(path: str) -> Path:
     """The transformer file, or JobFailure: missing, or not .safetensors."""
     file = Path(path).expanduser()
-    if file.suffix.lower() in (".pth", ".pt", ".bin", ".ckpt"):
+    if file.suffix.lower() in PICKLE_SUFFIXES:
         raise JobFailure(
             "invalid_job", f"{file} is a pickled checkpoint; only .safetensors are loaded", CONVERT_HINT
         )
