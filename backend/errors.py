@@ -143,6 +143,9 @@ def classify(exc: BaseException, folder=None) -> JobFailure:
         return exc
     if isinstance(exc, KeyboardInterrupt):
         return Cancelled("interrupted")
+    cancel = _wrapped_cancel(exc)
+    if cancel is not None:
+        return cancel
     if _is_job_error(exc):
         return JobFailure("invalid_job", str(exc))
     if isinstance(exc, OSError) and exc.errno in DISK_FULL | READ_ONLY:
@@ -155,6 +158,30 @@ def classify(exc: BaseException, folder=None) -> JobFailure:
     if isinstance(exc, ImportError):
         return JobFailure("missing_dependency", f"a Python package failed to import: {exc}")
     return JobFailure("internal", f"{type(exc).__name__}: {exc}")
+
+
+def _wrapped_cancel(exc: BaseException) -> JobFailure | None:
+    """The cancel behind `exc`, when library code turned one into another error: the signal
+    handler raises Cancelled wherever the main thread is, e.g. inside an Enum class being built
+    by an import, which re-raises it as a TypeError from it. None when there is none."""
+    seen = set()
+    cause = _chained(exc)
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, Cancelled):
+            return cause
+        if isinstance(cause, KeyboardInterrupt):
+            return Cancelled("interrupted")
+        cause = _chained(cause)
+    return None
+
+
+def _chained(exc: BaseException) -> BaseException | None:
+    """The exception a traceback shows before `exc`: its cause, else its context unless
+    suppressed (`raise ... from None`)."""
+    if exc.__cause__ is not None:
+        return exc.__cause__
+    return None if exc.__suppress_context__ else exc.__context__
 
 
 def _exe() -> str:

@@ -15,9 +15,11 @@ a dolly with a pan, one drag), and in the same run, baseline and new alternating
    frame against the size of one output frame.
 4. Per stage, in this process on one thread, on `--stage-frames` frames spread over the video
    (old and new alternating frame by frame): stage-1 flow (whole-video call per frame vs one
-   frame), splatting, filling, PNG (level 1 vs 0), x264 superfast vs ultrafast at CRF 18 (with
-   PSNR against the frames; wall time: x264 runs threads of its own), and cv2.remap of the same
-   frame: ms per frame and x remap.
+   frame), splatting (the float64 baseline vs the numba kernel, and the numpy path beside it),
+   filling, PNG (level 1 vs 0), x264 superfast vs ultrafast at CRF 18 (with PSNR against the
+   frames; wall time: x264 runs threads of its own), and cv2.remap of the same frame on one
+   OpenCV thread (cv2.setNumThreads(1): thread CPU time would miss the work of its pool): ms per
+   frame and x remap.
 Prints tables with the load average; asserts nothing. The machine may be shared: ratios of the
 alternating runs are what to compare, not absolute times.
 """
@@ -43,7 +45,7 @@ from tests.backend.jobs import backend_env, cameras, write_job  # noqa: E402
 HIDE_OPTIONAL = """import sys
 class _Hide:
     def find_spec(self, name, path=None, target=None):
-        if name.partition('.')[0] in {'cv2', 'scipy', 'av', 'torch'}:
+        if name.partition('.')[0] in {'cv2', 'scipy', 'av', 'torch', 'numba'}:
             raise ModuleNotFoundError(f'No module named {name!r}', name=name)
 sys.meta_path.insert(0, _Hide())
 """
@@ -105,6 +107,8 @@ def stages(job: Path, n_frames: int) -> dict:
     keep_freed_memory()  # the setting the generator runs with (the baseline's differs little here)
     import cv2
 
+    cv2.setNumThreads(1)  # one thread, as every stage here (thread_time counts this thread only)
+
     from backend import outputs as out
     from backend.context import load_context
     from backend.modes.preview import flow_plan, frame_flow
@@ -136,11 +140,15 @@ def stages(job: Path, n_frames: int) -> dict:
     gx, gy = np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32))
     ref_bgr = np.ascontiguousarray(ctx.reference[..., ::-1])
     frames = []
+    flow, depth = frame_flow(ctx, plan, 0)  # the kernel's first call (compile or cache load) untimed
+    new_splat.forward_splat(ctx.reference, flow, depth, depth > 0, want_depth=True)
     for f in np.linspace(1, F - 1, n_frames).round().astype(int):
         flow, depth = timed("flow new", frame_flow, ctx, plan, int(f))
         front = depth > 0
-        so = timed("splat old", old_splat.forward_splat, ctx.reference, flow, depth, front, want_depth=True)
-        sn = timed("splat new", new_splat.forward_splat, ctx.reference, flow, depth, front, want_depth=True)
+        args = (ctx.reference, flow, depth, front)
+        so = timed("splat old", old_splat.forward_splat, *args, want_depth=True)
+        sn = timed("splat new", new_splat.forward_splat, *args, want_depth=True)
+        timed("splat numpy", new_splat.forward_splat, *args, want_depth=True, compiled=False)
         timed("fill old", old_fill.fill_holes, so.image, so.hole, depth=so.depth, method="background")
         frame = timed("fill new", new_fill.fill_holes, sn.image, sn.hole, depth=sn.depth, method="background")
         mx, my = gx - flow[..., 0], gy - flow[..., 1]
@@ -215,6 +223,9 @@ def main() -> int:
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     load0 = os.getloadavg()
     print(f"preview benchmark, {os.cpu_count()} cores, load average at start {load0[0]:.1f} {load0[1]:.1f}")
+    from backend.preview.splat import compiled_kernel
+
+    print("splat new: " + ("the numba kernel" if compiled_kernel() else "numpy (numba is not installed)"))
     if args.zero_install:
         print("processes with numpy + Pillow only (OpenCV, scipy, PyAV, torch hidden)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -260,6 +271,7 @@ def report(w: int, h: int, n: int, r: dict) -> None:
     for old, new in (
         ("flow old", "flow new"),
         ("splat old", "splat new"),
+        ("splat numpy", "splat new"),
         ("fill old", "fill new"),
         ("PNG level 1", "PNG level 0"),
         ("x264 superfast", "x264 ultrafast"),

@@ -14,24 +14,20 @@ bool, depth=None, method=...) -> (H, W, C) uint8`, known pixels unchanged (up to
   smears foreground into disocclusions (tests/backend/test_fill.py shows it).
 "auto": "background" when a depth is given, else "telea" when OpenCV imports, else "pushpull".
 
-Near the holes only: the push-pull is evaluated sparsely (`push_pull_sparse`: only the pyramid
-cells the hole pixels depend on, down to where the weights reach 1, the same float32 arithmetic
-as the dense `push_pull`, bitwise; the whole-frame work left is the one-channel weight
-pyramid), and `fill_holes` runs "background" and "pushpull" on windows around the holes
-(`hole_windows`: tiles of WINDOW_TILE pixels holding a hole, grown by WINDOW_MARGIN pixels,
-merged into rectangles, every connected hole wholly inside one of them), so the cost follows the
-hole area, not the frame's. The result is the whole-frame fill's, exactly: windows are aligned to
-the push-pull blocks of WINDOW_LEVELS levels and hold their reach, and a window whose pyramid
-would need more levels (a hole wider than ~WINDOW_TILE pixels; checked on the weights first) or
-has no background left makes the frame be filled whole, as do windows covering more than
-WINDOW_MAX_SHARE of it (tests/backend/test_fill.py compares both).
+Near the holes only: the cost follows the hole pixels, not the frame's. "background" finds each
+hole pixel's nearest known pixels from the runs of hole pixels along rows and columns
+(`hole_runs`, from the sorted flat indices of the hole pixels) and computes depths, surface
+continuations, cracks and seeds at those pixels only; both numpy fillers evaluate the push-pull
+sparsely (`push_pull_sparse`: only the pyramid cells the hole pixels depend on, down to where
+the weights reach 1, the same float32 arithmetic as the dense `push_pull`, bitwise). The
+whole-frame work left is a few cheap passes: the uint8 conversion of the input, the hole's flat
+indices, the one-channel weight map and its pyramid, the foreground test in the box a seed's
+reach covers.
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-from .windows import hole_windows
 
 # Depth-aware fill ("background", see background_fill): the side of a hole more than FG_RATIO
 # nearer than the other (and not on the same surface) is the occluder; the known pixels within
@@ -47,18 +43,6 @@ SAME_SURFACE_TOLERANCE = 0.2
 # Holes at most this wide between two sides on one surface are cracks: interpolated linearly.
 CRACK = 3
 METHODS = ("auto", "background", "pushpull", "telea")
-# Windows around the holes (hole_windows): tile size and context margin in pixels. Windows start
-# on multiples of WINDOW_TILE = 2 ** WINDOW_LEVELS pixels, so the push-pull blocks of the first
-# WINDOW_LEVELS levels are the whole frame's, and the margin holds their reach (2 ** (L + 1)).
-WINDOW_LEVELS = 6
-WINDOW_TILE = 2**WINDOW_LEVELS
-WINDOW_MARGIN = 2 * WINDOW_TILE
-# Windows covering more than this share of the frame: the frame is filled at once.
-WINDOW_MAX_SHARE = 0.5
-
-
-class _NeedsFrame(Exception):
-    """A window's fill would differ from the whole frame's (deeper pyramid, no background)."""
 
 
 def have_cv2() -> bool:
@@ -77,56 +61,39 @@ def fill_holes(
     method: str = "auto",
     radius: float = 3.0,
     far_preference: float = FAR_POWER,
-    window_margin: int | None = WINDOW_MARGIN,
 ) -> np.ndarray:
     """Fill `hole` (H, W) bool in `image` (H, W, C) in [0, 255]; returns (H, W, C) uint8.
     depth: (H, W) depth of the known pixels (scene units, larger = farther; inf allowed), used by
     "background" (far_preference is its power). method: see the module docstring and
-    resolve_method. radius: Telea's neighbourhood in pixels. window_margin: context in pixels
-    around the holes the filler sees (hole_windows); None fills with the whole frame."""
+    resolve_method. radius: Telea's neighbourhood in pixels. The known pixels are the input's,
+    rounded and clipped; the work beyond that conversion follows the holes (module docstring)."""
     if image.shape[:2] != hole.shape:
         raise ValueError(f"image {image.shape} and hole {hole.shape} sizes differ")
     method = resolve_method(method, depth is not None)
-    u8 = image if image.dtype == np.uint8 else np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    u8 = image if image.dtype == np.uint8 else _to_u8(image)
     if not hole.any():
         return u8
     if hole.all():  # nothing to fill from
         return np.zeros_like(u8)
-    windows = hole_windows(hole, margin=None if method == "telea" else window_margin, tile=WINDOW_TILE)
-    area = sum((ys.stop - ys.start) * (xs.stop - xs.start) for ys, xs in windows)
-    if area > WINDOW_MAX_SHARE * hole.size:  # windows would save little: the frame at once
-        return _fill(image, u8, hole, depth, method, radius, far_preference, strict=False)
-    out = u8.copy()
-    try:
-        for ys, xs in windows:
-            sub_hole = hole[ys, xs]
-            sub_depth = None if depth is None else depth[ys, xs]
-            filled = _fill(image[ys, xs], u8[ys, xs], sub_hole, sub_depth, method, radius, far_preference)
-            out[ys, xs][sub_hole] = filled[sub_hole]
-    except _NeedsFrame:
-        return _fill(image, u8, hole, depth, method, radius, far_preference, strict=False)
-    return out
-
-
-def _fill(image, u8, hole, depth, method, radius, far_preference, *, strict: bool = True) -> np.ndarray:
-    """fill_holes on one window (strict: raise _NeedsFrame where the window's fill could differ
-    from the whole frame's) or on the frame: (h, w, C) uint8, hole pixels filled."""
     if method == "telea":
         import cv2
 
         return cv2.inpaint(np.ascontiguousarray(u8), hole.astype(np.uint8), radius, cv2.INPAINT_TELEA)
-    levels = WINDOW_LEVELS if strict else None
+    at = np.flatnonzero(hole)
     if method == "background":
-        filled = background_fill(image, hole, depth, power=far_preference, window_levels=levels)
+        filled = background_values(image, hole, depth, power=far_preference)
     else:
-        img = image.astype(np.float32, copy=False)
-        filled = push_pull_sparse(img, (~hole).astype(np.float32), hole, blend="full", window_levels=levels)
-        out = u8.copy()
-        out[hole] = np.clip(np.rint(filled), 0, 255).astype(np.uint8)
-        return out
-    out = u8.copy()
-    out[hole] = np.clip(np.rint(filled[hole]), 0, 255).astype(np.uint8)
+        filled = _push_pull_flat(_rows(image), (~hole).astype(np.float32), at, blend="full")
+    out = u8.copy() if u8 is image else u8  # a fresh conversion is ours to write into
+    out.reshape(-1, out.shape[-1])[at] = _to_u8(filled)
     return out
+
+
+def _to_u8(a: np.ndarray) -> np.ndarray:
+    """np.clip(np.rint(a), 0, 255).astype(np.uint8), with one temporary."""
+    r = np.rint(a)
+    np.clip(r, 0, 255, out=r)
+    return r.astype(np.uint8)
 
 
 def resolve_method(method: str, have_depth: bool) -> str:
@@ -151,13 +118,14 @@ def background_fill(
     *,
     power: float = FAR_POWER,
     reach: int = EXCLUDE_REACH,
-    window_levels: int | None = None,
 ):
     """Depth-aware fill from the background side only: (H, W, C) float32, hole pixels filled,
-    known ones unchanged. depth: (H, W) of the known pixels; inf = at infinity (sky).
+    known ones unchanged. depth: (H, W) of the known pixels; inf = at infinity (sky). The hole
+    pixels' values alone: `background_values` (what fill_holes uses).
 
     1. Which side of a hole is the occluder. For every hole pixel the nearest known pixel is
-       found in each of the four directions (running maxima of indices, no per-pixel loop).
+       found in each of the four directions: the pixels just before and after its run of hole
+       pixels along the row and along the column (`hole_runs`), so the work follows the holes.
        Along each axis with a known pixel on both sides, the two are one surface when each
        side's inverse depth, continued linearly across the gap (a plane, e.g. a floor seen at a
        grazing angle, whose depth grows fast from row to row), meets the other within
@@ -176,47 +144,64 @@ def background_fill(
        push-pull pyramid (`push_pull`) over the remaining known pixels, evaluated at the hole
        pixels only: a smooth, multi-scale continuation of the background around each hole,
        borders revealed by the camera included, without scan-line streaks.
-    `power` (fill_holes' far_preference) sets the seed ratio: FG_RATIO ** (FAR_POWER / power).
-    window_levels: the image is a window of a frame (fill_holes): raise _NeedsFrame where the
-    result could differ from the frame's (see push_pull; no background pixel left)."""
+    `power` (fill_holes' far_preference) sets the seed ratio: FG_RATIO ** (FAR_POWER / power)."""
+    at = np.flatnonzero(hole)
+    vals = background_values(image, hole, depth, power=power, reach=reach)
+    out = image.astype(np.float32)  # always a copy
+    out.reshape(-1, out.shape[-1])[at] = vals
+    return out
+
+
+def background_values(
+    image: np.ndarray,
+    hole: np.ndarray,
+    depth: np.ndarray,
+    *,
+    power: float = FAR_POWER,
+    reach: int = EXCLUDE_REACH,
+) -> np.ndarray:
+    """background_fill's values at the hole pixels: (n, C) float32 in np.flatnonzero(hole)
+    order, computed from the hole pixels and their neighbourhoods (see background_fill); the
+    whole-frame work is a few mask passes and push_pull_sparse's weight pyramid."""
     H, W = hole.shape
-    z = np.asarray(depth, np.float32)
-    known = ~hole
-    ok_z = known & np.isfinite(z) & (z > 0)  # finite, valid depths of known pixels
-    with np.errstate(divide="ignore"):
-        iz = np.where(ok_z, np.float32(1.0) / np.where(ok_z, z, np.float32(1.0)), np.float32(0.0))
+    C = image.shape[-1]
+    hole_f = hole.reshape(-1)
+    at = np.flatnonzero(hole_f)  # hole pixels, row-major; their index in `at` is their id
+    n = at.size
+    if n == 0:
+        return np.zeros((0, C), np.float32)
+    pix = _Pixels(image, hole_f, depth)
     ratio = np.float32(FG_RATIO ** (FAR_POWER / max(power, 1e-6)))
-    seed = np.zeros((H, W), bool)  # occluders beside a hole
-    back = np.zeros((H, W), bool)  # confirmed background beside a hole
-    paired = np.zeros(H * W, bool)  # hole pixels with known pixels on both sides along an axis
-    img = image.astype(np.float32).reshape(H * W, -1)  # always a copy
-    crack_sum = np.zeros_like(img)
-    crack_n = np.zeros(H * W, np.float32)
-    cands = []  # (hole pixel, candidate) flat indices, one pair of arrays per direction
-    for axis in (1, 0):  # rows with holes, scanned left and right; then columns, up and down
-        lines = np.flatnonzero(hole.any(axis=axis))
-        if lines.size == 0:
+    paired = np.zeros(n, bool)  # with known pixels on both sides along an axis
+    crack_sum = np.zeros((n, C), np.float32)
+    crack_n = np.zeros(n, np.float32)
+    seeds, backs = [], []  # flat indices of occluders / confirmed background beside a hole
+    cands = []  # (hole pixel ids, candidate flat indices, candidate inverse depths), per direction
+    for axis, (ids, run, pos, line, first, last) in zip((1, 0), hole_runs(at, H, W)):
+        # Along the rows, left and right; then along the columns, up and down. Position p of
+        # a line is the flat index base + p * stride.
+        size, stride, base = (W, 1, line * W) if axis == 1 else (H, W, line)
+        pl = first - 1  # the nearest known position before the run (-1: none)
+        pr = np.where(last + 1 < size, last + 1, -1)
+        izl = np.where(pl >= 0, pix.iz(base + pl * stride), np.float32(0.0))
+        izr = np.where(pr >= 0, pix.iz(base + pr * stride), np.float32(0.0))
+        for side, izs in ((pl, izl), (pr, izr)):
+            has = side[run] >= 0
+            r = run[has]
+            cands.append((ids[has], (base + side * stride)[r], izs[r]))
+        pair = (pl >= 0) & (pr >= 0)  # runs with a known pixel on both sides
+        if not pair.any():
             continue
-        sub = hole[lines] if axis == 1 else hole[:, lines].T  # (lines, positions)
-        izl = iz[lines] if axis == 1 else iz[:, lines].T
-        (_, lo), (_, hi) = _nearest_known(~sub)
-        for src in (lo, hi):
-            r, c = np.nonzero(sub & (src >= 0))
-            if axis == 1:
-                cands.append((lines[r] * W + c, lines[r] * W + src[r, c]))
-            else:
-                cands.append((c * W + lines[r], src[r, c] * W + lines[r]))
-        r, c = np.nonzero(sub & (lo >= 0) & (hi >= 0))  # hole pixels with a known pixel on both sides
-        if r.size == 0:
-            continue
-        paired[lines[r] * W + c if axis == 1 else c * W + lines[r]] = True
-        pl, pr = lo[r, c], hi[r, c]
-        il, ir = izl[r, pl], izl[r, pr]
+        paired[ids[pair[run]]] = True
+        k = np.flatnonzero(pair)
+        b, pl, pr, il, ir = base[k], pl[k], pr[k], izl[k], izr[k]
+
         # Each side's surface continued across the gap (inverse depth is linear along a line
         # of the image on a plane), from its 2nd and 5th pixel away from the hole (the 1st may
         # be an anti-aliased mix); no usable slope: a constant.
-        pred_r = _continue(izl, r, pl, pr, -1)
-        pred_l = _continue(izl, r, pr, pl, +1)
+        line_iz = (pix, b, stride, size)
+        pred_r = _continue(line_iz, pl, il, pr, -1)
+        pred_l = _continue(line_iz, pr, ir, pl, +1)
         big = np.maximum(il, ir) * np.float32(SAME_SURFACE_TOLERANCE)
         same = (np.abs(pred_r - ir) <= big) & (np.abs(pred_l - il) <= big)
         finite = (il > 0) & (ir > 0)  # sky and invalid depth never make or are seeds
@@ -226,50 +211,39 @@ def background_fill(
         # Cracks (a surface torn open by at most CRACK pixels): interpolated across, crisp.
         crack = both & (pr - pl - 1 <= CRACK)
         if crack.any():
-            a = ((c - pl) / (pr - pl)).astype(np.float32)[crack, None]
-            if axis == 1:
-                tgt, s0, s1 = lines[r] * W + c, lines[r] * W + pl, lines[r] * W + pr
-            else:
-                tgt, s0, s1 = c * W + lines[r], pl * W + lines[r], pr * W + lines[r]
-            tgt, s0, s1 = tgt[crack], s0[crack], s1[crack]
-            crack_sum[tgt] += (1 - a) * img[s0] + a * img[s1]
+            crack_run = np.zeros(line.size, bool)  # crack runs (of all runs), then their pixels
+            crack_run[k[crack]] = True
+            sel = crack_run[run]
+            rc = (np.cumsum(pair) - 1)[run[sel]]  # index into the paired runs
+            c = pos[sel]
+            a = ((c - pl[rc]) / (pr[rc] - pl[rc])).astype(np.float32)[:, None]
+            s0, s1 = pix.rgb(b[rc] + pl[rc] * stride), pix.rgb(b[rc] + pr[rc] * stride)
+            tgt = ids[sel]
+            crack_sum[tgt] += (1 - a) * s0 + a * s1
             crack_n[tgt] += 1
-        for mark, sel, pos in (
-            (seed, near_l, pl),
-            (seed, near_r, pr),
-            (back, near_l | both, pr),
-            (back, near_r | both, pl),
-        ):
-            if axis == 1:
-                mark[lines[r[sel]], pos[sel]] = True
-            else:
-                mark[pos[sel], lines[r[sel]]] = True
+        seeds += [b[near_l] + pl[near_l] * stride, b[near_r] + pr[near_r] * stride]
+        bl, br = near_l | both, near_r | both
+        backs += [b[bl] + pr[bl] * stride, b[br] + pl[br] * stride]
     # Hole pixels with no such pair (corners and strips revealed at the image border): the
     # candidates of all four directions compared with the farthest finite one, a stricter ratio.
-    izfar = np.full(H * W, np.inf, np.float32)
-    iz_flat = iz.reshape(-1)
-    for t, q in cands:
-        izq = iz_flat[q]
+    izfar = np.full(n, np.inf, np.float32)
+    for t, _, izq in cands:
         izfar[t] = np.minimum(izfar[t], np.where(izq > 0, izq, np.float32(np.inf)))
-    seed_f = seed.reshape(-1)  # (a view) no background is confirmed this way: one side only
-    for t, q in cands:
+    for t, q, izq in cands:
         alone = ~paired[t] & np.isfinite(izfar[t])
-        seed_f[q[alone & (iz_flat[q] > izfar[t] * ratio * ratio)]] = True
-    weight = known.astype(np.float32)
-    if seed.any():
+        seeds.append(q[alone & (izq > izfar[t] * ratio * ratio)])
+    weight = (~hole).astype(np.float32)
+    weight_f = weight.reshape(-1)
+    seed = np.unique(np.concatenate(seeds)) if seeds else np.zeros(0, np.int64)
+    if seed.size:
         # The occluder's own depth: the nearest valid depth around each seed (its rim pixel may
         # hold a mix of object and background depth), spread over `reach` pixels.
-        sy, sx = np.nonzero(seed)
+        sy, sx = np.divmod(seed, W)
         znear = np.full(sy.size, np.inf, np.float32)
-        # Valid depths (inf elsewhere) in the seeds' bounding box grown by 2 px only.
-        y0, x0 = max(int(sy.min()) - 2, 0), max(int(sx.min()) - 2, 0)
-        y1, x1 = min(int(sy.max()) + 3, H), min(int(sx.max()) + 3, W)
-        zv = np.where(ok_z[y0:y1, x0:x1], z[y0:y1, x0:x1], np.float32(np.inf))
         for dy in range(-2, 3):
             for dx in range(-2, 3):
-                yy = np.clip(sy + dy, 0, H - 1) - y0
-                xx = np.clip(sx + dx, 0, W - 1) - x0
-                np.minimum(znear, zv[yy, xx], out=znear)
+                q = np.clip(sy + dy, 0, H - 1) * W + np.clip(sx + dx, 0, W - 1)
+                np.minimum(znear, pix.z_valid(q), out=znear)
         # _spread_max of the seeds' depths (0 elsewhere), on its cells: only the cells with a
         # seed, and the comparison made in the box of the cells it reaches (zseed is 0 beyond it:
         # no valid depth is <= 0, so nothing there is foreground).
@@ -280,37 +254,108 @@ def background_fill(
         Y0, Y1, X0, X1 = r0 * cell, min(r1 * cell, H), c0 * cell, min(c1 * cell, W)
         thr = np.repeat(np.repeat(cells[r0:r1, c0:c1], cell, axis=0), cell, axis=1)[: Y1 - Y0, : X1 - X0]
         box = (slice(Y0, Y1), slice(X0, X1))
-        fg = ok_z[box] & (z[box] <= thr * np.float32(FG_TOLERANCE))
+        zb = np.asarray(depth[box], np.float32)
+        fg = ~hole[box] & np.isfinite(zb) & (zb > 0) & (zb <= thr * np.float32(FG_TOLERANCE))
+        weight[box][fg] = 0.0
         # The background rim of each hole stays in (e.g. a floor nearer than the occluder, but on
-        # the far side of the hole), so that the fill continues what borders the hole there.
-        weight[box][fg & ~(back[box] & ~seed[box])] = 0.0
+        # the far side of the hole), so that the fill continues what borders the hole there:
+        # known pixels, whose weight was 1.
+        back = np.unique(np.concatenate(backs)) if backs else np.zeros(0, np.int64)
+        weight_f[back[~np.isin(back, seed, assume_unique=True)]] = 1.0
     cracked = crack_n > 0
-    img[cracked] = crack_sum[cracked] / crack_n[cracked, None]
-    cracked = cracked.reshape(H, W)
-    weight[cracked] = 1.0  # known from now on
-    rest = hole & ~cracked
-    out = img.reshape(image.shape)
+    vals = np.empty((n, C), np.float32)
+    crack_vals = crack_sum[cracked] / crack_n[cracked, None]
+    vals[cracked] = crack_vals
+    weight_f[at[cracked]] = 1.0  # known from now on
+    rest = ~cracked
     if rest.any():
-        if not (weight > 0).any():
-            if window_levels is not None:
-                raise _NeedsFrame
-            weight = (known | cracked).astype(np.float32)
-        out[rest] = push_pull_sparse(out, weight, rest, window_levels=window_levels)
+        if not (weight_f > 0).any():
+            weight_f[:] = ~hole_f
+            weight_f[at[cracked]] = 1.0
+        vals[rest] = _push_pull_flat(
+            pix.image_rows,
+            weight,
+            at[rest],
+            patch=(at[cracked], crack_vals),
+        )
+    return vals
+
+
+class _Pixels:
+    """Gathers from one frame at flat pixel indices: image rows, depths and inverse depths.
+    image (H, W, C), hole (H * W,) bool, depth (H, W) (larger = farther; inf allowed)."""
+
+    def __init__(self, image: np.ndarray, hole_f: np.ndarray, depth: np.ndarray):
+        self.image_rows = _rows(image)
+        self.hole = hole_f
+        self.z = np.asarray(depth).reshape(-1)
+
+    def rgb(self, q: np.ndarray) -> np.ndarray:
+        return self.image_rows[q].astype(np.float32, copy=False)
+
+    def _ok(self, q: np.ndarray):
+        z = self.z[q].astype(np.float32, copy=False)
+        return z, ~self.hole[q] & np.isfinite(z) & (z > 0)  # finite, valid depths of known pixels
+
+    def iz(self, q: np.ndarray) -> np.ndarray:
+        """Inverse depth at q: 1 / z for valid depths of known pixels, else 0 (float32)."""
+        z, ok = self._ok(q)
+        with np.errstate(divide="ignore"):
+            return np.where(ok, np.float32(1.0) / np.where(ok, z, np.float32(1.0)), np.float32(0.0))
+
+    def z_valid(self, q: np.ndarray) -> np.ndarray:
+        """Depth at q for valid depths of known pixels, else inf (float32)."""
+        z, ok = self._ok(q)
+        return np.where(ok, z, np.float32(np.inf))
+
+
+def _rows(image: np.ndarray) -> np.ndarray:
+    """image (H, W, C) as (H * W, C) rows: a view where the layout allows, else a copy."""
+    return image.reshape(-1, image.shape[-1])
+
+
+def hole_runs(at: np.ndarray, H: int, W: int):
+    """The runs of hole pixels along the rows and along the columns of an (H, W) frame, from
+    `at` (n,) the sorted (row-major) flat indices of its hole pixels: for the rows, then the
+    columns, (ids, run, pos, line, first, last): ids (n,) the hole pixels (indices into `at`) in
+    line order, run (n,) the run of each of them and pos (n,) its position along its line;
+    line, first, last (runs,): each run's line (row or column) and its first and last position
+    (inclusive). The nearest known pixels of a run along its line are at first - 1 and
+    last + 1 (where inside the line). O(n log n) int64 work, no whole-frame pass."""
+    out = []
+    n = at.size
+    for size in (W, H):
+        if not out:  # the rows
+            ids, key = np.arange(n), at  # row-major: line * W + position
+        else:
+            y, x = np.divmod(at, W)
+            key = x * H + y  # column-major
+            ids = np.argsort(key, kind="stable")
+            key = key[ids]
+        line, pos = np.divmod(key, size)
+        brk = np.flatnonzero((np.diff(key) != 1) | (pos[1:] == 0)) + 1  # where a new run starts
+        starts = np.concatenate([np.zeros(min(n, 1), np.int64), brk])
+        ends = np.concatenate([brk - 1, np.full(min(n, 1), n - 1, np.int64)])
+        step = np.zeros(n, np.int64)
+        step[brk] = 1
+        out.append((ids, np.cumsum(step), pos, line[starts], pos[starts], pos[ends]))
     return out
 
 
-def _continue(iz: np.ndarray, r: np.ndarray, p: np.ndarray, q: np.ndarray, step: int) -> np.ndarray:
-    """Inverse depth at position q of line r predicted from the surface at p: a straight line
-    through the pixels p + step and p + 4 * step (`step` points away from the hole), or iz[r, p]
-    where those are not both in the line and valid (iz > 0). iz: (lines, n); r, p, q: (m,)."""
-    n = iz.shape[1]
+def _continue(line_iz, p: np.ndarray, izp: np.ndarray, q: np.ndarray, step: int) -> np.ndarray:
+    """Inverse depth at position q of a line predicted from the surface at p: a straight line
+    through the pixels p + step and p + 4 * step (`step` points away from the hole), or izp (the
+    inverse depth at p) where those are not both in the line and valid (iz > 0). line_iz:
+    (pixels (_Pixels), base, stride, n): position t of line i is the flat index base[i] + t *
+    stride, n the line length; base, p, izp, q: (m,), one entry per line."""
+    pix, base, stride, n = line_iz
     a, b = p + step, p + 4 * step
     inside = (b >= 0) & (b < n)
-    a_, b_ = np.clip(a, 0, n - 1), np.clip(b, 0, n - 1)
-    za, zb = iz[r, a_], iz[r, b_]
+    za = pix.iz(base + np.clip(a, 0, n - 1) * stride)
+    zb = pix.iz(base + np.clip(b, 0, n - 1) * stride)
     ok = inside & (za > 0) & (zb > 0)
     slope = np.where(ok, (za - zb) / np.float32(3.0), np.float32(0.0))  # per pixel toward q
-    return np.where(ok, za + slope * np.abs(q - a).astype(np.float32), iz[r, p])
+    return np.where(ok, za + slope * np.abs(q - a).astype(np.float32), izp)
 
 
 SPREAD_CELL = 8
@@ -347,36 +392,19 @@ def _spread_max(a: np.ndarray, radius: int, cell: int = SPREAD_CELL) -> np.ndarr
     return np.repeat(np.repeat(m, cell, axis=0), cell, axis=1)[:H, :W]
 
 
-def _nearest_known(known: np.ndarray):
-    """For each row of `known` (n, w) bool: the column of the nearest known pixel to the left and
-    to the right of every position (-1 when there is none), as two (n, w) int32 arrays (running
-    maxima of indices: no per-pixel loop). Yields ("left", cols) and ("right", cols)."""
-    w = known.shape[1]
-    cols = np.arange(w, dtype=np.int32)
-    yield "left", np.maximum.accumulate(np.where(known, cols, -1), axis=1)
-    rev = np.maximum.accumulate(np.where(known[:, ::-1], cols, -1), axis=1)[:, ::-1]
-    yield "right", np.where(rev >= 0, w - 1 - rev, -1).astype(np.int32)
-
-
 def push_pull(
     image: np.ndarray,
     weight: np.ndarray,
     *,
     max_levels: int = 16,
     at: np.ndarray | None = None,
-    window_levels: int | None = None,
 ) -> np.ndarray:
     """Pyramid fill. image (H, W, C) float32, weight (H, W) float32 in [0, 1] (0 = unknown).
     Returns (H, W, C) float32 where weight-1 pixels keep their value and the rest blend in the
     coarser levels: out = w * image + (1 - w) * upsample(coarser). at: (H, W) bool, or None:
     then only out[at] is returned, (n, C), and the full-size upsampling is skipped (the cost of
-    the finest level is then that of the pull and of the n pixels). window_levels: the image is
-    a window of a frame, aligned to 2 ** window_levels pixels: raise _NeedsFrame when the pyramid
-    would go deeper (or end for the window's size), where the frame's could differ."""
+    the finest level is then that of the pull and of the n pixels)."""
     w = np.clip(weight, 0.0, 1.0).astype(np.float32)
-    if window_levels is not None:  # first the weights alone (cheap): can the window do it?
-        _check_depth(w, window_levels)
-        window_levels = None
     done = w.min() >= 1.0
     if done or max_levels <= 0 or min(image.shape[:2]) <= 1:
         out = image.copy() if w.max() > 0 else np.zeros_like(image)
@@ -386,26 +414,13 @@ def push_pull(
     wsum = _sum2x2(_pad_even(w))
     csum = _sum2x2(_pad_even(image * w[..., None]))
     coarse = csum / np.maximum(wsum, 1e-12)[..., None]
-    deeper = None if window_levels is None else window_levels - 1
-    coarse = push_pull(coarse, np.minimum(wsum, 1.0), max_levels=max_levels - 1, window_levels=deeper)
+    coarse = push_pull(coarse, np.minimum(wsum, 1.0), max_levels=max_levels - 1)
     if at is not None:
         ys, xs = np.nonzero(at)
         wa = w[ys, xs][:, None]
         return wa * image[ys, xs] + (1.0 - wa) * _upsample_at(coarse, ys, xs)
     up = _upsample2(coarse)[:H, :W]
     return w[..., None] * image + (1.0 - w[..., None]) * up
-
-
-def _check_depth(w: np.ndarray, levels: int) -> None:
-    """Raise _NeedsFrame unless the push-pull pyramid of weights `w` (h, w) ends (all weights 1)
-    within `levels` levels, with more than one pixel per side (see push_pull's window_levels)."""
-    for _ in range(levels + 1):
-        if w.min() >= 1.0:
-            return
-        if min(w.shape) <= 1:
-            break
-        w = np.minimum(_sum2x2(_pad_even(w)), np.float32(1.0))
-    raise _NeedsFrame
 
 
 def _upsample_at(a: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
@@ -460,7 +475,9 @@ def _pull_weights(weight: np.ndarray, max_levels: int) -> list[np.ndarray]:
     """push_pull's weight pyramid, whole (one channel, cheap): [w_0 (H, W) clipped, w_1, ...]
     down to the level where push_pull stops (max_levels, or a side of one cell); w_l = min(1,
     sum2x2(pad(w_{l-1}))) with push_pull's arithmetic."""
-    w = np.clip(weight, 0.0, 1.0).astype(np.float32)
+    w = weight.astype(np.float32, copy=False)
+    if not (w.min() >= 0.0 and w.max() <= 1.0):  # (clipping the float32 values is the same)
+        w = np.clip(w, 0.0, 1.0).astype(np.float32)
     out = [w]
     while len(out) <= max_levels and min(w.shape) > 1 and w.min() < 1.0:
         w = np.minimum(_sum2x2(_pad_even(w)), np.float32(1.0))
@@ -498,38 +515,59 @@ def push_pull_sparse(
     *,
     max_levels: int = 16,
     blend: str = "at",
-    window_levels: int | None = None,
 ) -> np.ndarray:
     """push_pull(image, weight, at=at) (blend "at") or push_pull(image, weight)[at] (blend
     "full"), bitwise (the same float32 operations in the same order), computed only at the
     pyramid cells those pixels depend on: a cell of weight 1 needs nothing coarser, so below the
     whole weight pyramid (one channel, cheap) the cost follows the holes, not the frame.
     image (H, W, C) float32, weight (H, W) float32, at (H, W) bool. Returns (n, C) float32 in
-    np.nonzero(at) order. window_levels: the image is a window of a frame aligned to
-    2 ** window_levels pixels: raise _NeedsFrame where its result could differ from the frame's
-    (a cell it needs lies deeper than that, or the window's pyramid ends before the frame's).
+    np.nonzero(at) order."""
+    return _push_pull_flat(_rows(image), weight, np.flatnonzero(at), max_levels=max_levels, blend=blend)
+
+
+def _gather(rows: np.ndarray, k: np.ndarray, patch) -> np.ndarray:
+    """rows[k] as float32 (m, C), with patch = (sorted flat indices, their (p, C) values) or
+    None replacing the rows it names."""
+    v = rows[k].astype(np.float32, copy=False)
+    if patch is not None and patch[0].size:
+        idx, pv = patch
+        j = np.minimum(np.searchsorted(idx, k), idx.size - 1)
+        hit = idx[j] == k
+        if hit.any():
+            v[hit] = pv[j[hit]]
+    return v
+
+
+def _push_pull_flat(
+    rows: np.ndarray,
+    weight: np.ndarray,
+    at: np.ndarray,
+    *,
+    patch=None,
+    max_levels: int = 16,
+    blend: str = "at",
+) -> np.ndarray:
+    """push_pull_sparse on flat indices: rows (H * W, C) the image (any real dtype, read as
+    float32), weight (H, W) float32, at (n,) sorted flat indices, patch (sorted flat indices,
+    (p, C) float32 values) or None: image pixels replaced (e.g. filled cracks). Returns (n, C).
 
     Levels: N_l, the cells push_pull's output at the pixels depends on (the upsampling taps of
     the cells of N_{l-1} whose weight is below 1); P_l, those whose pulled value is needed (N_l
     and the children of P_{l+1}). Values are pulled bottom-up over P_l, then pushed top-down
     over N_l."""
-    ys, xs = np.nonzero(at)
-    C = image.shape[2]
+    C = rows.shape[1]
     H, W = weight.shape
-    if ys.size == 0:
+    if at.size == 0:
         return np.zeros((0, C), np.float32)
-    v0 = image[ys, xs]
-    w0 = np.clip(weight[ys, xs], 0.0, 1.0).astype(np.float32)
+    ys, xs = np.divmod(at, W)
+    v0 = _gather(rows, at, patch)
+    w0 = np.clip(weight.reshape(-1)[at], 0.0, 1.0).astype(np.float32)
     if not (w0 < 1.0).any():  # every pixel asked for is known: push_pull keeps it
         return v0.astype(np.float32, copy=True)
     wl = _pull_weights(weight, max_levels)
     if len(wl) == 1 or not (wl[0] > 0).any():  # push_pull stops at once / nothing to fill from
-        if window_levels is not None:
-            raise _NeedsFrame
         return v0.astype(np.float32, copy=True) if (wl[0] > 0).any() else np.zeros((ys.size, C), np.float32)
     top = len(wl) - 1  # push_pull's last level: its value is the pulled one
-    if window_levels is not None and top <= window_levels and min(wl[top].shape) <= 1:
-        raise _NeedsFrame  # the window's pyramid ends on its size, the frame's may go on
     shapes = [w.shape for w in wl]
     # Top-down: the cells N_l and, for each, the four taps into level l + 1.
     need = [None]  # N_0 is the pixels themselves
@@ -553,8 +591,6 @@ def push_pull_sparse(
         sel = np.flatnonzero(wl[lev].reshape(-1)[cells] < 1.0)
         if sel.size == 0:
             break
-        if window_levels is not None and lev + 1 > window_levels:
-            raise _NeedsFrame  # deeper than the window's aligned levels
         cy, cx = np.divmod(cells[sel], w)
         need[-1] = (cells, sel)
     last = len(need) - 1
@@ -576,6 +612,7 @@ def push_pull_sparse(
                 ok = (y < ch) & (x < cw)
                 kids.append((y * cw + x)[ok])
             p = np.concatenate(kids)
+    wl0 = wl[0].reshape(-1)
     for lev in range(1, last + 1):
         h, w = shapes[lev]
         ch, cw = shapes[lev - 1]
@@ -592,7 +629,8 @@ def push_pull_sparse(
             if not full:
                 y, x = np.where(ok, y, 0), np.where(ok, x, 0)
             if lev == 1:
-                v, wk = image[y, x], wl[0][y, x]
+                k = y * cw + x
+                v, wk = _gather(rows, k, patch), wl0[k]
             else:
                 k = y * cw + x
                 v, wk = below[k], wbelow[k]

@@ -40,6 +40,34 @@ def test_classify(exc, kind):
     assert failure.hint  # every kind comes with something to do
 
 
+def test_a_cancel_that_library_code_wrapped_stays_a_cancel():
+    """The SIGTERM handler raises Cancelled wherever the main thread is; raised inside an Enum
+    class being built by an import, Python's enum re-raises it as a TypeError "from" it (what a
+    SIGTERM 0.15 s into a run once gave), and a cleanup error while it propagates has it as
+    context: both are the cancel, not an internal error."""
+    from backend.errors import Cancelled
+
+    def wrapped(inner, outer, chain):
+        try:
+            try:
+                raise inner
+            except BaseException as exc:
+                if chain == "cause":
+                    raise outer from exc
+                if chain == "context":
+                    raise outer  # noqa: B904 - the implicit context is the point
+                raise outer from None
+        except Exception as exc:
+            return classify(exc)
+
+    enum_error = TypeError("_value_ not set in __new__, unable to create it")
+    got = wrapped(Cancelled("cancelled (SIGTERM)"), enum_error, "cause")
+    assert (got.kind, got.message) == ("cancelled", "cancelled (SIGTERM)")
+    assert wrapped(KeyboardInterrupt(), ValueError("while stopping"), "context").kind == "cancelled"
+    assert wrapped(Cancelled(), OSError("cleanup failed"), "none").kind == "internal"  # not chained
+    assert wrapped(ValueError("a"), ValueError("b"), "cause").kind == "internal"
+
+
 def test_exit_codes():
     assert exit_code("invalid_job") == 2
     assert exit_code("cancelled") == 3

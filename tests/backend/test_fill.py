@@ -154,70 +154,102 @@ def test_border_strip_beside_a_near_object_stays_sky():
     assert np.abs(np.diff(cols, axis=1)).mean() < 12
 
 
-def _layered_frame(H, W, near, pan, seed=0):
-    """A splatted frame of near squares in front of the sky after a pan: holes beside them."""
-    from backend.preview.splat import forward_splat
+def _brute_nearest_known(hole, y, x, dy, dx):
+    """The flat index of the nearest known pixel from hole pixel (y, x) in direction (dy, dx),
+    stepping one pixel at a time; -1 when the line ends first."""
+    H, W = hole.shape
+    y, x = y + dy, x + dx
+    while 0 <= y < H and 0 <= x < W:
+        if not hole[y, x]:
+            return y * W + x
+        y, x = y + dy, x + dx
+    return -1
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_hole_runs_give_the_nearest_known_pixels_of_a_scan(seed):
+    """The nearest known pixel left, right, above and below every hole pixel, from the runs of
+    hole pixels (the one before and after each run), equals a pixel-by-pixel scan."""
+    from backend.preview.fill import hole_runs
 
     rng = np.random.default_rng(seed)
-    img = texture(H, W)
-    depth = np.full((H, W), np.inf, np.float32)  # a far background (sky) that stays
-    for y, x, s in near:
-        img[y : y + s, x : x + s] = rng.integers(0, 256, 3)
-        depth[y : y + s, x : x + s] = 3.0
-    flow = np.zeros((H, W, 2), np.float32)
-    flow[..., 0] = -pan * 3.0 / depth  # the near layer moves by `pan` px
-    return forward_splat(img, flow, depth, want_depth=True)
+    for _ in range(25):
+        H, W = (int(v) for v in rng.integers(1, 14, 2))
+        hole = rng.random((H, W)) < rng.choice([0.1, 0.5, 0.8, 0.95])
+        if seed == 0:
+            hole[:, -1] = True  # a border strip
+        at = np.flatnonzero(hole)
+        got = np.full((4, at.size), -2)
+        for axis, (ids, run, pos, line, first, last) in zip((1, 0), hole_runs(at, H, W)):
+            size, stride, base = (W, 1, line * W) if axis == 1 else (H, W, line)
+            assert np.array_equal(base[run] + pos * stride, at[ids])  # pixels and positions agree
+            assert (first[run] <= pos).all() and (pos <= last[run]).all()
+            lo = np.where(first > 0, base + (first - 1) * stride, -1)
+            hi = np.where(last + 1 < size, base + (last + 1) * stride, -1)
+            got[2 - 2 * axis, ids], got[3 - 2 * axis, ids] = lo[run], hi[run]
+        ys, xs = np.divmod(at, W)
+        want = [
+            [_brute_nearest_known(hole, y, x, dy, dx) for y, x in zip(ys, xs)]
+            for dy, dx in ((0, -1), (0, 1), (-1, 0), (1, 0))
+        ]
+        np.testing.assert_array_equal(got, np.array(want, int).reshape(4, -1))
+
+
+def _scene(H, W):
+    """A frame (H, W) with holes at fixed places near its top-left corner whatever its size: a
+    disocclusion beside a near square in front of a wall, a corner revealed beside a near post,
+    cracks in a floor, a strip at the left border. (image float32, hole, depth)."""
+    from tests.backend.jobs import texture
+
+    img = texture(480, 720)
+    img = np.pad(img, ((0, H - 480), (0, W - 720), (0, 0)), mode="reflect").astype(np.float32)
+    depth = np.full((H, W), np.inf, np.float32)  # sky
+    depth[200:] = 8.0  # a floor
+    depth[:160, :260] = 20.0  # a wall
+    depth[60:140, 100:160] = 2.0  # a near square
+    depth[5:15, 5:12] = 2.0  # a near post
+    hole = np.zeros((H, W), bool)
+    hole[60:140, 160:175] = True  # uncovered beside the square
+    hole[:20, :5] = True  # the corner beside the post
+    hole[300, 200:203] = True  # cracks in the floor
+    hole[320:323, 400] = True
+    hole[150:260, :4] = True  # revealed at the border, wall and floor
+    img[hole] = 0
+    depth[hole] = np.inf
+    return img, hole, depth
 
 
 @pytest.mark.parametrize("method", ["background", "pushpull"])
-@pytest.mark.parametrize(
-    "near,pan,windowed",
-    [
-        ([(40, 60, 12), (300, 500, 10)], 8.0, True),  # two small holes far apart: two windows
-        ([(100, 100, 200)], 8.0, True),  # a tall, thin hole
-        ([(100, 100, 200)], 120.0, False),  # a wide one: its pyramid needs the whole frame
-    ],
-)
-def test_windows_around_the_holes_fill_exactly_as_the_whole_frame(method, near, pan, windowed):
-    """fill_holes works on windows around the holes (cost ~ the hole area), with the very result
-    of the whole-frame fill: small holes are filled inside their windows, a hole too wide for the
-    window's pyramid makes the frame be filled whole."""
+def test_fill_cost_follows_the_holes_not_the_frame(method, monkeypatch):
+    """The same holes in a 480 x 720 frame and in one four times as large: the fill gathers
+    exactly as many pixels (depths, colours, pyramid cells), a small multiple of the hole
+    pixels, and fills them with the same values (the whole-frame work left is a few mask
+    passes and the weight pyramid, one channel)."""
     from backend.preview import fill
 
-    H, W = 480, 720
-    s = _layered_frame(H, W, near, pan)
-    assert s.hole.any()
-    windows = fill.hole_windows(s.hole)
-    area = sum((ys.stop - ys.start) * (xs.stop - xs.start) for ys, xs in windows)
-    if windowed:
-        assert area < 0.6 * H * W and len(windows) == len(near)
-    ours = fill_holes(s.image, s.hole, depth=s.depth, method=method)
-    whole = fill_holes(s.image, s.hole, depth=s.depth, method=method, window_margin=None)
-    np.testing.assert_array_equal(ours, whole)
-    calls = []
-    real = fill._fill
-    try:
-        fill._fill = lambda *a, **k: calls.append(k.get("strict", True)) or real(*a, **k)
-        fill_holes(s.image, s.hole, depth=s.depth, method=method)
-    finally:
-        fill._fill = real
-    assert (False not in calls) == windowed  # the whole frame only where a window would differ
+    counts = []
 
+    def counting(real):
+        def wrapped(*args, **kwargs):
+            counts[-1] += sum(a.size for a in args if isinstance(a, np.ndarray) and a.dtype.kind == "i")
+            return real(*args, **kwargs)
 
-def test_windows_cover_every_hole_with_their_margin():
-    from backend.preview.fill import hole_windows
+        return wrapped
 
-    rng = np.random.default_rng(2)
-    hole = rng.random((200, 300)) > 0.9995
-    hole[190:, 290:] = True
-    covered = np.zeros_like(hole)
-    for ys, xs in hole_windows(hole, margin=32, tile=16):
-        assert ys.start % 16 == 0 and xs.start % 16 == 0
-        assert not covered[ys, xs].any()  # disjoint
-        covered[ys, xs] = True
-    ys, xs = np.nonzero(hole)
-    for y, x in zip(ys, xs):  # every hole pixel with 32 px of context on every side
-        assert covered[max(0, y - 32) : y + 33, max(0, x - 32) : x + 33].all()
+    for name in ("iz", "z_valid", "rgb"):
+        monkeypatch.setattr(fill._Pixels, name, counting(getattr(fill._Pixels, name)))
+    monkeypatch.setattr(fill, "_gather", counting(fill._gather))
+    monkeypatch.setattr(fill, "_mark", counting(fill._mark))
+    results = []
+    for H, W in ((480, 720), (960, 1440)):
+        img, hole, depth = _scene(H, W)
+        counts.append(0)
+        out = fill_holes(img, hole, depth=depth, method=method)
+        results.append(out[hole])
+        np.testing.assert_array_equal(out[~hole], np.clip(np.rint(img[~hole]), 0, 255).astype(np.uint8))
+    n = int(_scene(480, 720)[1].sum())
+    assert counts[0] == counts[1] and 0 < counts[0] < 100 * n  # ~50 n; the small frame has 345600
+    np.testing.assert_array_equal(results[0], results[1])
 
 
 @pytest.mark.parametrize("seed", range(6))
