@@ -65,6 +65,13 @@ class JobContext:
             n = os.cpu_count() or 1
         return max(1, min(n, 8))
 
+    @property
+    def encoder_threads(self) -> int | None:
+        """Threads for the video encoder: `workers` when ANIMATE_ANYTHING_THREADS sets a limit (a
+        run told to use N threads does, the encoder included), else None (x264's own choice)."""
+        env = os.environ.get("ANIMATE_ANYTHING_THREADS", "")
+        return self.workers if env.isdigit() and int(env) > 0 else None
+
     def progress(self, stage: str, step: int, total: int, message: str = "") -> None:
         """Report `step` of `total` in `stage` (e.g. "flow", "splat", "encode") and honour a cancel."""
         self.check_cancel()

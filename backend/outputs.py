@@ -43,6 +43,36 @@ def png_frames_wanted(have_video: bool) -> bool:
     return not have_video or os.environ.get(PNG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _cv2():
+    """OpenCV, or None (the casts below fall back to numpy)."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
+def to_float16(a: np.ndarray, out: np.ndarray) -> None:
+    """out[...] = a (float32 -> float16, round to nearest even; out: float16, a's shape, C order),
+    with OpenCV's SIMD conversion where it imports (~30x numpy's cast, the same bits)."""
+    cv2 = _cv2()
+    if cv2 is None or a.ndim < 2 or a.dtype != np.float32 or not out.flags.c_contiguous:
+        out[...] = a
+        return
+    cv2.convertFp16(
+        np.ascontiguousarray(a).reshape(a.shape[0], -1), dst=out.view(np.int16).reshape(a.shape[0], -1)
+    )
+
+
+def from_float16(h: np.ndarray) -> np.ndarray:
+    """h (float16, C order) as a new float32 array (exact), by OpenCV where it imports."""
+    cv2 = _cv2()
+    if cv2 is None or h.ndim < 2:
+        return h.astype(np.float32)
+    flat = np.ascontiguousarray(h).view(np.int16).reshape(h.shape[0], -1)
+    return cv2.convertFp16(flat).reshape(h.shape)
+
+
 def have_pyav() -> bool:
     try:
         import av  # noqa: F401
@@ -96,10 +126,20 @@ def h264_codec() -> str:
 class Mp4Writer:
     """H.264 yuv420p MP4 at `fps` with PyAV, one (H, W, 3) uint8 RGB frame at a time:
     `write(frame)`, then `close()` (flushes and renames the temporary file into place) or
-    `abort()` (removes it). `fast`: x264 ultrafast (for visualisations). H and W must be even
-    (job sizes are multiples of 8). Raises as h264_codec."""
+    `abort()` (removes it). `fast`: x264 ultrafast (for visualisations). `threads`: x264's
+    threads (None: its own choice, 1.5x the cores), so that a run told to use N threads does. H
+    and W must be even (job sizes are multiples of 8). Raises as h264_codec."""
 
-    def __init__(self, path: Path, width: int, height: int, fps: float, *, fast: bool = False):
+    def __init__(
+        self,
+        path: Path,
+        width: int,
+        height: int,
+        fps: float,
+        *,
+        fast: bool = False,
+        threads: int | None = None,
+    ):
         import av
 
         self.codec = h264_codec()
@@ -112,6 +152,8 @@ class Mp4Writer:
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             if self.codec == "libx264":
                 stream.options = dict(X264_FAST_OPTIONS if fast else X264_OPTIONS)
+                if threads is not None:
+                    stream.options = {**stream.options, "threads": str(max(1, int(threads)))}
             else:  # other H.264 encoders (OpenH264) take a bit rate, not a quality
                 stream.bit_rate = int(min(20e6, max(2e6, 2.0 * width * height * float(fps))))
         except BaseException:
@@ -205,11 +247,15 @@ class FlowFileWriter:
             raise ValueError(f"flow frame {self.written}: {flow.shape}, expected {self.shape[1:]}")
         sq = np.einsum("hwc,hwc->hw", flow, flow)
         top = float(sq.max(initial=0.0))
+        in_range = np.isfinite(top) and top <= FLOW_SAVE_LIMIT**2  # then the clip changes nothing
         if not np.isfinite(top):
             finite = sq[np.isfinite(sq)]
             top = float(finite.max()) if finite.size else 0.0
         self._m2 = max(self._m2, top)
-        np.clip(flow, -FLOW_SAVE_LIMIT, FLOW_SAVE_LIMIT, out=self._buf, casting="same_kind")
+        if in_range:
+            to_float16(np.asarray(flow, np.float32), self._buf)
+        else:
+            np.clip(flow, -FLOW_SAVE_LIMIT, FLOW_SAVE_LIMIT, out=self._buf, casting="same_kind")
         self._member.write(self._buf.data)
         self.written += 1
 
@@ -256,7 +302,8 @@ def read_flow_frames(path: Path):
         count = int(np.prod(shape[1:]))
         for _ in range(shape[0]):
             data = fh.read(count * dtype.itemsize)
-            yield np.frombuffer(data, dtype).reshape(shape[1:]).astype(np.float32)
+            frame = np.frombuffer(data, dtype).reshape(shape[1:])
+            yield from_float16(frame) if dtype == np.float16 else frame.astype(np.float32)
 
 
 # flow.mp4 colours come from a lookup table of LUT_RADIUS steps per half-axis (1/256 of the largest

@@ -217,7 +217,7 @@ def write_outputs(partial: Path, result, ctx, timings: dict | None = None) -> di
         t = time.perf_counter()
         if have_av:
             try:
-                video = out.Mp4Writer(partial / contract.VIDEO, W, H, spec.fps)
+                video = out.Mp4Writer(partial / contract.VIDEO, W, H, spec.fps, threads=ctx.encoder_threads)
             except RuntimeError as exc:
                 ctx.warn(f"video.mp4 was not written ({exc}); the PNG frames are complete")
         png = out.png_frames_wanted(video is not None)
@@ -254,7 +254,9 @@ def write_outputs(partial: Path, result, ctx, timings: dict | None = None) -> di
             lut = out.flow_lut(flow_file.max_magnitude)
             if have_av:
                 try:
-                    flow_video = out.Mp4Writer(partial / contract.FLOW_VIDEO, W, H, spec.fps, fast=True)
+                    flow_video = out.Mp4Writer(
+                        partial / contract.FLOW_VIDEO, W, H, spec.fps, fast=True, threads=ctx.encoder_threads
+                    )
                 except RuntimeError:
                     flow_video = None
             if flow_video is None:

@@ -176,6 +176,30 @@ def test_a_streamed_mode_result_and_whole_arrays_write_the_same_files(make_job, 
     np.testing.assert_array_equal(back, flow.astype(np.float16).astype(np.float32))
 
 
+def test_float16_casts_are_numpys_bit_for_bit():
+    """flow.npz's float16 casts (OpenCV's SIMD conversion where it imports) give numpy's bits:
+    normal, subnormal, zero and negative zero, the largest half, inf and NaN (NaN as NaN)."""
+    from backend import outputs
+
+    rng = np.random.default_rng(5)
+    a = np.concatenate(
+        [
+            rng.standard_normal(20000) * 30,
+            rng.standard_normal(2000) * 1e-6,  # float16 subnormals
+            [0.0, -0.0, 65504.0, -65504.0, 6.1e-5, 5.96e-8, 1e-9, np.inf, -np.inf, np.nan],
+        ]
+    ).astype(np.float32)
+    a = np.resize(a, (40, 280, 2))
+    half = np.empty(a.shape, np.float16)
+    outputs.to_float16(a, half)
+    ref = a.astype(np.float16)
+    np.testing.assert_array_equal(half.view(np.uint16)[~np.isnan(ref)], ref.view(np.uint16)[~np.isnan(ref)])
+    assert np.isnan(half[np.isnan(ref)]).all()
+    back = outputs.from_float16(ref)
+    assert back.dtype == np.float32 and back.shape == a.shape
+    np.testing.assert_array_equal(back, ref.astype(np.float32))  # NaN == NaN here
+
+
 def test_cancel_stops_a_streamed_run_mid_stream(make_job):
     """A cancel file written at the first streamed frame stops the run within the usual time
     (exit 3, well under 5 s), before the last frame, with nothing that looks finished."""
