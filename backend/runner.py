@@ -314,6 +314,7 @@ def _environment() -> dict:
         "opencv-python-headless",
         "opencv-python",
         "scipy",
+        "numba",
         "av",
         "torch",
         "diffusers",

@@ -33,7 +33,7 @@ from ..context import JobContext
 from ..errors import JobFailure
 from ..preview.fill import fill_holes, resolve_method
 from ..preview.regions import REGION_RIM, depth_gated_regions, grow
-from ..preview.splat import DEPTH_SHARPNESS, forward_splat
+from ..preview.splat import DEPTH_SHARPNESS, compiled_kernel, forward_splat
 from . import FrameStream, ModeResult
 
 # Hole filler ("auto": the depth-aware "background" fill, which fills disocclusions from the
@@ -282,6 +282,7 @@ def generate(ctx: JobContext) -> ModeResult:
     def finish() -> None:
         info.update(
             splat=f"softmax forward splatting, depth sharpness {DEPTH_SHARPNESS:g}",
+            splat_engine="numba" if compiled_kernel() is not None else "numpy",
             fill=method,
             hole_fraction_mean=round(float(holes.mean()), 4),
             hole_fraction_max=round(float(holes.max()), 4),

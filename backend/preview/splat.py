@@ -319,9 +319,8 @@ def forward_splat(
         camera); None means all with finite flow. want_depth: also return the splatted depth.
     max_footprint: largest footprint (samples per axis) for magnified sources; 1 disables it.
     compiled: the numba kernel (splat_kernel) when True, the numpy path when False, None: the
-        kernel where numba is installed (for up to MAX_CHANNELS channels and a sharpness >= 1;
-        else numpy). Returns a Splat (see there); sources landing outside the
-        image are dropped."""
+        kernel where numba is installed (numpy for a sharpness below 1). Returns a Splat (see
+        there); sources landing outside the image are dropped."""
     H, W = flow.shape[:2]
     if image.shape[:2] != (H, W) or flow.shape != (H, W, 2):
         raise ValueError(f"image {image.shape} and flow {flow.shape} must be (H, W, C) and (H, W, 2)")
@@ -334,7 +333,7 @@ def forward_splat(
     img = image.reshape(N, -1)
     C = img.shape[1]
     flow32 = np.asarray(flow, np.float32)
-    if kernel is not None and C <= kernel.MAX_CHANNELS and sharpness >= 1.0:
+    if kernel is not None and sharpness >= 1.0:
         return _splat_compiled(
             kernel, image, flow32, valid, depth, sharpness, min_coverage, want_depth, max_footprint
         )

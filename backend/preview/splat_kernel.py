@@ -8,8 +8,9 @@ magnified, the grid of footprint samples of splat._footprint_samples (same gaps,
 offsets and weights); each sample adds weight * (colour * importance, importance * depth ratio,
 importance, 1) to the four canvas pixels around it; the canvas is then normalised into colour,
 coverage, depth and holes. float32 throughout, as the numpy path; the sums are taken in another
-order (per source pixel, row-major) and the importance with powf instead of exp/log, so results
-differ from it by float32 rounding only (tests/backend/test_splat.py states the tolerance).
+order (per source pixel, row-major) and the importance by repeated squaring (a whole sharpness,
+as the default) or powf instead of exp/log, so results differ from it by float32 rounding only
+(tests/backend/test_splat.py states the tolerance).
 
 Compiled on first use and cached on disk (numba's cache: __pycache__ beside this file, or the
 user's cache folder where that is read-only); `nogil`, so the frame threads run it side by side.
@@ -22,7 +23,6 @@ import numpy as np
 
 # Canvas values per pixel (K): the C colours times the importance, the importance, the coverage,
 # and (with the splatted depth) the depth ratio times the importance.
-MAX_CHANNELS = 8
 f32 = np.float32
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -53,9 +53,9 @@ def depth_range(depth, ok, cap):
 @_jit
 def prepare(flow, valid, has_valid, ok, px, py, gu, gv):
     """Target positions px, py (H, W) float32 (index units) of flow (H, W, 2) float32; ok (H, W)
-    bool: finite and valid (H, W) bool (read when has_valid, else all are); the squared target gaps to the
-    next source along the row, gu, and the column, gv, (H, W) float32, inf where either source
-    is not ok or beyond the image."""
+    bool: finite and valid (valid (H, W) bool, read when has_valid); the squared target gaps to
+    the next source along the row, gu, and the column, gv, (H, W) float32, inf where either
+    source is not ok or beyond the image."""
     H, W = ok.shape
     inf = f32(np.inf)
     for i in range(H):
@@ -177,7 +177,7 @@ def splat(ok, px, py, gu, gv, img, depth, params, sums):
 def _splat(ok, px, py, gu, gv, img, depth, params, sums, K):
     """Adds every ok source (prepare's arrays) to sums (H + 3, W + 3, K) float32 zeros: one
     sample, or the footprint samples of a magnified one (a gap to a row or column neighbour in
-    (lo, hi], squared pixels). img (H, W, C) uint8 or float32, C <= MAX_CHANNELS; depth (H, W)
+    (lo, hi], squared pixels). img (H, W, C) uint8 or float32, K = C + 2 or C + 3; depth (H, W)
     float32 or None-like (params has_depth 0: importance 1). params (float32): has_depth,
     want_ratio, zmin, far, ratio cap, importance top, floor and sharpness, max_k, lo, hi,
     taper2, spacing."""

@@ -25,7 +25,7 @@ def hide_optional(tmp_path):
     folder.mkdir()
     (folder / "sitecustomize.py").write_text(
         "import sys\n"
-        "HIDDEN = {'cv2', 'scipy', 'av', 'torch'}\n"
+        "HIDDEN = {'cv2', 'scipy', 'av', 'torch', 'numba'}\n"
         "class _Hide:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
         "        if name.partition('.')[0] in HIDDEN:\n"

@@ -150,6 +150,9 @@ def test_streamed_outputs_equal_the_whole_video_preview(make_job, monkeypatch):
     np.testing.assert_array_equal(saved, whole.flow.astype(np.float16).astype(np.float32))
     result = json.loads((job / "out/result.json").read_text())
     assert result["info"]["hole_fraction_max"] >= result["info"]["hole_fraction_mean"] > 0
+    from backend.preview.splat import compiled_kernel
+
+    assert result["info"]["splat_engine"] == ("numba" if compiled_kernel() else "numpy")
     assert {"frames", "flow_video"} <= set(result["timings_s"])
 
 

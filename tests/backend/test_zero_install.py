@@ -1,4 +1,4 @@
-"""The numpy-and-Pillow path: OpenCV, scipy, PyAV and torch hidden from a real generator process."""
+"""The numpy-and-Pillow path: OpenCV, scipy, PyAV, torch and numba hidden from a real generator process."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tests.backend.jobs import ROOT, backend_env, parse_events, run_backend
 
 
 def test_the_hiding_works(hide_optional):
-    for module in ("cv2", "scipy", "av", "torch"):
+    for module in ("cv2", "scipy", "av", "torch", "numba"):
         r = subprocess.run(
             [sys.executable, "-c", f"import {module}"],
             env=backend_env([hide_optional]),
@@ -48,6 +48,7 @@ def test_preview_with_numpy_and_pillow_only(make_job, hide_optional):
     assert load_flow(out / "flow.npz").shape == (5, 48, 64, 2)
     result = json.loads((out / "result.json").read_text())
     assert result["info"]["fill"] == "background"
+    assert result["info"]["splat_engine"] == "numpy"
 
 
 def test_reference_video_without_opencv_is_refused(make_job, hide_optional):
