@@ -55,6 +55,10 @@ def test_doctor_json_and_model_folders(tmp_path):
     assert "someone/unrelated-llm" not in names
     assert names["my-cogvideox"]["source"] == "folder"
     assert names["aa-trained"]["complete"] is False and names["aa-trained"]["missing"]
+    from backend.preview.splat import compiled_kernel
+
+    splat_note = "the splatting is compiled (numba): ready" if compiled_kernel() else "no numba: "
+    assert any(n.startswith(splat_note) for n in report["modes"]["preview"]["notes"]), report["modes"]
     guided = report["modes"]["guided"]
     assert guided["ready"] is False and any(
         "no CogVideoX image-to-video model found" in n for n in guided["notes"]

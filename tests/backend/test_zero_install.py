@@ -68,3 +68,4 @@ def test_doctor_without_torch(hide_optional):
     assert r.returncode == 0, r.stderr
     assert "torch is not installed" in r.stdout
     assert "no OpenCV: reference videos are refused" in r.stdout
+    assert "no numba: the splatting runs on numpy" in r.stdout
