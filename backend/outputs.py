@@ -333,9 +333,16 @@ def color_flow(
     flow: np.ndarray, lut: tuple[np.ndarray, np.float32], out: np.ndarray | None = None
 ) -> np.ndarray:
     """One frame's flow (H, W, 2) float32 -> (H, W, 3) uint8 with a flow_lut table (quantised to
-    1/LUT_RADIUS of its magnitude); non-finite flow is black, as in flow_to_color."""
+    1/LUT_RADIUS of its magnitude); non-finite flow is black, as in flow_to_color. Compiled by
+    numba where it is installed (backend/color_kernel.py, the same bits), else numpy."""
     lut32, scale = lut
     R, n = LUT_RADIUS, 2 * LUT_RADIUS + 1
+    if out is None:
+        out = np.empty(flow.shape[:2] + (3,), np.uint8)
+    kernel = _color_kernel()
+    if kernel is not None and flow.dtype == np.float32 and out.flags.c_contiguous:
+        kernel.color_flow(np.ascontiguousarray(flow), lut32.view(np.uint8).reshape(-1, 4), scale, R, out)
+        return out
     q = flow * scale  # (H, W, 2), contiguous
     bad = None
     if not np.isfinite(q.sum()):  # rare: find the non-finite pixels
@@ -345,13 +352,20 @@ def color_flow(
     np.clip(q, -R, R, out=q)
     qi = q.astype(np.int32)
     idx = (qi[..., 1] + R) * n + (qi[..., 0] + R)
-    rgb = np.take(lut32, idx).view(np.uint8).reshape(idx.shape + (4,))[..., :3]
-    if out is None:
-        out = np.empty(idx.shape + (3,), np.uint8)
-    out[...] = rgb
+    out[...] = np.take(lut32, idx).view(np.uint8).reshape(idx.shape + (4,))[..., :3]
     if bad is not None:
         out[bad] = 0
     return out
+
+
+def _color_kernel():
+    from .compiled import load
+
+    def smoke_test(kernel) -> None:
+        flow, out = np.zeros((1, 1, 2), np.float32), np.empty((1, 1, 3), np.uint8)
+        kernel.color_flow(flow, np.zeros((9, 4), np.uint8), np.float32(1.0), 1, out)
+
+    return load("backend.color_kernel", smoke_test)
 
 
 def flow_colors(flow: np.ndarray, on_frame=None) -> np.ndarray:

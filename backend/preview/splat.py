@@ -32,8 +32,6 @@ by float32 rounding (summation order; tests/backend/test_splat.py).
 from __future__ import annotations
 
 import functools
-import sys
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -415,44 +413,19 @@ def _depth_ratio(z: np.ndarray, zmin: float) -> tuple[np.ndarray, float]:
     return ratio, far
 
 
-_KERNEL_LOCK = threading.Lock()
-_KERNEL: list = []  # [module or None] once compiled_kernel() has decided
-
-
 def compiled_kernel():
-    """backend.preview.splat_kernel, ready (compiled, or loaded from numba's cache, on a tiny
-    splat), or None where numba is not installed or its kernel does not build (a warning on
-    stderr; the numpy path is used). The first call takes ~0.3 s (numba's import and start;
-    started on a thread beside the job's loading it saved nothing measurable: both hold the
-    GIL)."""
-    with _KERNEL_LOCK:
-        if not _KERNEL:
-            _KERNEL.append(_load_kernel())
-        return _KERNEL[0]
+    """backend.preview.splat_kernel, ready (backend.compiled.load: built, or loaded from numba's
+    cache, on a tiny splat), or None: numba is not installed or the kernel does not build."""
+    from ..compiled import load
+
+    return load("backend.preview.splat_kernel", _smoke_test)
 
 
-def _load_kernel():
-    try:
-        from . import splat_kernel
-    except ImportError:
-        return None
-    try:
-        z = np.ones((2, 2), np.float32)
-        _splat_compiled(
-            splat_kernel,
-            np.zeros((2, 2, 3), np.uint8),
-            np.zeros((2, 2, 2), np.float32),
-            None,
-            z,
-            DEPTH_SHARPNESS,
-            MIN_COVERAGE,
-            True,
-            MAX_FOOTPRINT,
-        )
-    except Exception as exc:  # noqa: BLE001 - a broken numba install: numpy does the same job
-        print(f"warning: the compiled splatting failed to build ({exc!r}); using numpy", file=sys.stderr)
-        return None
-    return splat_kernel
+def _smoke_test(kernel) -> None:
+    """A 2x2 splat with depth through the kernel: compiles (or loads) every function it uses."""
+    z = np.ones((2, 2), np.float32)
+    image, flow = np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2, 2), np.float32)
+    _splat_compiled(kernel, image, flow, None, z, DEPTH_SHARPNESS, MIN_COVERAGE, True, MAX_FOOTPRINT)
 
 
 def _splat_compiled(kernel, image, flow, valid, depth, sharpness, min_coverage, want_depth, max_k) -> Splat:

@@ -118,6 +118,26 @@ def test_flow_colours_match_the_core_up_to_quantisation():
     assert (ours[2, 0, 0] == 0).all() and (ours[0] == core[0]).all()
 
 
+def test_compiled_flow_colours_are_the_numpy_ones(monkeypatch):
+    """color_flow's numba kernel (where numba is installed) gives the numpy path's bytes: random
+    flow, exact half steps (round half to even), beyond the table (clipped), NaN and inf (black)."""
+    from backend import outputs
+
+    if outputs._color_kernel() is None:
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(2)
+    flow = (rng.standard_normal((48, 64, 2)) * 30).astype(np.float32)
+    lut = outputs.flow_lut(40.0)
+    step = 40.0 / outputs.LUT_RADIUS
+    flow[0, :8, 0] = (np.arange(8) + 0.5) * step  # half steps
+    flow[1, :4] = [[1e4, -1e4], [np.nan, 1.0], [1.0, np.inf], [-np.inf, np.nan]]
+    compiled = outputs.color_flow(flow, lut)
+    monkeypatch.setattr(outputs, "_color_kernel", lambda: None)
+    reference = outputs.color_flow(flow, lut)
+    np.testing.assert_array_equal(compiled, reference)
+    assert (compiled[1, 1:4] == 0).all() and compiled[1, 0].any()
+
+
 def test_streamed_outputs_equal_the_whole_video_preview(make_job, monkeypatch):
     """The run streams (each frame's flow, splat, fill and encode, then the next): its PNG frames
     (asked for with ANIMATE_ANYTHING_PNG=1) are exactly the frames of the whole-video pipeline

@@ -257,6 +257,9 @@ def test_a_kernel_that_does_not_build_leaves_the_numpy_path(engine, monkeypatch,
     def broken(*args):
         raise RuntimeError("LLVM ERROR: no target")
 
+    from backend import compiled
+
     monkeypatch.setattr(splat_kernel, "prepare", broken)
-    assert splat._load_kernel() is None
-    assert "the compiled splatting failed to build" in capsys.readouterr().err
+    assert compiled._load("backend.preview.splat_kernel", splat._smoke_test) is None
+    err = capsys.readouterr().err
+    assert "backend.preview.splat_kernel failed to build" in err and "LLVM ERROR" in err
