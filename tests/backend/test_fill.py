@@ -5,8 +5,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from backend.preview import fill
 from backend.preview.fill import fill_holes, push_pull
 from tests.backend.jobs import texture
+
+HAVE_NUMBA = fill.compiled_kernel() is not None
+
+
+@pytest.fixture(autouse=True, params=["numpy", "numba"])
+def engine(request, monkeypatch):
+    """Every test runs on both implementations of the push-pull (and the uint8 conversion):
+    numpy (compiled_kernel() None) and the numba kernel (fill_kernel; skipped where numba is not
+    installed)."""
+    if request.param == "numba" and not HAVE_NUMBA:
+        pytest.skip("numba is not installed")
+    if request.param == "numpy":
+        monkeypatch.setattr(fill, "compiled_kernel", lambda: None)
+    return request.param
 
 
 @pytest.mark.parametrize("method", ["pushpull", "telea"])
@@ -220,13 +235,11 @@ def _scene(H, W):
 
 
 @pytest.mark.parametrize("method", ["background", "pushpull"])
-def test_fill_cost_follows_the_holes_not_the_frame(method, monkeypatch):
+def test_fill_cost_follows_the_holes_not_the_frame(method, monkeypatch, engine):
     """The same holes in a 480 x 720 frame and in one four times as large: the fill gathers
-    exactly as many pixels (depths, colours, pyramid cells), a small multiple of the hole
-    pixels, and fills them with the same values (the whole-frame work left is a few mask
-    passes and the weight pyramid, one channel)."""
-    from backend.preview import fill
-
+    exactly as many pixels (depths, colours, pyramid cells; counted on the numpy path), a small
+    multiple of the hole pixels, and fills them with the same values (the whole-frame work left
+    is a few mask passes and the weight pyramid, one channel)."""
     counts = []
 
     def counting(real):
@@ -248,7 +261,8 @@ def test_fill_cost_follows_the_holes_not_the_frame(method, monkeypatch):
         results.append(out[hole])
         np.testing.assert_array_equal(out[~hole], np.clip(np.rint(img[~hole]), 0, 255).astype(np.uint8))
     n = int(_scene(480, 720)[1].sum())
-    assert counts[0] == counts[1] and 0 < counts[0] < 100 * n  # ~50 n; the small frame has 345600
+    if engine == "numpy":  # the kernel gathers in compiled code: nothing to count
+        assert counts[0] == counts[1] and 0 < counts[0] < 100 * n  # ~50 n; the frame has 345600
     np.testing.assert_array_equal(results[0], results[1])
 
 
@@ -273,11 +287,11 @@ def test_sparse_push_pull_is_the_dense_one_bitwise(seed):
         np.testing.assert_array_equal(push_pull_sparse(img, w, at, blend="full"), push_pull(img, w)[at])
 
 
-def test_sparse_push_pull_cost_follows_the_holes(monkeypatch):
-    """A few small holes in a large frame: the pulled values are computed at a few hundred
-    cells, not at the frame's (the whole-frame work left is the one-channel weight pyramid)."""
-    from backend.preview import fill
-
+def test_sparse_push_pull_cost_follows_the_holes(monkeypatch, engine):
+    """A few small holes in a large frame: the numpy path pulls values at a few hundred cells,
+    not at the frame's (the whole-frame work left is the one-channel weight pyramid)."""
+    if engine == "numba":
+        pytest.skip("counts the numpy path's cells")
     H, W = 480, 720
     img = (np.random.default_rng(0).random((H, W, 3)) * 255).astype(np.float32)
     w = np.ones((H, W), np.float32)
@@ -289,3 +303,116 @@ def test_sparse_push_pull_cost_follows_the_holes(monkeypatch):
     got = fill.push_pull_sparse(img, w, w < 1)
     np.testing.assert_array_equal(got, push_pull(img, w, at=w < 1))
     assert sizes and sum(sizes) < 2000  # cells touched over all levels, vs 115200 at level 1 alone
+
+
+def _random_push_pull_case(rng):
+    """A random push-pull problem: (rows (H * W, C) uint8 / float32 / float64, weight (H, W)
+    float32, at (n,) sorted flat indices, patch or None, max_levels)."""
+    H, W = (int(v) for v in rng.integers(1, 90, 2))  # odd and even sizes, thin strips
+    C = int(rng.choice([1, 3, 4]))
+    img = rng.random((H * W, C)) * 255
+    dtype = rng.choice(["uint8", "float32", "float64"])
+    rows = img.astype(dtype)
+    kind = rng.choice(["binary", "fractional", "none known", "all known", "out of range"])
+    if kind == "binary":
+        w = (rng.random((H, W)) > rng.random()).astype(np.float32)
+    elif kind == "fractional":  # weights in [0, 1], many strictly between
+        w = (rng.random((H, W)) * (rng.random((H, W)) > 0.3)).astype(np.float32)
+    elif kind == "none known":
+        w = np.zeros((H, W), np.float32)
+    elif kind == "all known":
+        w = np.ones((H, W), np.float32)
+    else:  # clipped to [0, 1] by both
+        w = (rng.random((H, W)) * 1.6 - 0.3).astype(np.float32)
+    if kind != "all known":
+        y, x = int(rng.integers(0, H)), int(rng.integers(0, W))
+        w[y : y + int(rng.integers(1, 60)), x : x + int(rng.integers(1, 60))] = 0.0
+    if rng.random() < 0.5:
+        at = np.flatnonzero(w.reshape(-1) < 1)
+    else:  # any pixels, known ones included
+        at = np.flatnonzero(rng.random(H * W) < rng.random())
+    patch = None
+    if rng.random() < 0.3:
+        idx = np.unique(rng.integers(0, H * W, 6))
+        patch = (idx, (rng.random((idx.size, C)) * 255).astype(np.float32))
+    return rows, w, at, patch, int(rng.choice([16, 16, 16, 4, 1, 0]))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_compiled_push_pull_is_the_numpy_one_bitwise(engine, seed):
+    """fill_kernel.push_pull_at returns the very float32 bits of the numpy push_pull_sparse:
+    uint8 and float images, 1, 3 and 4 channels, blend "at" and "full", weights 0/1, fractional
+    or out of [0, 1], no known pixel, all known, odd sizes, patched pixels, shallow pyramids."""
+    if engine == "numpy":
+        pytest.skip("compares the two implementations once")
+    rng = np.random.default_rng(seed)
+    for _ in range(60):
+        rows, w, at, patch, levels = _random_push_pull_case(rng)
+        for blend in ("at", "full"):
+            kw = {"patch": patch, "max_levels": levels, "blend": blend}
+            new = fill._push_pull_flat(rows, w, at, compiled=True, **kw)
+            ref = fill._push_pull_flat(rows, w, at, compiled=False, **kw)
+            assert new.dtype == ref.dtype == np.float32 and new.shape == ref.shape == (at.size, rows.shape[1])
+            np.testing.assert_array_equal(new.view(np.uint32), ref.view(np.uint32))
+    # The public entry on an image, and the dense push_pull it equals.
+    rows, w, _, _, _ = _random_push_pull_case(np.random.default_rng(100 + seed))
+    H, W = w.shape
+    img = rows.reshape(H, W, -1).astype(np.float32)
+    at = w < 1
+    if at.any():
+        got = fill.push_pull_sparse(img, w, at, compiled=True)
+        np.testing.assert_array_equal(got.view(np.uint32), push_pull(img, w, at=at).view(np.uint32))
+
+
+@pytest.mark.parametrize("method", ["background", "pushpull"])
+def test_fill_holes_is_the_same_with_and_without_numba(engine, method, monkeypatch):
+    """The whole fill, compiled push-pull and uint8 conversion against the numpy path: the same
+    uint8 frame, on the test scene (cracks, disocclusions, border strips) and random holes."""
+    if engine == "numpy":
+        pytest.skip("compares the two implementations once")
+    rng = np.random.default_rng(1)
+    scenes = [_scene(480, 720)]
+    for H, W in ((37, 51), (64, 64), (5, 200)):
+        img = rng.random((H, W, 3)).astype(np.float32) * 300 - 20  # rounded and clipped
+        depth = (rng.random((H, W)) * 10 + 1).astype(np.float32)
+        hole = rng.random((H, W)) < 0.2
+        hole[H // 3 : H // 2, W // 4 : W // 2] = True
+        scenes += [(img, hole, depth), (np.clip(img, 0, 255).astype(np.uint8), hole, depth)]
+    new = [fill_holes(img, hole, depth=depth, method=method) for img, hole, depth in scenes]
+    monkeypatch.setattr(fill, "compiled_kernel", lambda: None)
+    for out, (img, hole, depth) in zip(new, scenes):
+        ref = fill_holes(img, hole, depth=depth, method=method)
+        assert out.dtype == ref.dtype == np.uint8
+        np.testing.assert_array_equal(out, ref)
+        assert hole.any() and 0 < out[hole].max()
+
+
+def test_compiled_uint8_conversion_rounds_half_to_even(engine):
+    """fill._to_u8 (compiled where numba is installed): np.clip(np.rint(a), 0, 255) as uint8,
+    halves to even, out-of-range values clipped, float32 and float64."""
+    a = np.array([-3.0, -0.5, -0.2, 0.5, 1.5, 2.5, 127.49, 254.5, 255.5, 300.0], np.float32)
+    want = np.array([0, 0, 0, 0, 2, 2, 127, 254, 255, 255], np.uint8)
+    for dtype in (np.float32, np.float64):
+        np.testing.assert_array_equal(fill._to_u8(a.astype(dtype).reshape(2, 5)), want.reshape(2, 5))
+
+
+def test_a_kernel_that_does_not_build_leaves_the_numpy_path(engine, monkeypatch, capsys):
+    """A broken numba install (the kernel raises when first run) is a warning on stderr and the
+    numpy path, not a failed preview."""
+    if engine == "numpy":
+        pytest.skip("needs numba")
+    from backend.preview import fill_kernel
+
+    def broken(*args):
+        raise RuntimeError("LLVM ERROR: no target")
+
+    from backend import compiled
+
+    monkeypatch.setattr(fill_kernel, "push_pull_at", broken)
+    assert compiled._load("backend.preview.fill_kernel", fill._smoke_test) is None
+    assert "backend.preview.fill_kernel failed to build" in capsys.readouterr().err
+    monkeypatch.setattr(fill, "compiled_kernel", lambda: None)  # what a failed load leaves
+    img, hole, depth = _scene(480, 720)
+    out = fill_holes(img, hole, depth=depth)
+    np.testing.assert_array_equal(out[~hole], np.clip(np.rint(img[~hole]), 0, 255).astype(np.uint8))
+    assert out[hole].max() > 0
