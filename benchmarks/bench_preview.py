@@ -15,8 +15,8 @@ a dolly with a pan, one drag), and in the same run, baseline and new alternating
    frame against the size of one output frame.
 4. Per stage, in this process on one thread, on `--stage-frames` frames spread over the video
    (old and new alternating frame by frame): stage-1 flow (whole-video call per frame vs one
-   frame), splatting (the float64 baseline vs the numba kernel, and the numpy path beside it),
-   filling, PNG (level 1 vs 0), x264 superfast vs ultrafast at CRF 18 (with PSNR against the
+   frame), splatting and filling (the baseline vs the numba kernels, and the numpy paths beside
+   them), PNG (level 1 vs 0), x264 superfast vs ultrafast at CRF 18 (with PSNR against the
    frames; wall time: x264 runs threads of its own), and cv2.remap of the same frame on one
    OpenCV thread (cv2.setNumThreads(1): thread CPU time would miss the work of its pool): ms per
    frame and x remap.
@@ -131,6 +131,13 @@ def stages(job: Path, n_frames: int) -> dict:
         acc.setdefault(name, []).append((tick() - t) * 1000)
         return r
 
+    def numpy_fill(*args, **kw):  # the fill without its numba kernel (Blender's own Python)
+        kernel, new_fill.compiled_kernel = new_fill.compiled_kernel, lambda: None
+        try:
+            return new_fill.fill_holes(*args, **kw)
+        finally:
+            new_fill.compiled_kernel = kernel
+
     t = clock()
     whole = unified_flow(
         ctx.depth, c.K, c.c2w, c.tracks, c.track_visible, c.track_radius, None, height=H, width=W
@@ -150,6 +157,7 @@ def stages(job: Path, n_frames: int) -> dict:
         sn = timed("splat new", new_splat.forward_splat, *args, want_depth=True)
         timed("splat numpy", new_splat.forward_splat, *args, want_depth=True, compiled=False)
         timed("fill old", old_fill.fill_holes, so.image, so.hole, depth=so.depth, method="background")
+        timed("fill numpy", numpy_fill, sn.image, sn.hole, depth=sn.depth, method="background")
         frame = timed("fill new", new_fill.fill_holes, sn.image, sn.hole, depth=sn.depth, method="background")
         mx, my = gx - flow[..., 0], gy - flow[..., 1]
         timed("cv2.remap", cv2.remap, ref_bgr, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -225,9 +233,10 @@ def main() -> int:
     print(f"preview benchmark, {os.cpu_count()} cores, load average at start {load0[0]:.1f} {load0[1]:.1f}")
     from backend.preview.splat import compiled_kernel
 
-    print("splat new: " + ("the numba kernel" if compiled_kernel() else "numpy (numba is not installed)"))
+    engine = "the numba kernels" if compiled_kernel() else "numpy (numba is not installed)"
+    print(f"splat and fill new: {engine}")
     if args.zero_install:
-        print("processes with numpy + Pillow only (OpenCV, scipy, PyAV, torch hidden)")
+        print("processes with numpy + Pillow only (OpenCV, scipy, PyAV, torch, numba hidden)")
     with tempfile.TemporaryDirectory() as tmp:
         for i, (w, h, n) in enumerate(sizes):
             r = bench_size(w, h, n, args, Path(tmp), last=i == len(sizes) - 1)
@@ -273,6 +282,7 @@ def report(w: int, h: int, n: int, r: dict) -> None:
         ("splat old", "splat new"),
         ("splat numpy", "splat new"),
         ("fill old", "fill new"),
+        ("fill numpy", "fill new"),
         ("PNG level 1", "PNG level 0"),
         ("x264 superfast", "x264 ultrafast"),
     ):
