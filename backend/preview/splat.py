@@ -32,6 +32,7 @@ by float32 rounding (summation order; tests/backend/test_splat.py).
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -462,11 +463,30 @@ def _splat_compiled(kernel, image, flow, valid, depth, sharpness, min_coverage, 
         ],
         np.float32,
     )
-    sums = np.zeros((H + 3, W + 3, C + 2 + with_depth), np.float32)
+    sums = _canvas(H, W, C + 2 + with_depth)
     kernel.splat(ok, px, py, gu, gv, img, z, params, sums)
     out = np.empty((H, W, C), np.float32)
     coverage = np.empty((H, W), np.float32)
     hole = np.empty((H, W), bool)
     zout = np.empty((H, W), np.float32) if with_depth else px
     kernel.finish(sums, C, with_depth, _F32(min_coverage), _F32(far), _F32(zmin), out, coverage, zout, hole)
+    _give_back(sums)
     return Splat(out, coverage, zout if with_depth else None, hole)
+
+
+_CANVASES = threading.local()  # per frame thread: {(H, W, K): canvas}, zeroed between frames
+
+
+def _canvas(H: int, W: int, K: int) -> np.ndarray:
+    """This thread's zeroed (H + 3, W + 3, K) float32 canvas, taken out of its cache (a fresh one
+    when there is none): the kernel's finish leaves it zeroed and _give_back returns it, so a
+    canvas that is not given back (an error in between) is dropped, never reused dirty. Saves a
+    memory pass a frame (22 MB at 1280 x 720; the kernel is bound by memory traffic)."""
+    cache = _CANVASES.__dict__.setdefault("free", {})
+    canvas = cache.pop((H, W, K), None)
+    return np.zeros((H + 3, W + 3, K), np.float32) if canvas is None else canvas
+
+
+def _give_back(canvas: np.ndarray) -> None:
+    H, W, K = canvas.shape[0] - 3, canvas.shape[1] - 3, canvas.shape[2]
+    _CANVASES.__dict__.setdefault("free", {})[(H, W, K)] = canvas

@@ -256,7 +256,8 @@ def _splat(ok, px, py, gu, gv, img, depth, params, sums, K):
 def finish(sums, C, with_depth, min_coverage, far, zmin, out, coverage, depth, hole):
     """Normalises the canvas: out (H, W, C) colour (0 in holes), coverage (H, W), hole (H, W)
     bool, and depth (H, W) (written when with_depth): the weighted depth ratio times zmin, inf
-    in holes and where sources at infinity (ratio `far`) dominate."""
+    in holes and where sources at infinity (ratio `far`) dominate. Leaves the canvas zeroed, for
+    the next frame (splat.py keeps one per thread)."""
     H, W = hole.shape
     for i in range(H):
         for j in range(W):
@@ -271,3 +272,6 @@ def finish(sums, C, with_depth, min_coverage, far, zmin, out, coverage, depth, h
             if with_depth:
                 z = sums[i + 1, j + 1, C + 2] * inv
                 depth[i, j] = np.inf if (h or z >= f32(0.5) * far) else z * zmin
+        sums[i + 1] = f32(0.0)  # the row just read, its ring cells included: still in cache
+    sums[0] = f32(0.0)
+    sums[H + 1 :] = f32(0.0)

@@ -26,11 +26,12 @@ def ray_cluster():
 
 @pytest.fixture
 def preview_job(tmp_path):
-    """preview_job(name, size="small"|"large") -> a valid preview job folder (large: ~1-2 s)."""
+    """preview_job(name, size="small"|"large") -> a valid preview job folder (large: ~1-2 s with
+    numba's kernels, for the tests that act while it runs)."""
 
     def factory(name: str, size: str = "small"):
         if size == "large":
-            return write_job(tmp_path / name, width=256, height=192, num_frames=33)
+            return write_job(tmp_path / name, width=640, height=480, num_frames=33)
         return write_job(tmp_path / name, width=64, height=48, num_frames=5)
 
     return factory

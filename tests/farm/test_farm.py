@@ -95,9 +95,13 @@ def test_a_worker_killed_mid_job_is_retried_and_the_job_completes(ray_cluster, p
 def test_a_killed_runner_is_retried(ray_cluster, preview_job):
     job_dir = preview_job("shot", size="large")
 
+    killed = []
+
     def on_event(farm, event):
-        if event["event"] == "progress" and event["attempt"] == 1 and event["stage"] == "render":
-            os.kill(farm.jobs[0].runner_pid, signal.SIGKILL)
+        # At the first progress of the first attempt (the preview is done within a second or two).
+        if event["event"] == "progress" and event["attempt"] == 1 and not killed:
+            killed.append(farm.jobs[0].runner_pid)
+            os.kill(killed[0], signal.SIGKILL)
 
     code, events, jobs = run_farm(ray_cluster, [job_dir], on_event)
     assert code == 0
