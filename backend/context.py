@@ -56,9 +56,9 @@ class JobContext:
     @property
     def workers(self) -> int:
         """Threads a mode may use for per-frame CPU work (ANIMATE_ANYTHING_THREADS overrides)."""
-        env = os.environ.get("ANIMATE_ANYTHING_THREADS", "")
-        if env.isdigit() and int(env) > 0:
-            return int(env)
+        limit = _thread_limit()
+        if limit is not None:
+            return limit
         try:
             n = len(os.sched_getaffinity(0))
         except (AttributeError, OSError):
@@ -69,8 +69,7 @@ class JobContext:
     def encoder_threads(self) -> int | None:
         """Threads for the video encoder: `workers` when ANIMATE_ANYTHING_THREADS sets a limit (a
         run told to use N threads does, the encoder included), else None (x264's own choice)."""
-        env = os.environ.get("ANIMATE_ANYTHING_THREADS", "")
-        return self.workers if env.isdigit() and int(env) > 0 else None
+        return _thread_limit()
 
     def progress(self, stage: str, step: int, total: int, message: str = "") -> None:
         """Report `step` of `total` in `stage` (e.g. "flow", "splat", "encode") and honour a cancel."""
@@ -176,3 +175,9 @@ def read_reference(path: Path, width: int, height: int) -> np.ndarray:
     if rgb.shape != (height, width, 3):
         raise JobFailure("invalid_job", f"{path} decodes to {rgb.shape}, not {height}x{width} RGB", redo)
     return np.ascontiguousarray(rgb)
+
+
+def _thread_limit() -> int | None:
+    """ANIMATE_ANYTHING_THREADS as a positive thread count, or None when it is unset or invalid."""
+    env = os.environ.get("ANIMATE_ANYTHING_THREADS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else None

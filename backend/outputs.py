@@ -359,13 +359,15 @@ def color_flow(
 
 
 def _color_kernel():
+    """backend.color_kernel through backend.compiled.load, or None (numpy colours)."""
     from .compiled import load
 
-    def smoke_test(kernel) -> None:
-        flow, out = np.zeros((1, 1, 2), np.float32), np.empty((1, 1, 3), np.uint8)
-        kernel.color_flow(flow, np.zeros((9, 4), np.uint8), np.float32(1.0), 1, out)
+    return load("backend.color_kernel", _smoke_test)
 
-    return load("backend.color_kernel", smoke_test)
+
+def _smoke_test(kernel) -> None:
+    flow, out = np.zeros((1, 1, 2), np.float32), np.empty((1, 1, 3), np.uint8)
+    kernel.color_flow(flow, np.zeros((9, 4), np.uint8), np.float32(1.0), 1, out)
 
 
 def flow_colors(flow: np.ndarray, on_frame=None) -> np.ndarray:

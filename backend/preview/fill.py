@@ -88,7 +88,7 @@ def fill_holes(
         return cv2.inpaint(np.ascontiguousarray(u8), hole.astype(np.uint8), radius, cv2.INPAINT_TELEA)
     at = np.flatnonzero(hole)
     if method == "background":
-        filled = background_values(image, hole, depth, power=far_preference)
+        filled = background_values(image, hole, depth, power=far_preference, at=at)
     else:
         filled = _push_pull_flat(_rows(image), (~hole).astype(np.float32), at, blend="full")
     out = u8.copy() if u8 is image else u8  # a fresh conversion is ours to write into
@@ -159,7 +159,7 @@ def background_fill(
        borders revealed by the camera included, without scan-line streaks.
     `power` (fill_holes' far_preference) sets the seed ratio: FG_RATIO ** (FAR_POWER / power)."""
     at = np.flatnonzero(hole)
-    vals = background_values(image, hole, depth, power=power, reach=reach)
+    vals = background_values(image, hole, depth, power=power, reach=reach, at=at)
     out = image.astype(np.float32)  # always a copy
     out.reshape(-1, out.shape[-1])[at] = vals
     return out
@@ -172,14 +172,17 @@ def background_values(
     *,
     power: float = FAR_POWER,
     reach: int = EXCLUDE_REACH,
+    at: np.ndarray | None = None,
 ) -> np.ndarray:
     """background_fill's values at the hole pixels: (n, C) float32 in np.flatnonzero(hole)
     order, computed from the hole pixels and their neighbourhoods (see background_fill); the
-    whole-frame work is a few mask passes and push_pull_sparse's weight pyramid."""
+    whole-frame work is a few mask passes and push_pull_sparse's weight pyramid. `at`:
+    np.flatnonzero(hole) when the caller has it already."""
     H, W = hole.shape
     C = image.shape[-1]
     hole_f = hole.reshape(-1)
-    at = np.flatnonzero(hole_f)  # hole pixels, row-major; their index in `at` is their id
+    if at is None:
+        at = np.flatnonzero(hole_f)  # hole pixels, row-major; their index in `at` is their id
     n = at.size
     if n == 0:
         return np.zeros((0, C), np.float32)

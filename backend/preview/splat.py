@@ -328,14 +328,14 @@ def forward_splat(
     kernel = None if compiled is False else compiled_kernel()
     if compiled and kernel is None:
         raise RuntimeError("the compiled splatting needs numba: pip install numba")
-    N = H * W
-    img = image.reshape(N, -1)
-    C = img.shape[1]
     flow32 = np.asarray(flow, np.float32)
     if kernel is not None and sharpness >= 1.0:
         return _splat_compiled(
             kernel, image, flow32, valid, depth, sharpness, min_coverage, want_depth, max_footprint
         )
+    N = H * W
+    img = image.reshape(N, -1)
+    C = img.shape[1]
     ok = np.isfinite(flow32[..., 0]).reshape(N)
     ok &= np.isfinite(flow32[..., 1]).reshape(N)
     if valid is not None:

@@ -160,6 +160,26 @@ def _side(px, py, gap, i, j, di, dj, lo, hi, taper2, spacing, max_k):
     return k, ax, ay, bx, by
 
 
+@_inline
+def _shares(ax, ay, bx, by):
+    """The lengths of a footprint axis's two vectors over their mean (splat._footprint_samples'
+    shares): the weights of the samples on each side, so that the coverage stays even."""
+    la, lb = np.hypot(ax, ay), np.hypot(bx, by)
+    mean = max(f32(0.5) * (la + lb), f32(1e-6))
+    return la / mean, lb / mean
+
+
+@_inline
+def _axis_sample(s, count, ax, ay, bx, by, len_a, len_b):
+    """Sample s of `count` along one footprint axis: its offset g in [-0.5, 0.5] (float32), the
+    vector g scales (a, toward the previous neighbour, for g < 0; else b) and its weight (its
+    side's share; 1 in the middle, so for a single sample too)."""
+    g = f32((s + 0.5) / count - 0.5)
+    if g < 0:
+        return g, ax, ay, len_a
+    return g, bx, by, len_b if g > 0 else f32(1.0)
+
+
 @_jit
 def splat(ok, px, py, gu, gv, img, depth, params, sums):
     """_splat with K = sums.shape[2] a constant for the usual canvases (RGB with and without the
@@ -187,7 +207,6 @@ def _splat(ok, px, py, gu, gv, img, depth, params, sums, K):
     top, floor, sharp = params[5], params[6], params[7]
     max_k, lo, hi, taper2, spacing = int(params[8]), params[9], params[10], params[11], params[12]
     one = f32(1.0)
-    half = f32(0.5)
     inf = f32(np.inf)
     # importance = e^top * (z / zmin) ** -sharp, at least e^-floor: q ** sharp with
     # q = e^(top / sharp) * zmin / z clamped at e^(-floor / sharp); by squaring for a whole
@@ -224,29 +243,13 @@ def _splat(ok, px, py, gu, gv, img, depth, params, sums, K):
                 if (nu > lo and nu <= hi) or (nv > lo and nv <= hi):
                     a, uax, uay, ubx, uby = _side(px, py, gu, i, j, 0, 1, lo, hi, taper2, spacing, max_k)
                     b, vax, vay, vbx, vby = _side(px, py, gv, i, j, 1, 0, lo, hi, taper2, spacing, max_k)
-                    la, lb = np.hypot(uax, uay), np.hypot(ubx, uby)
-                    mean = max(half * (la + lb), f32(1e-6))
-                    ulen_a, ulen_b = la / mean, lb / mean
-                    la, lb = np.hypot(vax, vay), np.hypot(vbx, vby)
-                    mean = max(half * (la + lb), f32(1e-6))
-                    vlen_a, vlen_b = la / mean, lb / mean
+                    ulen_a, ulen_b = _shares(uax, uay, ubx, uby)
+                    vlen_a, vlen_b = _shares(vax, vay, vbx, vby)
                     n = f32(a * b)
                     for s in range(a):
-                        ga = f32((s + 0.5) / a - 0.5)
-                        if ga < 0:
-                            ux, uy, wu = uax, uay, ulen_a
-                        else:
-                            ux, uy, wu = ubx, uby, ulen_b if ga > 0 else one
-                        if a == 1:
-                            wu = one
+                        ga, ux, uy, wu = _axis_sample(s, a, uax, uay, ubx, uby, ulen_a, ulen_b)
                         for t in range(b):
-                            gb = f32((t + 0.5) / b - 0.5)
-                            if gb < 0:
-                                vx, vy, wv = vax, vay, vlen_a
-                            else:
-                                vx, vy, wv = vbx, vby, vlen_b if gb > 0 else one
-                            if b == 1:
-                                wv = one
+                            gb, vx, vy, wv = _axis_sample(t, b, vax, vay, vbx, vby, vlen_a, vlen_b)
                             _add(x + ga * ux + gb * vx, y + ga * uy + gb * vy, wu * wv / n, v, sums, K)
                     continue
             _add(x, y, one, v, sums, K)
