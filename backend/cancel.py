@@ -6,7 +6,10 @@ thread (`_thread.interrupt_main`), whose handler raises `Cancelled` at the next 
 also call `ctx.check_cancel()` between steps. If the main thread is stuck in one long native
 call and has not finished within `grace` seconds of the request, the watcher ends the process
 itself: it runs the registered emergency cleanup (error event, partial output removed) and
-calls `os._exit(3)`.
+calls `os._exit(3)`. The handler never raises inside the import machinery (a C extension's
+module init, e.g. OpenCV's, prints what an import under it raises, and a half-run import is
+left behind): it records the request, and the watcher interrupts the main thread again each
+`poll` until a raise has landed.
 """
 
 from __future__ import annotations
@@ -54,6 +57,11 @@ class CancelState:
         if self._event.is_set() and self.armed:
             self._raised = True
             raise Cancelled(f"cancelled ({self.reason})")
+
+    @property
+    def raised(self) -> bool:
+        """Whether Cancelled has been raised in the main thread (by check or raise_once)."""
+        return self._raised
 
     def raise_once(self) -> None:
         """Used by the signal handler: raise Cancelled the first time only, so cleanup code that
@@ -116,7 +124,8 @@ class CancelWatcher:
     def _on_signal(self, signum, frame) -> None:
         name = signal.Signals(signum).name
         self.state.request(name)
-        self.state.raise_once()
+        if not _in_import(frame):
+            self.state.raise_once()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.poll):
@@ -131,6 +140,15 @@ class CancelWatcher:
                         _thread.interrupt_main(signal.SIGINT)
                     except (RuntimeError, ValueError, TypeError):
                         pass
+            elif (
+                self.state.armed
+                and not self.state.raised
+                and time.monotonic() - self.state.requested_at <= self.grace
+            ):
+                try:  # the handler deferred its raise (an import was running): try again
+                    _thread.interrupt_main(signal.SIGINT)
+                except (RuntimeError, ValueError, TypeError):
+                    pass
             elif self.state.armed and time.monotonic() - self.state.requested_at > self.grace:
                 if self.emergency is not None:
                     try:
@@ -138,3 +156,13 @@ class CancelWatcher:
                     finally:
                         os._exit(EXIT_CANCELLED)
                 os._exit(EXIT_CANCELLED)
+
+
+def _in_import(frame) -> bool:
+    """Whether the main thread's `frame` runs inside the import machinery (a frame of
+    importlib._bootstrap on its stack)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False

@@ -207,3 +207,35 @@ def test_a_run_stuck_in_native_code_still_stops(make_job):
     assert 1.0 < elapsed < 3.0
     assert events[-1]["event"] == "error" and events[-1]["kind"] == "cancelled"
     _assert_nothing_finished(job)
+
+
+def test_a_signal_inside_an_import_is_raised_once_the_import_is_done(tmp_path, monkeypatch):
+    """The SIGTERM handler does not raise inside the import machinery (OpenCV's module init once
+    printed the Cancelled raised under it, a traceback on stderr): the module imports whole, and
+    the watcher interrupts the main thread again until Cancelled lands, well within the grace."""
+    import importlib
+
+    from backend.cancel import CancelState, CancelWatcher
+    from backend.errors import Cancelled
+
+    (tmp_path / "signalled_during_import.py").write_text(
+        "import os, signal, time\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "for _ in range(50):  # the handler runs between these bytecodes, inside the import\n"
+        "    time.sleep(0.001)\n"
+        "DONE = True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    state = CancelState()
+    watcher = CancelWatcher(state, tmp_path / "cancel", poll=0.01, grace=30.0).start()
+    try:
+        module = importlib.import_module("signalled_during_import")
+        assert module.DONE and state.requested and not state.raised
+        t0 = time.monotonic()
+        with pytest.raises(Cancelled, match="SIGTERM"):
+            while time.monotonic() - t0 < 5.0:
+                time.sleep(0.001)
+        assert time.monotonic() - t0 < 1.0 and state.raised
+    finally:
+        watcher.stop()
+        sys.modules.pop("signalled_during_import", None)
