@@ -308,16 +308,21 @@ def picked_image_report(models: list[dict]) -> dict:
     return out
 
 
-def _splat_note(have_numba: bool) -> str:
-    """How the preview splats here. With numba its kernel is built now (or loaded from numba's
-    cache): the doctor runs once a generator environment is made, so the first Generate does not
-    wait for the compile (a few seconds)."""
+def _kernels_note(have_numba: bool) -> str:
+    """How the preview's per-pixel work runs here. With numba its kernels (splatting, filling,
+    the output files') are built now, or loaded from numba's cache: the doctor runs once a
+    generator environment is made, so the first Generate does not wait for the compiles (a few
+    seconds each)."""
     if not have_numba:
         return "no numba: the splatting runs on numpy (about 2x slower; pip install numba)"
-    from .preview.splat import compiled_kernel
+    from .outputs import _output_kernel
+    from .preview.fill import compiled_kernel as fill_kernel
+    from .preview.splat import compiled_kernel as splat_kernel
 
-    if compiled_kernel() is None:
-        return "numba is installed but its splatting kernel did not build: the numpy path is used"
+    kernels = {"splatting": splat_kernel, "filling": fill_kernel, "output": _output_kernel}
+    broken = [name for name, load in kernels.items() if load() is None]
+    if broken:
+        return f"numba is installed but the {', '.join(broken)} kernel(s) did not build: numpy runs them"
     return "the splatting is compiled (numba): ready"
 
 
@@ -338,7 +343,7 @@ def collect(model_dirs=()) -> dict:
             "notes": [
                 *([] if have["cv2"] else ["no OpenCV: reference videos are refused"]),
                 *([] if have["av"] else ["no PyAV: the output is PNG frames, no mp4"]),
-                _splat_note(have["numba"] and preview_ok),
+                _kernels_note(have["numba"] and preview_ok),
             ],
         },
         "guided": {

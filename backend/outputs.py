@@ -19,6 +19,7 @@ import os
 import zipfile
 from fractions import Fraction
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -126,7 +127,8 @@ def h264_codec() -> str:
 class Mp4Writer:
     """H.264 yuv420p MP4 at `fps` with PyAV, one (H, W, 3) uint8 RGB frame at a time:
     `write(frame)`, then `close()` (flushes and renames the temporary file into place) or
-    `abort()` (removes it). `fast`: x264 ultrafast (for visualisations). `threads`: x264's
+    `abort()` (removes it). A frame may come converted already (to_yuv420's planes, made on
+    another thread). `fast`: x264 ultrafast (for visualisations). `threads`: x264's
     threads (None: its own choice, 1.5x the cores), so that a run told to use N threads does. H
     and W must be even (job sizes are multiples of 8). Raises as h264_codec."""
 
@@ -162,7 +164,9 @@ class Mp4Writer:
         self.stream = stream
 
     def write(self, frame: np.ndarray) -> None:
-        vf = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        """frame: (H, W, 3) uint8 RGB, or (H * 3 // 2, W) uint8 YUV 4:2:0 from to_yuv420."""
+        fmt = "yuv420p" if frame.ndim == 2 else "rgb24"
+        vf = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format=fmt)
         for packet in self.stream.encode(vf):
             self.container.mux(packet)
 
@@ -217,6 +221,14 @@ def write_flow_npz(path: Path, flow: np.ndarray) -> None:
         writer.abort()
 
 
+class EncodedFlow(NamedTuple):
+    """A flow frame ready for FlowFileWriter.write: half (H, W, 2) float16, clipped to
+    +-FLOW_SAVE_LIMIT; square_max: the largest finite squared magnitude before the clip."""
+
+    half: np.ndarray
+    square_max: float
+
+
 class FlowFileWriter:
     """flow.npz written one (H, W, 2) float32 frame at a time, num_frames of them: the layout of
     np.savez (an uncompressed zip: "flow.npy" float16 (F, H, W, 2), "format_version.npy"), read
@@ -242,21 +254,28 @@ class FlowFileWriter:
     def max_magnitude(self) -> float:
         return float(np.sqrt(self._m2))
 
-    def write(self, flow: np.ndarray) -> None:
-        if self.written >= self.shape[0] or flow.shape != self.shape[1:]:
-            raise ValueError(f"flow frame {self.written}: {flow.shape}, expected {self.shape[1:]}")
-        sq = np.einsum("hwc,hwc->hw", flow, flow)
-        top = float(sq.max(initial=0.0))
-        in_range = np.isfinite(top) and top <= FLOW_SAVE_LIMIT**2  # then the clip changes nothing
-        if not np.isfinite(top):
-            finite = sq[np.isfinite(sq)]
-            top = float(finite.max()) if finite.size else 0.0
-        self._m2 = max(self._m2, top)
-        if in_range:
-            to_float16(np.asarray(flow, np.float32), self._buf)
+    @staticmethod
+    def encode(flow: np.ndarray, out: np.ndarray | None = None) -> EncodedFlow:
+        """One frame's flow (H, W, 2) as write() stores it: thread-safe, so that the frame threads
+        do it and the writing thread only writes."""
+        if out is None:
+            out = np.empty(flow.shape, np.float16)
+        top, finite = flow_square_max(flow)
+        if finite and top <= FLOW_SAVE_LIMIT**2:  # then the clip changes nothing
+            to_float16(np.asarray(flow, np.float32), out)
         else:
-            np.clip(flow, -FLOW_SAVE_LIMIT, FLOW_SAVE_LIMIT, out=self._buf, casting="same_kind")
-        self._member.write(self._buf.data)
+            np.clip(flow, -FLOW_SAVE_LIMIT, FLOW_SAVE_LIMIT, out=out, casting="same_kind")
+        return EncodedFlow(out, top)
+
+    def write(self, flow: np.ndarray | EncodedFlow) -> None:
+        """Append a frame: (H, W, 2) float32 flow, or encode()'s result for it."""
+        shape = flow.half.shape if isinstance(flow, EncodedFlow) else flow.shape
+        if self.written >= self.shape[0] or shape != self.shape[1:]:
+            raise ValueError(f"flow frame {self.written}: {shape}, expected {self.shape[1:]}")
+        if not isinstance(flow, EncodedFlow):
+            flow = self.encode(flow, self._buf)
+        self._m2 = max(self._m2, flow.square_max)
+        self._member.write(np.ascontiguousarray(flow.half).data)
         self.written += 1
 
     def close(self) -> None:
@@ -334,12 +353,12 @@ def color_flow(
 ) -> np.ndarray:
     """One frame's flow (H, W, 2) float32 -> (H, W, 3) uint8 with a flow_lut table (quantised to
     1/LUT_RADIUS of its magnitude); non-finite flow is black, as in flow_to_color. Compiled by
-    numba where it is installed (backend/color_kernel.py, the same bits), else numpy."""
+    numba where it is installed (backend/output_kernel.py, the same bits), else numpy."""
     lut32, scale = lut
     R, n = LUT_RADIUS, 2 * LUT_RADIUS + 1
     if out is None:
         out = np.empty(flow.shape[:2] + (3,), np.uint8)
-    kernel = _color_kernel()
+    kernel = _output_kernel()
     if kernel is not None and flow.dtype == np.float32 and out.flags.c_contiguous:
         kernel.color_flow(np.ascontiguousarray(flow), lut32.view(np.uint8).reshape(-1, 4), scale, R, out)
         return out
@@ -358,30 +377,55 @@ def color_flow(
     return out
 
 
-def _color_kernel():
-    """backend.color_kernel through backend.compiled.load, or None (numpy colours)."""
+def _output_kernel():
+    """backend.output_kernel through backend.compiled.load, or None (numpy and swscale)."""
     from .compiled import load
 
-    return load("backend.color_kernel", _smoke_test)
+    return load("backend.output_kernel", _smoke_test)
 
 
 def _smoke_test(kernel) -> None:
-    flow, out = np.zeros((1, 1, 2), np.float32), np.empty((1, 1, 3), np.uint8)
+    flow, out = np.zeros((2, 2, 2), np.float32), np.empty((2, 2, 3), np.uint8)
     kernel.color_flow(flow, np.zeros((9, 4), np.uint8), np.float32(1.0), 1, out)
+    kernel.flow_square_max(flow)
+    kernel.rgb_to_yuv420(out, np.empty((3, 2), np.uint8))
+
+
+def flow_square_max(flow: np.ndarray) -> tuple[float, bool]:
+    """One frame's flow (H, W, 2) -> (the largest finite squared magnitude, whether every value
+    is finite): one pass in the numba kernel where it loads (~8x numpy's einsum)."""
+    kernel = _output_kernel()
+    if kernel is not None and flow.dtype == np.float32:
+        top, finite = kernel.flow_square_max(np.ascontiguousarray(flow))
+        return float(top), bool(finite)
+    sq = np.einsum("hwc,hwc->hw", flow, flow)
+    top = float(sq.max(initial=0.0))
+    if np.isfinite(top):
+        return top, True
+    finite = sq[np.isfinite(sq)]
+    return (float(finite.max()) if finite.size else 0.0), False
+
+
+def to_yuv420(frame: np.ndarray) -> np.ndarray | None:
+    """(H, W, 3) uint8 RGB (H, W even) -> (H * 3 // 2, W) uint8 YUV 4:2:0 planes (Y, then U and
+    V at half size), BT.601 limited range with each 2x2 block's mean chroma: what swscale makes
+    of it for x264 (Y within 1, chroma within a few levels), in one nogil pass of the numba
+    kernel (~6x swscale: 1 ms a 1080p frame), so that the frame threads convert and the encoding thread only
+    encodes. None without the kernel (Mp4Writer then converts with swscale)."""
+    kernel = _output_kernel()
+    H, W = frame.shape[:2]
+    if kernel is None or frame.dtype != np.uint8 or frame.shape != (H, W, 3) or H % 2 or W % 2:
+        return None
+    out = np.empty((H * 3 // 2, W), np.uint8)
+    kernel.rgb_to_yuv420(np.ascontiguousarray(frame), out)
+    return out
 
 
 def flow_colors(flow: np.ndarray, on_frame=None) -> np.ndarray:
     """(F, H, W, 2) float32 -> (F, H, W, 3) uint8 Middlebury colours (blender_animate.flowviz),
     one normalisation for all frames: the largest finite magnitude, as flow_to_color does.
     Quantised to 1/LUT_RADIUS of that magnitude; non-finite flow is black, as in flow_to_color."""
-    m2 = 0.0  # the largest finite squared magnitude, frame by frame (small temporaries)
-    for f in range(len(flow)):
-        sq = np.einsum("hwc,hwc->hw", flow[f], flow[f])
-        top = float(sq.max(initial=0.0))
-        if not np.isfinite(top):
-            finite = sq[np.isfinite(sq)]
-            top = float(finite.max()) if finite.size else 0.0
-        m2 = max(m2, top)
+    m2 = max((flow_square_max(f)[0] for f in flow), default=0.0)  # frame by frame
     lut = flow_lut(float(np.sqrt(m2)))
     out = np.empty(flow.shape[:-1] + (3,), np.uint8)
     for f in range(len(flow)):

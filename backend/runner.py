@@ -187,15 +187,18 @@ def write_outputs(partial: Path, result, ctx, timings: dict | None = None) -> di
     (paths relative to the job directory, as they will be after the rename to out/).
 
     One pass over the frames in order (whole arrays or a FrameStream: `result.stream()`; a stream
-    makes its frames during this pass, progress stage `render`): each frame is checked, encoded
-    into video.mp4 (PyAV), written as a PNG (on a small thread pool: zlib releases the GIL) when
+    makes its frames during this pass, progress stage `render`): each frame is converted for
+    the encoders on the thread that made it (to_yuv420, FlowFileWriter.encode), then, here, checked,
+    encoded into video.mp4 (PyAV), written as a PNG (on a small thread pool: zlib releases the GIL) when
     there is no video or ANIMATE_ANYTHING_PNG=1 asks for them (the import uses the mp4), and its
     flow appended to flow.npz, whose range is taken as it goes. Then (stage `write`) flow.mp4, or
-    flow PNGs without PyAV, from flow.npz read back a frame at a time and coloured with the whole
-    video's range on the same pool. A few frames are held at a time, whatever the frame count. `timings` gets
-    "frames" and "flow_video" (seconds)."""
+    flow PNGs without PyAV, from flow.npz read back a frame at a time, coloured with the whole
+    video's range and converted on the same pool. A few frames are held at a time, whatever the
+    frame count. `timings` gets "frames" and "flow_video" (seconds)."""
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
 
     from . import outputs as out
     from .modes import check_frame
@@ -226,8 +229,17 @@ def write_outputs(partial: Path, result, ctx, timings: dict | None = None) -> di
             pool = ThreadPoolExecutor(max_workers=max(1, ctx.workers), thread_name_prefix="write")
         if stream.has_flow:
             flow_file = out.FlowFileWriter(partial / contract.FLOW_NPZ, F, H, W)
+
+        def convert(frame, flow):  # on the frame's thread: this one then only writes
+            yuv = enc = None
+            if video is not None and isinstance(frame, np.ndarray) and frame.shape == (H, W, 3):
+                yuv = out.to_yuv420(frame)
+            if flow_file is not None and isinstance(flow, np.ndarray) and flow.shape == (H, W, 2):
+                enc = out.FlowFileWriter.encode(flow)
+            return frame, flow, yuv, enc
+
         pending: deque = deque()
-        for f, (frame, flow) in enumerate(stream.frames(ctx)):
+        for f, (frame, flow, yuv, enc) in enumerate(stream.frames(ctx, then=convert)):
             check_frame(f, frame, flow, H, W, stream.has_flow)
             if pool is not None:
                 png_path = partial / contract.FRAMES_DIR / contract.frame_name(f)
@@ -235,9 +247,9 @@ def write_outputs(partial: Path, result, ctx, timings: dict | None = None) -> di
                 while len(pending) > 2 * max(1, ctx.workers):  # bounded: a few frames in flight
                     pending.popleft().result()
             if video is not None:
-                video.write(frame)
+                video.write(frame if yuv is None else yuv)
             if flow_file is not None:
-                flow_file.write(flow)
+                flow_file.write(flow if enc is None else enc)
         while pending:
             ctx.check_cancel()
             pending.popleft().result()
@@ -271,12 +283,17 @@ def write_outputs(partial: Path, result, ctx, timings: dict | None = None) -> di
                 else:
                     out.save_png(partial / contract.FLOW_FRAMES_DIR / contract.frame_name(f), colors)
 
-            # Frames are read here in file order and coloured on the pool (numpy releases the
-            # GIL), a few in flight; encoded here in order.
+            def colour(fl):
+                rgb = out.color_flow(fl, lut)
+                yuv = out.to_yuv420(rgb) if flow_video is not None else None
+                return rgb if yuv is None else yuv
+
+            # Frames are read here in file order, coloured and converted on the pool (the
+            # kernels and numpy release the GIL), a few in flight; encoded here in order.
             pool = pool or ThreadPoolExecutor(max_workers=max(1, ctx.workers), thread_name_prefix="write")
             coloured: deque = deque()
             for f, fl in enumerate(out.read_flow_frames(partial / contract.FLOW_NPZ)):
-                coloured.append(pool.submit(out.color_flow, fl, lut))
+                coloured.append(pool.submit(colour, fl))
                 if len(coloured) > 2 * max(1, ctx.workers):
                     put(f + 1 - len(coloured), coloured.popleft().result())
             while coloured:

@@ -36,14 +36,16 @@ class FrameStream:
     finish: Callable[[], None] | None = None
     message: str = "making frames"
 
-    def frames(self, ctx=None) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    def frames(self, ctx=None, then: Callable | None = None) -> Iterator:
         """(frame, flow) for every frame in order, then finish(). With `ctx` (a JobContext):
         its cancel is checked before each frame (on a failure at most one frame per thread is
         still finished: map_ordered) and progress `stage` is reported as frames arrive (about
-        8 reports in all, every frame up to 16 frames)."""
+        8 reports in all, every frame up to 16 frames). With `then`: then(frame, flow) instead,
+        run on the thread that made the frame (the consumer's own per-frame work, in parallel)."""
         n = self.num_frames
         check = None if ctx is None else ctx.check_cancel
-        for f, item in enumerate(map_ordered(self.render, n, self.workers, check)):
+        render = self.render if then is None else (lambda f: then(*self.render(f)))
+        for f, item in enumerate(map_ordered(render, n, self.workers, check)):
             if ctx is not None and (f % max(1, n // 8) == 0 or f == n - 1):
                 ctx.progress(self.stage, f + 1, n, self.message)
             yield item

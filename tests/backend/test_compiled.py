@@ -39,7 +39,7 @@ def _flow_colours():
 KERNELS = {
     "backend.preview.splat_kernel": ("splat", splat, "compiled_kernel", _splat_frame),
     "backend.preview.fill_kernel": ("push_pull_at", fill, "compiled_kernel", _fill_frame),
-    "backend.color_kernel": ("color_flow", outputs, "_color_kernel", _flow_colours),
+    "backend.output_kernel": ("color_flow", outputs, "_output_kernel", _flow_colours),
 }
 
 

@@ -123,7 +123,7 @@ def test_compiled_flow_colours_are_the_numpy_ones(monkeypatch):
     flow, exact half steps (round half to even), beyond the table (clipped), NaN and inf (black)."""
     from backend import outputs
 
-    if outputs._color_kernel() is None:
+    if outputs._output_kernel() is None:
         pytest.skip("numba is not installed")
     rng = np.random.default_rng(2)
     flow = (rng.standard_normal((48, 64, 2)) * 30).astype(np.float32)
@@ -132,7 +132,7 @@ def test_compiled_flow_colours_are_the_numpy_ones(monkeypatch):
     flow[0, :8, 0] = (np.arange(8) + 0.5) * step  # half steps
     flow[1, :4] = [[1e4, -1e4], [np.nan, 1.0], [1.0, np.inf], [-np.inf, np.nan]]
     compiled = outputs.color_flow(flow, lut)
-    monkeypatch.setattr(outputs, "_color_kernel", lambda: None)
+    monkeypatch.setattr(outputs, "_output_kernel", lambda: None)
     reference = outputs.color_flow(flow, lut)
     np.testing.assert_array_equal(compiled, reference)
     assert (compiled[1, 1:4] == 0).all() and compiled[1, 0].any()

@@ -1,0 +1,137 @@
+"""The per-frame conversions for the encoders (backend/outputs.py, compiled in
+backend/output_kernel.py), which the frame threads run so that the writing thread only writes:
+RGB -> YUV 4:2:0 for x264, and flow.npz's float16 frames with their range."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backend import outputs
+
+needs_kernel = pytest.mark.skipif(outputs._output_kernel() is None, reason="numba is not installed")
+
+
+def _picture(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Smooth colours, sharp edges and the extremes (black, white, pure primaries)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.stack([np.sin(7 * x + 3 * y), np.cos(5 * y - 2 * x), np.sin(11 * x * y)], -1)
+    img = ((img + 1) * 127.5).astype(np.uint8)
+    img[: h // 4, : w // 4] = rng.integers(0, 256, (h // 4, w // 4, 3))
+    for k, colour in enumerate([(0, 0, 0), (255, 255, 255), (255, 0, 0), (0, 255, 0), (0, 0, 255)]):
+        img[h // 2 : h // 2 + 8, 8 * k : 8 * k + 8] = colour
+    return img
+
+
+def _bt601(img: np.ndarray) -> np.ndarray:
+    """An independent float64 reference: BT.601 limited range, chroma of each 2x2 block's mean."""
+    f = img.astype(np.float64)
+    H, W, _ = f.shape
+    m = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]) / 255
+    y = f @ m[0] + 16
+    block = f.reshape(H // 2, 2, W // 2, 2, 3).mean((1, 3))
+    u, v = block @ m[1] + 128, block @ m[2] + 128
+    return np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(H * 3 // 2, W)
+
+
+def _swscale(img: np.ndarray) -> np.ndarray:
+    import av
+
+    return av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p").to_ndarray()
+
+
+@needs_kernel
+def test_yuv420_is_bt601_limited_range_with_block_mean_chroma():
+    img = _picture(48, 64)
+    ours = outputs.to_yuv420(img)
+    assert ours.shape == (72, 64) and ours.dtype == np.uint8
+    diff = np.abs(ours.astype(np.float64) - _bt601(img))
+    assert diff.max() <= 0.52  # rounded to nearest, with 15-bit coefficients
+    y = ours[:48]
+    assert y[24:32, 0:8].max() == 16 and y[24:32, 8:16].min() == 235  # black and white, limited range
+
+
+@needs_kernel
+def test_yuv420_is_what_swscale_makes_of_the_frame():
+    """The frames in video.mp4 do not depend on which thread converted them: our planes match
+    swscale's (PyAV's conversion, used without numba) to 1 level in Y and in flat colour, and the
+    round trip through swscale's decoder conversion is as faithful as swscale's own."""
+    av = pytest.importorskip("av")
+    img = _picture(48, 64, seed=1)
+    ours, theirs = outputs.to_yuv420(img).astype(int), _swscale(img).astype(int)
+    assert np.abs(ours[:48] - theirs[:48]).max() <= 1
+    # Flat 8x8 patches: the chroma filter cannot matter there.
+    u, v = (p.reshape(24, 32) for p in np.split(ours[48:].ravel(), 2))
+    su, sv = (p.reshape(24, 32) for p in np.split(theirs[48:].ravel(), 2))
+    patches = (slice(13, 15), slice(1, 19))  # rows 26-29, columns 2-37 of the frame, inside the patches
+    assert np.abs(u[patches] - su[patches]).max() <= 1 and np.abs(v[patches] - sv[patches]).max() <= 1
+
+    def psnr(planes):
+        back = av.VideoFrame.from_ndarray(planes.astype(np.uint8), format="yuv420p").reformat(format="rgb24")
+        mse = np.mean((back.to_ndarray().astype(np.float64) - img) ** 2)
+        return 10 * np.log10(255.0**2 / mse)
+
+    assert psnr(ours) >= psnr(theirs) - 0.2
+
+
+def test_video_from_converted_frames_decodes_like_the_rgb_one(tmp_path):
+    """Mp4Writer takes RGB frames or to_yuv420's planes; the two videos are as faithful."""
+    av = pytest.importorskip("av")
+    frames = [np.roll(_picture(48, 64, seed=2), 3 * i, axis=1) for i in range(4)]
+    decoded = {}
+    for kind in ("rgb", "yuv"):
+        writer = outputs.Mp4Writer(tmp_path / f"{kind}.mp4", 64, 48, 12.0)
+        for frame in frames:
+            yuv = outputs.to_yuv420(frame) if kind == "yuv" else None
+            writer.write(frame if yuv is None else yuv)
+        writer.close()
+        with av.open(str(tmp_path / f"{kind}.mp4")) as container:
+            decoded[kind] = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    assert decoded["rgb"].shape == decoded["yuv"].shape == (4, 48, 64, 3)
+    # x264 decides differently on the two, so compare each with the frames (a noise patch makes
+    # the error large): as faithful.
+    err = {k: np.abs(d.astype(int) - np.stack(frames)).mean() for k, d in decoded.items()}
+    assert err["yuv"] <= err["rgb"] + 0.25 and err["yuv"] < 10, err
+
+
+def _flows() -> list[np.ndarray]:
+    rng = np.random.default_rng(4)
+    plain = (rng.standard_normal((40, 56, 2)) * 25).astype(np.float32)
+    odd = plain.copy()
+    odd[3, 4] = [np.nan, 1.0]
+    odd[5, 6] = [1.0, np.inf]
+    odd[7, 8] = [-np.inf, np.nan]
+    huge = plain.copy()
+    huge[9, 9] = [1e5, -2e5]  # beyond float16: clipped in the file, counted in the range
+    return [plain, odd, huge, np.zeros((40, 56, 2), np.float32), np.full((40, 56, 2), np.nan, np.float32)]
+
+
+@pytest.mark.parametrize("case", range(5))
+def test_flow_range_is_the_largest_finite_squared_magnitude(case, monkeypatch):
+    flow = _flows()[case]
+    sq = flow[..., 0].astype(np.float64) ** 2 + flow[..., 1].astype(np.float64) ** 2
+    finite = np.isfinite(sq)
+    expected = float(sq[finite].max()) if finite.any() else 0.0
+    got, all_finite = outputs.flow_square_max(flow)
+    assert all_finite == bool(np.isfinite(flow).all())
+    assert got == pytest.approx(expected, rel=1e-6)
+    monkeypatch.setattr(outputs, "_output_kernel", lambda: None)  # the numpy path: the same float32 value
+    assert outputs.flow_square_max(flow) == (got, all_finite)
+
+
+def test_flow_frames_encoded_elsewhere_write_the_same_file(tmp_path):
+    """FlowFileWriter.encode (what the frame threads run) then write gives write(flow)'s bytes and
+    range, clips included."""
+    flows = _flows()
+    paths = [tmp_path / "direct.npz", tmp_path / "encoded.npz"]
+    writers = [outputs.FlowFileWriter(p, len(flows), 40, 56) for p in paths]
+    for flow in flows:
+        writers[0].write(flow)
+        writers[1].write(outputs.FlowFileWriter.encode(flow))
+    for w in writers:
+        w.close()
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert writers[0].max_magnitude == writers[1].max_magnitude == pytest.approx(np.hypot(1e5, 2e5), rel=1e-6)
+    back = np.stack(list(outputs.read_flow_frames(paths[1])))
+    assert np.abs(back[np.isfinite(back)]).max() == outputs.FLOW_SAVE_LIMIT
