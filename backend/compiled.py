@@ -4,11 +4,14 @@ accelerates (with a warning on stderr) instead of failing a job. Without numba: 
 
 Loading takes ~0.3 s the first time in a process (numba's import and start) and a few
 milliseconds per kernel after that (numba's on-disk cache; the first run after an install
-compiles, a few seconds: `python -m backend doctor` does it).
+compiles, a few seconds: `python -m backend doctor` does it). numba's start imports scipy.linalg
+(~0.09 s) only to find BLAS for np.dot and np.linalg, which no kernel here uses: it is not
+imported for that (a kernel that used them would not build, and numpy would run it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 import threading
@@ -28,7 +31,29 @@ def load(module: str, smoke_test: Callable[[object], object]):
         return _LOADED[module]
 
 
+@contextlib.contextmanager
+def _without_blas():
+    """numba.np.arraymath's BLAS probe fails fast instead of importing scipy.linalg (a None in
+    sys.modules stops that import before its parent package loads). Left alone when
+    scipy.linalg is imported already."""
+    name = "scipy.linalg.cython_blas"
+    if name in sys.modules or "numba.np.arraymath" in sys.modules:
+        yield
+        return
+    sys.modules[name] = None
+    try:
+        yield
+    finally:
+        if sys.modules.get(name, 0) is None:
+            del sys.modules[name]
+
+
 def _load(module: str, smoke_test):
+    with _without_blas():
+        return _build(module, smoke_test)
+
+
+def _build(module: str, smoke_test):
     try:
         kernel = importlib.import_module(module)
     except ModuleNotFoundError as exc:

@@ -152,7 +152,7 @@ def gaussian_sparse_flow(
 # --- camera flow from depth ----------------------------------------------------------------------------
 
 
-def _inverse_depth(depth):
+def inverse_depth(depth):
     """1 / depth as float32, 0 where the depth is not finite and positive (a point at infinity)."""
     d = np.asarray(depth, np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -160,14 +160,17 @@ def _inverse_depth(depth):
     return invd.astype(np.float32, copy=False)
 
 
-def _project_frames(invd, K, c2w, correction=None):
+def _project_frames(invd, K, c2w, correction=None, kernels=None):
     """The work shared by camera_flow and unified_flow.
 
     A frame-0 pixel (u, v) with inverse depth w = 1/d is the camera-0 point X0 = d K0^-1 [u, v, 1].
     In frame f, with T_f = w2c[f] @ c2w[0] = [R_f | t_f]:  K_f T_f X0 = d (H_f [u, v, 1] + b_f w) with
     H_f = K_f R_f K0^-1 (the homography of the plane at infinity) and b_f = K_f t_f. So with
     q = H_f [u, v, 1] + b_f w: position (q_x / q_z, q_y / q_z), depth z_f = q_z / w (inf for w = 0).
-    ``correction(f, H_f, qx, qy, qz)`` may add to q in place before the division (the drag term)."""
+    ``correction(f, H_f, qx, qy, qz)`` may add to q in place before the division (the drag term).
+    ``kernels``: None (numpy here), or an object whose ``points(invd, rows, cols, b, has_b, q)`` and
+    ``finish(q, invd, u, v, flow, depth, valid)`` do the two halves of the loop body below with the
+    same float32 operations, one pass each (the generator's numba build: backend/flow_kernel.py)."""
     height, width = invd.shape
     F = c2w.shape[0]
     T = invert_rigid(c2w) @ c2w[0]
@@ -182,6 +185,8 @@ def _project_frames(invd, K, c2w, correction=None):
     depth = np.empty((F, height, width), np.float32)
     valid = np.empty((F, height, width), bool)
     q = np.empty((3, height, width), np.float32)
+    rows = np.empty((3, width), np.float32)
+    cols = np.empty((3, height), np.float32)
     tmp = np.empty((height, width), np.float32)
     ok = np.empty((height, width), bool)
     bad = np.empty((height, width), bool)
@@ -192,14 +197,21 @@ def _project_frames(invd, K, c2w, correction=None):
                 valid[0] = True
                 continue
             for c in range(3):
-                row = (Hm[f, c, 0] * u + Hm[f, c, 2]).astype(np.float32)[None, :]
-                col = (Hm[f, c, 1] * v).astype(np.float32)[:, None]
-                np.add(row, col, out=q[c])
-                if b[f, c] != 0.0:
-                    np.multiply(invd, np.float32(b[f, c]), out=tmp)
-                    q[c] += tmp
+                rows[c] = Hm[f, c, 0] * u + Hm[f, c, 2]
+                cols[c] = Hm[f, c, 1] * v
+            if kernels is not None:
+                kernels.points(invd, rows, cols, b[f].astype(np.float32), b[f] != 0.0, q)
+            else:
+                for c in range(3):
+                    np.add(rows[c][None, :], cols[c][:, None], out=q[c])
+                    if b[f, c] != 0.0:
+                        np.multiply(invd, np.float32(b[f, c]), out=tmp)
+                        q[c] += tmp
             if correction is not None:
                 correction(f, Hm[f], q[0], q[1], q[2])
+            if kernels is not None:
+                kernels.finish(q, invd, u32[0], v32[:, 0], flow[f], depth[f], valid[f])
+                continue
             qx, qy, qz = q
             # In view: 0 <= x < W and 0 <= y < H; in front: q_z > 0 (z_f and d have the same sign).
             np.divide(qx, qz, out=tmp)
@@ -224,7 +236,7 @@ def _project_frames(invd, K, c2w, correction=None):
     return flow, depth, valid
 
 
-def camera_flow(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray):
+def camera_flow(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, *, kernels=None):
     """Exact forward flow of a static scene seen by a moving camera.
 
     depth: (H, W) planar depth of frame 0 (scene units; non-finite or <= 0 values mean "far": the point
@@ -233,12 +245,13 @@ def camera_flow(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray):
     relative to frame 0 matters).
     Returns flow (F, H, W, 2) float32, depth (F, H, W) float32 (planar depth in frame f's camera, inf
     for far points, 0 behind the camera) and valid (F, H, W) bool (in front of the camera and inside
-    the image). Flow of points behind the camera is 0; points out of view keep their true flow."""
+    the image). Flow of points behind the camera is 0; points out of view keep their true flow.
+    kernels: as in unified_flow."""
     depth = np.asarray(depth)
     if depth.ndim != 2:
         raise ValueError(f"depth must have shape (H, W), got {depth.shape}")
     c2w, K = _check_cameras(c2w, K)
-    return _project_frames(_inverse_depth(depth), K, c2w)
+    return _project_frames(inverse_depth(depth), K, c2w, kernels=kernels)
 
 
 # --- drags and the unified flow ------------------------------------------------------------------------
@@ -261,6 +274,8 @@ def unified_flow(
     object_max_share: float = DEFAULT_OBJECT_MAX_SHARE,
     object_names=None,
     drags: DragField | None = None,
+    inverse: np.ndarray | None = None,
+    kernels=None,
 ) -> UnifiedFlow:
     """Camera motion and drags as one forward flow of frame 0's pixels (stage 1 of the method).
 
@@ -273,7 +288,9 @@ def unified_flow(
     pixels follow which drag (outline, object, disc) and how (fitted motion). ``drags``: that
     DragField computed once beforehand (then tracks give only the frames, and radius, region_masks
     and the object arguments are not used). ``visible`` is accepted for symmetry with sparse_flow
-    and not used: a drag keeps moving its pixels when its point leaves the image.
+    and not used: a drag keeps moving its pixels when its point leaves the image. ``inverse``:
+    inverse_depth(depth), when the caller has it already (one frame at a time: computed once).
+    ``kernels``: a compiled projection with numpy's bits (see _project_frames), or None.
 
     The rule. Let D_f(x) be the weighted drag displacement of pixel x at frame f (drags.DragField;
     it is ``T_f - T_0`` at a drag's start point when one drag drives its mover). The pixel is
@@ -310,7 +327,7 @@ def unified_flow(
             raise ValueError(f"depth must have shape (H, W), got {depth.shape}")
         if (height, width) != (None, None) and (height, width) != depth.shape:
             raise ValueError(f"depth has shape {depth.shape}, expected ({height}, {width})")
-        invd = _inverse_depth(depth)
+        invd = inverse_depth(depth) if inverse is None else inverse
         if not (invd > 0).any():
             warnings.append("the depth map has no finite positive value: everything is treated as far away")
     H, W = invd.shape
@@ -347,5 +364,5 @@ def unified_flow(
                 flat = qc.reshape(-1)
                 flat[support] += delta[:, c]
 
-    flow, depth_f, valid = _project_frames(invd, K, c2w, correction)
+    flow, depth_f, valid = _project_frames(invd, K, c2w, correction, kernels)
     return UnifiedFlow(flow, depth_f, valid, warnings)

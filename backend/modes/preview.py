@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from blender_animate.drags import DragField, drag_field
-from blender_animate.flow import REGION_FEATHER, camera_flow, unified_flow
+from blender_animate.flow import REGION_FEATHER, camera_flow, inverse_depth, unified_flow
 
 from ..context import JobContext
 from ..errors import JobFailure
@@ -67,6 +67,7 @@ class FlowPlan:
     info: dict
     drags: DragField | None = None
     plate: CleanPlate | None = None
+    inverse: np.ndarray | None = None  # inverse_depth(ctx.depth), or None without a depth map
 
 
 @dataclass
@@ -132,7 +133,8 @@ def flow_plan(ctx: JobContext, *, reference: bool = True) -> FlowPlan:
         ring = grow(objects, REGION_RIM) & ~moving.reshape(objects.shape)
         rim = ring if rim is None else rim | ring
         plate = _clean_plate(ctx, object_ids, moved, info)
-    plan = FlowPlan(masks, feather, rim, None, info, drags, plate)
+    inverse = None if ctx.depth is None else inverse_depth(ctx.depth)
+    plan = FlowPlan(masks, feather, rim, None, info, drags, plate, inverse)
     for message in _unified(ctx, plan, [0, min(1, F - 1)]).warnings:
         ctx.warn(message)
     if reference:
@@ -219,7 +221,25 @@ def _unified(ctx: JobContext, plan: FlowPlan, frames):
         width=spec.width,
         region_feather=plan.feather,
         drags=None if plan.drags is None else plan.drags.at_frames(frames),
+        inverse=plan.inverse,
+        kernels=flow_kernels(),
     )
+
+
+def flow_kernels():
+    """backend/flow_kernel.py through backend.compiled.load (numpy's bits, one pass), or None:
+    unified_flow projects with numpy."""
+    from ..compiled import load
+
+    return load("backend.flow_kernel", _flow_smoke_test)
+
+
+def _flow_smoke_test(kernel) -> None:
+    invd = np.ones((2, 2), np.float32)
+    q, rows, cols = np.ones((3, 2, 2), np.float32), np.ones((3, 2), np.float32), np.ones((3, 2), np.float32)
+    kernel.points(invd, rows, cols, np.ones(3, np.float32), np.ones(3, bool), q)
+    flow, depth, valid = np.empty((2, 2, 2), np.float32), np.empty((2, 2), np.float32), np.empty((2, 2), bool)
+    kernel.finish(q, invd, rows[0], cols[0], flow, depth, valid)
 
 
 def plate_layer(ctx: JobContext, plan: FlowPlan, f: int):
@@ -229,7 +249,7 @@ def plate_layer(ctx: JobContext, plan: FlowPlan, f: int):
     if plate is None:
         return None
     cond = ctx.cond
-    flow, depth, _ = camera_flow(plate.depth, cond.K[[0, f]], cond.c2w[[0, f]])
+    flow, depth, _ = camera_flow(plate.depth, cond.K[[0, f]], cond.c2w[[0, f]], kernels=flow_kernels())
     return plate.image, flow[1], depth[1], plate.sources
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from backend import compiled, outputs
+from backend.modes import preview
 from backend.preview import fill, splat
 from tests.backend.jobs import texture
 
@@ -35,11 +36,22 @@ def _flow_colours():
     return outputs.color_flow(flow, outputs.flow_lut(20.0))
 
 
-# kernel module: (the function broken, its consumer module, the consumer's loader, a run of it)
+def _frame_flow():
+    from tests.backend.jobs import cameras
+
+    c2w, K = cameras("orbit", 3, 24, 32)
+    c2w[:, 2, 3] = [0.0, 0.2, 0.4]
+    depth = np.linspace(1.0, 6.0, 24 * 32, dtype=np.float32).reshape(24, 32)
+    return preview.camera_flow(depth, K, c2w, kernels=preview.flow_kernels())[0]
+
+
+# kernel module: (the function broken, its consumer module, the consumer's loader, its smoke
+# test, a run of it)
 KERNELS = {
-    "backend.preview.splat_kernel": ("splat", splat, "compiled_kernel", _splat_frame),
-    "backend.preview.fill_kernel": ("push_pull_at", fill, "compiled_kernel", _fill_frame),
-    "backend.output_kernel": ("color_flow", outputs, "_output_kernel", _flow_colours),
+    "backend.preview.splat_kernel": ("splat", splat, "compiled_kernel", "_smoke_test", _splat_frame),
+    "backend.preview.fill_kernel": ("push_pull_at", fill, "compiled_kernel", "_smoke_test", _fill_frame),
+    "backend.output_kernel": ("color_flow", outputs, "_output_kernel", "_smoke_test", _flow_colours),
+    "backend.flow_kernel": ("finish", preview, "flow_kernels", "_flow_smoke_test", _frame_flow),
 }
 
 
@@ -47,8 +59,8 @@ KERNELS = {
 def test_a_kernel_that_does_not_build_leaves_the_numpy_path(name, monkeypatch, capsys):
     import importlib
 
-    broken_fn, consumer, loader, run = KERNELS[name]
-    smoke = consumer._smoke_test
+    broken_fn, consumer, loader, smoke_name, run = KERNELS[name]
+    smoke = getattr(consumer, smoke_name)
     module = importlib.import_module(name)
     assert compiled.load(name, smoke) is module is compiled.load(name, smoke)  # loaded once
     compiled_result = run()
