@@ -307,9 +307,10 @@ class FlowFileWriter:
             self.tmp.unlink()
 
 
-def read_flow_frames(path: Path):
+def read_flow_frames(path: Path, *, as_stored: bool = False):
     """Yield the frames of a flow file written by FlowFileWriter or save_flow (uncompressed), one
-    (H, W, 2) float32 array at a time, without reading the whole array into memory."""
+    (H, W, 2) float32 array at a time, without reading the whole array into memory. as_stored:
+    in the file's dtype (float16 from FlowFileWriter), for a caller that converts elsewhere."""
     from blender_animate.flowviz import FLOW_KEY
 
     with zipfile.ZipFile(path) as zf, zf.open(f"{FLOW_KEY}.npy") as fh:
@@ -322,7 +323,10 @@ def read_flow_frames(path: Path):
         for _ in range(shape[0]):
             data = fh.read(count * dtype.itemsize)
             frame = np.frombuffer(data, dtype).reshape(shape[1:])
-            yield from_float16(frame) if dtype == np.float16 else frame.astype(np.float32)
+            if as_stored:
+                yield frame
+            else:
+                yield from_float16(frame) if dtype == np.float16 else frame.astype(np.float32)
 
 
 # flow.mp4 colours come from a lookup table of LUT_RADIUS steps per half-axis (1/256 of the largest

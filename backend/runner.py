@@ -283,16 +283,17 @@ def write_outputs(partial: Path, result, ctx, timings: dict | None = None) -> di
                 else:
                     out.save_png(partial / contract.FLOW_FRAMES_DIR / contract.frame_name(f), colors)
 
-            def colour(fl):
+            def colour(stored):
+                fl = out.from_float16(stored) if stored.dtype == np.float16 else stored.astype(np.float32)
                 rgb = out.color_flow(fl, lut)
                 yuv = out.to_yuv420(rgb) if flow_video is not None else None
                 return rgb if yuv is None else yuv
 
-            # Frames are read here in file order, coloured and converted on the pool (the
-            # kernels and numpy release the GIL), a few in flight; encoded here in order.
+            # Frames are read here in file order, cast, coloured and converted on the pool (the
+            # kernels, OpenCV and numpy release the GIL), a few in flight; encoded here in order.
             pool = pool or ThreadPoolExecutor(max_workers=max(1, ctx.workers), thread_name_prefix="write")
             coloured: deque = deque()
-            for f, fl in enumerate(out.read_flow_frames(partial / contract.FLOW_NPZ)):
+            for f, fl in enumerate(out.read_flow_frames(partial / contract.FLOW_NPZ, as_stored=True)):
                 coloured.append(pool.submit(colour, fl))
                 if len(coloured) > 2 * max(1, ctx.workers):
                     put(f + 1 - len(coloured), coloured.popleft().result())
