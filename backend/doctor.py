@@ -316,7 +316,7 @@ def _kernels_note(have_numba: bool) -> str:
     if not have_numba:
         return "no numba: the splatting runs on numpy (about 2x slower; pip install numba)"
     from .outputs import _output_kernel
-    from .preview.fill import compiled_kernel as fill_kernel
+    from .preview.pushpull import compiled_kernel as fill_kernel
     from .preview.splat import compiled_kernel as splat_kernel
 
     kernels = {"splatting": splat_kernel, "filling": fill_kernel, "output": _output_kernel}

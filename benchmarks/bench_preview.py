@@ -113,6 +113,7 @@ def stages(job: Path, n_frames: int) -> dict:
     from backend.context import load_context
     from backend.modes.preview import flow_plan, frame_flow
     from backend.preview import fill as new_fill
+    from backend.preview import pushpull
     from backend.preview import splat as new_splat
     from benchmarks.preview_baseline import fill as old_fill
     from benchmarks.preview_baseline import splat as old_splat
@@ -132,11 +133,11 @@ def stages(job: Path, n_frames: int) -> dict:
         return r
 
     def numpy_fill(*args, **kw):  # the fill without its numba kernel (Blender's own Python)
-        kernel, new_fill.compiled_kernel = new_fill.compiled_kernel, lambda: None
+        kernel, pushpull.compiled_kernel = pushpull.compiled_kernel, lambda: None
         try:
             return new_fill.fill_holes(*args, **kw)
         finally:
-            new_fill.compiled_kernel = kernel
+            pushpull.compiled_kernel = kernel
 
     t = clock()
     whole = unified_flow(

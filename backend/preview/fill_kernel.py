@@ -1,8 +1,8 @@
-"""fill.push_pull_sparse compiled with numba: the push-pull fill at a set of pixels in one call,
+"""pushpull.push_pull_sparse compiled with numba: the push-pull fill at a set of pixels in one call,
 no per-level numpy temporaries, the GIL released. Imported only where numba is installed
-(fill.compiled_kernel); without it fill.py runs its numpy path.
+(pushpull.compiled_kernel); without it pushpull.py runs its numpy path.
 
-What it computes is fill._push_pull_flat's, bitwise (the same float32 operations in the same
+What it computes is pushpull.push_pull_flat's, bitwise (the same float32 operations in the same
 order per value; tests/backend/test_fill.py compares them): the weight pyramid w_0 = clip(weight,
 0, 1), w_l = min(1, sum2x2(w_{l-1})) (odd sizes padded with zero weight, the sum in the order
 a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]) down to push_pull's last level,
@@ -171,7 +171,7 @@ def level_shapes(H, W, max_levels):
 
 @_jit
 def push_pull_at(rows, weight, at, patch_idx, patch_vals, max_levels, full, out):
-    """fill._push_pull_flat into out (n, C) float32. rows (H * W, C) the image (uint8, float32 or
+    """pushpull.push_pull_flat into out (n, C) float32. rows (H * W, C) the image (uint8, float32 or
     float64, read as float32), C-contiguous; weight (H, W) float32 (clipped to [0, 1] as read);
     at (n,) int64 sorted flat pixel indices; patch_idx (p,) int64 sorted flat indices whose image
     values patch_vals (p, C) float32 replace; max_levels: push_pull's; full: blend "full" (the 2x

@@ -8,7 +8,7 @@ import pytest
 
 from backend import compiled, outputs
 from backend.modes import preview
-from backend.preview import fill, splat
+from backend.preview import fill, pushpull, splat
 from tests.backend.jobs import texture
 
 pytestmark = pytest.mark.skipif(splat.compiled_kernel() is None, reason="numba is not installed")
@@ -49,7 +49,7 @@ def _frame_flow():
 # test, a run of it)
 KERNELS = {
     "backend.preview.splat_kernel": ("splat", splat, "compiled_kernel", "_smoke_test", _splat_frame),
-    "backend.preview.fill_kernel": ("push_pull_at", fill, "compiled_kernel", "_smoke_test", _fill_frame),
+    "backend.preview.fill_kernel": ("push_pull_at", pushpull, "compiled_kernel", "_smoke_test", _fill_frame),
     "backend.output_kernel": ("color_flow", outputs, "_output_kernel", "_smoke_test", _flow_colours),
     "backend.flow_kernel": ("finish", preview, "flow_kernels", "_flow_smoke_test", _frame_flow),
 }

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.preview import fill
-from backend.preview.fill import fill_holes, push_pull
+from backend.preview import fill, pushpull
+from backend.preview.fill import fill_holes
+from backend.preview.pushpull import push_pull
 from tests.backend.jobs import texture
 
-HAVE_NUMBA = fill.compiled_kernel() is not None
+HAVE_NUMBA = pushpull.compiled_kernel() is not None
 
 
 @pytest.fixture(autouse=True, params=["numpy", "numba"])
@@ -20,7 +21,7 @@ def engine(request, monkeypatch):
     if request.param == "numba" and not HAVE_NUMBA:
         pytest.skip("numba is not installed")
     if request.param == "numpy":
-        monkeypatch.setattr(fill, "compiled_kernel", lambda: None)
+        monkeypatch.setattr(pushpull, "compiled_kernel", lambda: None)
     return request.param
 
 
@@ -251,8 +252,8 @@ def test_fill_cost_follows_the_holes_not_the_frame(method, monkeypatch, engine):
 
     for name in ("iz", "z_valid", "rgb"):
         monkeypatch.setattr(fill._Pixels, name, counting(getattr(fill._Pixels, name)))
-    monkeypatch.setattr(fill, "_gather", counting(fill._gather))
-    monkeypatch.setattr(fill, "_mark", counting(fill._mark))
+    monkeypatch.setattr(pushpull, "_gather", counting(pushpull._gather))
+    monkeypatch.setattr(pushpull, "_mark", counting(pushpull._mark))
     results = []
     for H, W in ((480, 720), (960, 1440)):
         img, hole, depth = _scene(H, W)
@@ -271,7 +272,7 @@ def test_sparse_push_pull_is_the_dense_one_bitwise(seed):
     """push_pull_sparse (only the pyramid cells the asked pixels depend on) returns the very
     float32 values of the dense push_pull, with `at` (the background fill) and without (the
     plain push-pull fill): odd sizes, scattered and large holes, deep pyramids."""
-    from backend.preview.fill import push_pull_sparse
+    from backend.preview.pushpull import push_pull_sparse
 
     rng = np.random.default_rng(seed)
     for _ in range(8):
@@ -298,9 +299,9 @@ def test_sparse_push_pull_cost_follows_the_holes(monkeypatch, engine):
     w[100:104, 200:230] = 0.0
     w[300:320, 600:603] = 0.0
     sizes = []
-    real = fill._mark
-    monkeypatch.setattr(fill, "_mark", lambda n, idx: sizes.append(real(n, idx).size) or real(n, idx))
-    got = fill.push_pull_sparse(img, w, w < 1)
+    real = pushpull._mark
+    monkeypatch.setattr(pushpull, "_mark", lambda n, idx: sizes.append(real(n, idx).size) or real(n, idx))
+    got = pushpull.push_pull_sparse(img, w, w < 1)
     np.testing.assert_array_equal(got, push_pull(img, w, at=w < 1))
     assert sizes and sum(sizes) < 2000  # cells touched over all levels, vs 115200 at level 1 alone
 
@@ -350,8 +351,8 @@ def test_compiled_push_pull_is_the_numpy_one_bitwise(engine, seed):
         rows, w, at, patch, levels = _random_push_pull_case(rng)
         for blend in ("at", "full"):
             kw = {"patch": patch, "max_levels": levels, "blend": blend}
-            new = fill._push_pull_flat(rows, w, at, compiled=True, **kw)
-            ref = fill._push_pull_flat(rows, w, at, compiled=False, **kw)
+            new = pushpull.push_pull_flat(rows, w, at, compiled=True, **kw)
+            ref = pushpull.push_pull_flat(rows, w, at, compiled=False, **kw)
             assert new.dtype == ref.dtype == np.float32 and new.shape == ref.shape == (at.size, rows.shape[1])
             np.testing.assert_array_equal(new.view(np.uint32), ref.view(np.uint32))
     # The public entry on an image, and the dense push_pull it equals.
@@ -360,7 +361,7 @@ def test_compiled_push_pull_is_the_numpy_one_bitwise(engine, seed):
     img = rows.reshape(H, W, -1).astype(np.float32)
     at = w < 1
     if at.any():
-        got = fill.push_pull_sparse(img, w, at, compiled=True)
+        got = pushpull.push_pull_sparse(img, w, at, compiled=True)
         np.testing.assert_array_equal(got.view(np.uint32), push_pull(img, w, at=at).view(np.uint32))
 
 
@@ -379,7 +380,7 @@ def test_fill_holes_is_the_same_with_and_without_numba(engine, method, monkeypat
         hole[H // 3 : H // 2, W // 4 : W // 2] = True
         scenes += [(img, hole, depth), (np.clip(img, 0, 255).astype(np.uint8), hole, depth)]
     new = [fill_holes(img, hole, depth=depth, method=method) for img, hole, depth in scenes]
-    monkeypatch.setattr(fill, "compiled_kernel", lambda: None)
+    monkeypatch.setattr(pushpull, "compiled_kernel", lambda: None)
     for out, (img, hole, depth) in zip(new, scenes):
         ref = fill_holes(img, hole, depth=depth, method=method)
         assert out.dtype == ref.dtype == np.uint8
