@@ -42,7 +42,7 @@ PACKAGES = [
         "optional",
     ),
     ("scipy", ("scipy",), "scientific routines (the preview does not need it)", "optional"),
-    ("numba", ("numba",), "the preview's splatting compiled (about 2x faster)", "optional"),
+    ("numba", ("numba",), "the preview's per-pixel work compiled (about 2x faster)", "optional"),
     ("av", ("av",), "writing video.mp4 and flow.mp4", "optional"),
     ("torch", ("torch",), "neural networks", "guided, animateanything"),
     ("diffusers", ("diffusers",), "CogVideoX pipelines", "guided, animateanything"),
@@ -309,17 +309,23 @@ def picked_image_report(models: list[dict]) -> dict:
 
 
 def _kernels_note(have_numba: bool) -> str:
-    """How the preview's per-pixel work runs here. With numba its kernels (splatting, filling,
-    the output files') are built now, or loaded from numba's cache: the doctor runs once a
+    """How the preview's per-pixel work runs here. With numba its kernels (projection,
+    splatting, filling, the output files') are built now, or loaded from numba's cache: the doctor runs once a
     generator environment is made, so the first Generate does not wait for the compiles (a few
     seconds each)."""
     if not have_numba:
         return "no numba: the splatting runs on numpy (about 2x slower; pip install numba)"
+    from .modes.preview import flow_kernels
     from .outputs import _output_kernel
     from .preview.pushpull import compiled_kernel as fill_kernel
     from .preview.splat import compiled_kernel as splat_kernel
 
-    kernels = {"splatting": splat_kernel, "filling": fill_kernel, "output": _output_kernel}
+    kernels = {
+        "projection": flow_kernels,
+        "splatting": splat_kernel,
+        "filling": fill_kernel,
+        "output": _output_kernel,
+    }
     broken = [name for name, load in kernels.items() if load() is None]
     if broken:
         return f"numba is installed but the {', '.join(broken)} kernel(s) did not build: numpy runs them"
