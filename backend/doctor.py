@@ -310,9 +310,9 @@ def picked_image_report(models: list[dict]) -> dict:
 
 def _kernels_note(have_numba: bool) -> str:
     """How the preview's per-pixel work runs here. With numba its kernels (projection,
-    splatting, filling, the output files') are built now, or loaded from numba's cache: the doctor runs once a
-    generator environment is made, so the first Generate does not wait for the compiles (a few
-    seconds each)."""
+    splatting, filling, the output files') are built now, or loaded from numba's cache: the
+    doctor runs once a generator environment is made, so the first Generate does not wait for
+    the compiles (a few seconds each)."""
     if not have_numba:
         return "no numba: the splatting runs on numpy (about 2x slower; pip install numba)"
     from .modes.preview import flow_kernels

@@ -323,10 +323,12 @@ def read_flow_frames(path: Path, *, as_stored: bool = False):
         for _ in range(shape[0]):
             data = fh.read(count * dtype.itemsize)
             frame = np.frombuffer(data, dtype).reshape(shape[1:])
-            if as_stored:
-                yield frame
-            else:
-                yield from_float16(frame) if dtype == np.float16 else frame.astype(np.float32)
+            yield frame if as_stored else stored_flow_as_float32(frame)
+
+
+def stored_flow_as_float32(frame: np.ndarray) -> np.ndarray:
+    """A frame read with read_flow_frames(as_stored=True) as a new float32 array (exact)."""
+    return from_float16(frame) if frame.dtype == np.float16 else frame.astype(np.float32)
 
 
 # flow.mp4 colours come from a lookup table of LUT_RADIUS steps per half-axis (1/256 of the largest

@@ -187,11 +187,11 @@ def write_outputs(partial: Path, result, ctx, timings: dict | None = None) -> di
     (paths relative to the job directory, as they will be after the rename to out/).
 
     One pass over the frames in order (whole arrays or a FrameStream: `result.stream()`; a stream
-    makes its frames during this pass, progress stage `render`): each frame is converted for
-    the encoders on the thread that made it (to_yuv420, FlowFileWriter.encode), then, here, checked,
-    encoded into video.mp4 (PyAV), written as a PNG (on a small thread pool: zlib releases the GIL) when
-    there is no video or ANIMATE_ANYTHING_PNG=1 asks for them (the import uses the mp4), and its
-    flow appended to flow.npz, whose range is taken as it goes. Then (stage `write`) flow.mp4, or
+    makes its frames during this pass, progress stage `render`): each frame is converted for the
+    encoders on the thread that made it (to_yuv420, FlowFileWriter.encode), then, here, checked,
+    encoded into video.mp4 (PyAV), written as a PNG (on a small thread pool: zlib releases the
+    GIL) when there is no video or ANIMATE_ANYTHING_PNG=1 asks for them (the import uses the mp4),
+    and its flow appended to flow.npz, whose range is taken as it goes. Then (stage `write`) flow.mp4, or
     flow PNGs without PyAV, from flow.npz read back a frame at a time, coloured with the whole
     video's range and converted on the same pool. A few frames are held at a time, whatever the
     frame count. `timings` gets "frames" and "flow_video" (seconds)."""
@@ -284,8 +284,7 @@ def write_outputs(partial: Path, result, ctx, timings: dict | None = None) -> di
                     out.save_png(partial / contract.FLOW_FRAMES_DIR / contract.frame_name(f), colors)
 
             def colour(stored):
-                fl = out.from_float16(stored) if stored.dtype == np.float16 else stored.astype(np.float32)
-                rgb = out.color_flow(fl, lut)
+                rgb = out.color_flow(out.stored_flow_as_float32(stored), lut)
                 yuv = out.to_yuv420(rgb) if flow_video is not None else None
                 return rgb if yuv is None else yuv
 

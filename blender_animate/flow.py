@@ -236,7 +236,7 @@ def _project_frames(invd, K, c2w, correction=None, kernels=None):
     return flow, depth, valid
 
 
-def camera_flow(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, *, kernels=None):
+def camera_flow(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, *, inverse=None, kernels=None):
     """Exact forward flow of a static scene seen by a moving camera.
 
     depth: (H, W) planar depth of frame 0 (scene units; non-finite or <= 0 values mean "far": the point
@@ -246,12 +246,13 @@ def camera_flow(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, *, kernels=No
     Returns flow (F, H, W, 2) float32, depth (F, H, W) float32 (planar depth in frame f's camera, inf
     for far points, 0 behind the camera) and valid (F, H, W) bool (in front of the camera and inside
     the image). Flow of points behind the camera is 0; points out of view keep their true flow.
-    kernels: as in unified_flow."""
+    inverse, kernels: as in unified_flow."""
     depth = np.asarray(depth)
     if depth.ndim != 2:
         raise ValueError(f"depth must have shape (H, W), got {depth.shape}")
     c2w, K = _check_cameras(c2w, K)
-    return _project_frames(inverse_depth(depth), K, c2w, kernels=kernels)
+    invd = inverse_depth(depth) if inverse is None else inverse
+    return _project_frames(invd, K, c2w, kernels=kernels)
 
 
 # --- drags and the unified flow ------------------------------------------------------------------------

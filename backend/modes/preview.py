@@ -74,11 +74,12 @@ class FlowPlan:
 class CleanPlate:
     """Frame 0 without the dragged objects: image (H, W, 3) uint8, depth (H, W) float32 planar
     (inf far), sources (H, W) bool: the pixels it gives the video (where those objects were, and
-    their rim)."""
+    their rim); inverse: inverse_depth(depth), once for all frames."""
 
     image: np.ndarray
     depth: np.ndarray
     sources: np.ndarray
+    inverse: np.ndarray
 
 
 def flow_plan(ctx: JobContext, *, reference: bool = True) -> FlowPlan:
@@ -182,7 +183,7 @@ def _clean_plate(ctx: JobContext, object_ids: np.ndarray, moved: list[int], info
     depth = jobio.load_depth(ctx.job_dir, jobio.CLEAN_PLATE_DEPTH_NPY)
     sources = grow(np.isin(object_ids, hidden), REGION_RIM + 1)
     info["clean_plate"] = [spec.object_name(oid) for oid in hidden]
-    return CleanPlate(image, depth, sources)
+    return CleanPlate(image, depth, sources, inverse_depth(depth))
 
 
 def add_reference_motion(ctx: JobContext, plan: FlowPlan) -> None:
@@ -249,7 +250,8 @@ def plate_layer(ctx: JobContext, plan: FlowPlan, f: int):
     if plate is None:
         return None
     cond = ctx.cond
-    flow, depth, _ = camera_flow(plate.depth, cond.K[[0, f]], cond.c2w[[0, f]], kernels=flow_kernels())
+    K, c2w = cond.K[[0, f]], cond.c2w[[0, f]]
+    flow, depth, _ = camera_flow(plate.depth, K, c2w, inverse=plate.inverse, kernels=flow_kernels())
     return plate.image, flow[1], depth[1], plate.sources
 
 

@@ -35,6 +35,7 @@ def test_camera_flow_compiled_is_numpys(kind):
     depth = _depth(1)
     ours = camera_flow(depth, K, c2w, kernels=flow_kernels())
     _same(ours, camera_flow(depth, K, c2w))
+    _same(ours, camera_flow(depth, K, c2w, inverse=inverse_depth(depth), kernels=flow_kernels()))
     if kind == "dolly":
         behind = ours[1][-1] == 0  # depth 0: behind the camera, flow 0, not valid
         assert behind.any() and (ours[0][-1][behind] == 0).all() and not ours[2][-1][behind].any()
