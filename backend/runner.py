@@ -200,6 +200,7 @@ def write_outputs(partial: Path, result, ctx, timings: dict | None = None) -> di
 
     import numpy as np
 
+    from . import flow_file as flows
     from . import outputs as out
     from .modes import check_frame
 
@@ -228,14 +229,14 @@ def write_outputs(partial: Path, result, ctx, timings: dict | None = None) -> di
             (partial / contract.FRAMES_DIR).mkdir()
             pool = ThreadPoolExecutor(max_workers=max(1, ctx.workers), thread_name_prefix="write")
         if stream.has_flow:
-            flow_file = out.FlowFileWriter(partial / contract.FLOW_NPZ, F, H, W)
+            flow_file = flows.FlowFileWriter(partial / contract.FLOW_NPZ, F, H, W)
 
         def convert(frame, flow):  # on the frame's thread: this one then only writes
             yuv = enc = None
             if video is not None and isinstance(frame, np.ndarray) and frame.shape == (H, W, 3):
                 yuv = out.to_yuv420(frame)
             if flow_file is not None and isinstance(flow, np.ndarray) and flow.shape == (H, W, 2):
-                enc = out.FlowFileWriter.encode(flow)
+                enc = flows.FlowFileWriter.encode(flow)
             return frame, flow, yuv, enc
 
         pending: deque = deque()
@@ -284,7 +285,7 @@ def write_outputs(partial: Path, result, ctx, timings: dict | None = None) -> di
                     out.save_png(partial / contract.FLOW_FRAMES_DIR / contract.frame_name(f), colors)
 
             def colour(stored):
-                rgb = out.color_flow(out.stored_flow_as_float32(stored), lut)
+                rgb = out.color_flow(flows.stored_flow_as_float32(stored), lut)
                 yuv = out.to_yuv420(rgb) if flow_video is not None else None
                 return rgb if yuv is None else yuv
 
@@ -292,7 +293,7 @@ def write_outputs(partial: Path, result, ctx, timings: dict | None = None) -> di
             # kernels, OpenCV and numpy release the GIL), a few in flight; encoded here in order.
             pool = pool or ThreadPoolExecutor(max_workers=max(1, ctx.workers), thread_name_prefix="write")
             coloured: deque = deque()
-            for f, fl in enumerate(out.read_flow_frames(partial / contract.FLOW_NPZ, as_stored=True)):
+            for f, fl in enumerate(flows.read_flow_frames(partial / contract.FLOW_NPZ, as_stored=True)):
                 coloured.append(pool.submit(colour, fl))
                 if len(coloured) > 2 * max(1, ctx.workers):
                     put(f + 1 - len(coloured), coloured.popleft().result())

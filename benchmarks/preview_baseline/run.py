@@ -38,7 +38,7 @@ def keep_freed_memory() -> bool:
 def write_flow_npz(path, flow):
     import numpy as np
 
-    from backend.outputs import FLOW_SAVE_LIMIT
+    from backend.flow_file import FLOW_SAVE_LIMIT
     from blender_animate.flowviz import save_flow
 
     try:

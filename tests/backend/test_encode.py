@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend import outputs
+from backend import flow_file, outputs
 
 needs_kernel = pytest.mark.skipif(outputs._output_kernel() is None, reason="numba is not installed")
 
@@ -125,13 +125,13 @@ def test_flow_frames_encoded_elsewhere_write_the_same_file(tmp_path):
     range, clips included."""
     flows = _flows()
     paths = [tmp_path / "direct.npz", tmp_path / "encoded.npz"]
-    writers = [outputs.FlowFileWriter(p, len(flows), 40, 56) for p in paths]
+    writers = [flow_file.FlowFileWriter(p, len(flows), 40, 56) for p in paths]
     for flow in flows:
         writers[0].write(flow)
-        writers[1].write(outputs.FlowFileWriter.encode(flow))
+        writers[1].write(flow_file.FlowFileWriter.encode(flow))
     for w in writers:
         w.close()
     assert paths[0].read_bytes() == paths[1].read_bytes()
     assert writers[0].max_magnitude == writers[1].max_magnitude == pytest.approx(np.hypot(1e5, 2e5), rel=1e-6)
-    back = np.stack(list(outputs.read_flow_frames(paths[1])))
-    assert np.abs(back[np.isfinite(back)]).max() == outputs.FLOW_SAVE_LIMIT
+    back = np.stack(list(flow_file.read_flow_frames(paths[1])))
+    assert np.abs(back[np.isfinite(back)]).max() == flow_file.FLOW_SAVE_LIMIT

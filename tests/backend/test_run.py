@@ -179,8 +179,8 @@ def test_streamed_outputs_equal_the_whole_video_preview(make_job, monkeypatch):
 def test_a_streamed_mode_result_and_whole_arrays_write_the_same_files(make_job, tmp_path):
     """write_outputs takes whole arrays (modes guided, animateanything) and streams alike."""
     from backend.context import load_context
+    from backend.flow_file import read_flow_frames
     from backend.modes import FrameStream, ModeResult
-    from backend.outputs import read_flow_frames
     from backend.runner import write_outputs
 
     F, H, W = 4, 48, 64
@@ -202,7 +202,7 @@ def test_a_streamed_mode_result_and_whole_arrays_write_the_same_files(make_job, 
 def test_float16_casts_are_numpys_bit_for_bit():
     """flow.npz's float16 casts (OpenCV's SIMD conversion where it imports) give numpy's bits:
     normal, subnormal, zero and negative zero, the largest half, inf and NaN (NaN as NaN)."""
-    from backend import outputs
+    from backend import flow_file
 
     rng = np.random.default_rng(5)
     a = np.concatenate(
@@ -214,11 +214,11 @@ def test_float16_casts_are_numpys_bit_for_bit():
     ).astype(np.float32)
     a = np.resize(a, (40, 280, 2))
     half = np.empty(a.shape, np.float16)
-    outputs.to_float16(a, half)
+    flow_file.to_float16(a, half)
     ref = a.astype(np.float16)
     np.testing.assert_array_equal(half.view(np.uint16)[~np.isnan(ref)], ref.view(np.uint16)[~np.isnan(ref)])
     assert np.isnan(half[np.isnan(ref)]).all()
-    back = outputs.from_float16(ref)
+    back = flow_file.from_float16(ref)
     assert back.dtype == np.float32 and back.shape == a.shape
     np.testing.assert_array_equal(back, ref.astype(np.float32))  # NaN == NaN here
 
