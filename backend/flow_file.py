@@ -1,6 +1,7 @@
 """flow.npz frame by frame: `FlowFileWriter` writes it (the same file blender_animate.flowviz's
 `save_flow` writes: an uncompressed .npz whose float16 array is streamed into the zip member) and
-takes the flow's range as it goes; `read_flow_frames` reads it back one frame at a time. The
+takes the flow's range as it goes; `read_flow_frames` reads it back one frame at a time, in order,
+and `FlowFrames` any frame, from several threads. The
 float16 casts are OpenCV's where it imports (numpy's bits)."""
 
 from __future__ import annotations
@@ -147,10 +148,9 @@ class FlowFileWriter:
             self.tmp.unlink()
 
 
-def read_flow_frames(path: Path, *, as_stored: bool = False):
+def read_flow_frames(path: Path):
     """Yield the frames of a flow file written by FlowFileWriter or save_flow (uncompressed), one
-    (H, W, 2) float32 array at a time, without reading the whole array into memory. as_stored:
-    in the file's dtype (float16 from FlowFileWriter), for a caller that converts elsewhere."""
+    (H, W, 2) float32 array at a time (exact), without reading the whole array into memory."""
     from blender_animate.flowviz import FLOW_KEY
 
     with zipfile.ZipFile(path) as zf, zf.open(f"{FLOW_KEY}.npy") as fh:
@@ -161,11 +161,71 @@ def read_flow_frames(path: Path, *, as_stored: bool = False):
             raise ValueError(f"{path}: not a (F, H, W, 2) C-order flow array")
         count = int(np.prod(shape[1:]))
         for _ in range(shape[0]):
-            data = fh.read(count * dtype.itemsize)
-            frame = np.frombuffer(data, dtype).reshape(shape[1:])
-            yield frame if as_stored else stored_flow_as_float32(frame)
+            frame = np.frombuffer(fh.read(count * dtype.itemsize), dtype).reshape(shape[1:])
+            yield from_float16(frame) if frame.dtype == np.float16 else frame.astype(np.float32)
 
 
-def stored_flow_as_float32(frame: np.ndarray) -> np.ndarray:
-    """A frame read with read_flow_frames(as_stored=True) as a new float32 array (exact)."""
-    return from_float16(frame) if frame.dtype == np.float16 else frame.astype(np.float32)
+class FlowFrames:
+    """Random access to the frames of an uncompressed flow file (FlowFileWriter's, save_flow's)
+    through a read-only memory map: `read(f)` is a view, no copy, so several threads read frames
+    side by side (each faulting in its own pages). The zip member's CRC is not checked
+    (read_flow_frames checks it). A compressed member raises ValueError."""
+
+    def __init__(self, path: Path):
+        import io
+        import mmap
+
+        from blender_animate.flowviz import FLOW_KEY
+
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(f"{FLOW_KEY}.npy")
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise ValueError(f"{path}: the flow is compressed; read it with read_flow_frames")
+        with open(path, "rb") as fh:
+            self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            # The member's local header (the zip format: 30 bytes, then the name and the extra
+            # field, whose lengths are its last two fields), then the .npy header, then the frames.
+            at = info.header_offset
+            if self._map[at : at + 4] != b"PK\x03\x04":
+                raise ValueError(f"{path}: no zip member at byte {at}")
+            name_len, extra_len = np.frombuffer(self._map[at + 26 : at + 30], "<u2")
+            member = at + 30 + int(name_len) + int(extra_len)
+            npy = io.BytesIO(self._map[member : member + 65536])  # .npy headers are far shorter
+            fmt = np.lib.format
+            v1 = fmt.read_magic(npy)[0] == 1
+            shape, fortran, self.dtype = (fmt.read_array_header_1_0 if v1 else fmt.read_array_header_2_0)(npy)
+            if fortran or len(shape) != 4:
+                raise ValueError(f"{path}: not a (F, H, W, 2) C-order flow array")
+            self.shape = tuple(int(v) for v in shape)
+            self._count = int(np.prod(self.shape[1:]))
+            self._start = member + npy.tell()
+            if self._start + self.shape[0] * self._count * self.dtype.itemsize > len(self._map):
+                raise ValueError(f"{path}: the file ends before its last flow frame")
+        except BaseException:
+            self._map.close()
+            raise
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def read(self, f: int) -> np.ndarray:
+        """Frame f (H, W, 2) in the file's dtype (float16 from FlowFileWriter): a read-only view
+        of the file, valid until close()."""
+        if not 0 <= f < self.shape[0]:
+            raise IndexError(f"flow frame {f} of {self.shape[0]}")
+        offset = self._start + f * self._count * self.dtype.itemsize
+        return np.frombuffer(self._map, self.dtype, self._count, offset).reshape(self.shape[1:])
+
+    def close(self) -> None:
+        """Unmap the file; a view still alive keeps the map until it goes (then it is unmapped)."""
+        try:
+            self._map.close()
+        except BufferError:
+            pass
+
+    def __enter__(self) -> FlowFrames:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,8 +1,8 @@
 """The per-frame work of the output files compiled with numba: flow.mp4's colours
-(outputs.color_flow: the numpy path's bits), flow.npz's range (outputs.flow_square_max) and the
-RGB -> YUV 4:2:0 conversion that x264 takes (outputs.to_yuv420). Imported only where numba is
-installed (through backend.compiled); `nogil`, so that the frame threads run them side by side;
-cached on disk.
+(outputs.color_flow: the numpy path's bits, from float32 or float16 flow), flow.npz's range
+(outputs.flow_square_max) and the RGB -> YUV 4:2:0 conversion that x264 takes (outputs.to_yuv420).
+Imported only where numba is installed (through backend.compiled); `nogil`, so that the frame
+threads run them side by side; cached on disk.
 """
 
 from __future__ import annotations
@@ -11,6 +11,22 @@ import numba
 import numpy as np
 
 f32 = np.float32
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _colour(u, v, lut, R, radius, n, dst, k):
+    """Pixel k of dst from flow (u, v) already times the scale (see color_flow)."""
+    if not (np.isfinite(u) and np.isfinite(v)):
+        dst[3 * k] = 0
+        dst[3 * k + 1] = 0
+        dst[3 * k + 2] = 0
+        return
+    u = min(max(np.rint(u), -R), R)
+    v = min(max(np.rint(v), -R), R)
+    m = (int(v) + radius) * n + (int(u) + radius)
+    dst[3 * k] = lut[m, 0]
+    dst[3 * k + 1] = lut[m, 1]
+    dst[3 * k + 2] = lut[m, 2]
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -22,19 +38,19 @@ def color_flow(flow, lut, scale, radius, out):
     R = f32(radius)
     src, dst = flow.ravel(), out.ravel()  # flat: indices numba knows are not negative (faster)
     for k in range(out.shape[0] * out.shape[1]):
-        u = src[2 * k] * scale
-        v = src[2 * k + 1] * scale
-        if not (np.isfinite(u) and np.isfinite(v)):
-            dst[3 * k] = 0
-            dst[3 * k + 1] = 0
-            dst[3 * k + 2] = 0
-            continue
-        u = min(max(np.rint(u), -R), R)
-        v = min(max(np.rint(v), -R), R)
-        m = (int(v) + radius) * n + (int(u) + radius)
-        dst[3 * k] = lut[m, 0]
-        dst[3 * k + 1] = lut[m, 1]
-        dst[3 * k + 2] = lut[m, 2]
+        _colour(src[2 * k] * scale, src[2 * k + 1] * scale, lut, R, radius, n, dst, k)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def color_flow_half(bits, half, lut, scale, radius, out):
+    """color_flow of float16 flow: bits (H, W, 2) uint16, the float16 values' bits (C order);
+    half (65536,) float32, every float16 value by its bits (exact: the same colours as casting
+    first, without the float32 copy)."""
+    n = 2 * radius + 1
+    R = f32(radius)
+    src, dst = bits.ravel(), out.ravel()
+    for k in range(out.shape[0] * out.shape[1]):
+        _colour(half[src[2 * k]] * scale, half[src[2 * k + 1]] * scale, lut, R, radius, n, dst, k)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")

@@ -13,6 +13,7 @@ come, backend/flow_file.py writes flow.npz frame by frame and reads it back, and
 
 from __future__ import annotations
 
+import functools
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -197,17 +198,26 @@ def flow_lut(max_magnitude: float) -> tuple[np.ndarray, np.float32]:
 def color_flow(
     flow: np.ndarray, lut: tuple[np.ndarray, np.float32], out: np.ndarray | None = None
 ) -> np.ndarray:
-    """One frame's flow (H, W, 2) float32 -> (H, W, 3) uint8 with a flow_lut table (quantised to
-    1/LUT_RADIUS of its magnitude); non-finite flow is black, as in flow_to_color. Compiled by
-    numba where it is installed (backend/output_kernel.py, the same bits), else numpy."""
+    """One frame's flow (H, W, 2) float32 or float16 (as flow.npz stores it) -> (H, W, 3) uint8
+    with a flow_lut table (quantised to 1/LUT_RADIUS of its magnitude); non-finite flow is black,
+    as in flow_to_color. Compiled by numba where it is installed (backend/output_kernel.py, the
+    same bits; float16 read in place), else numpy."""
     lut32, scale = lut
     R, n = LUT_RADIUS, 2 * LUT_RADIUS + 1
     if out is None:
         out = np.empty(flow.shape[:2] + (3,), np.uint8)
     kernel = _output_kernel()
-    if kernel is not None and flow.dtype == np.float32 and out.flags.c_contiguous:
-        kernel.color_flow(np.ascontiguousarray(flow), lut32.view(np.uint8).reshape(-1, 4), scale, R, out)
+    if kernel is not None and out.flags.c_contiguous and flow.dtype in (np.float32, np.float16):
+        flow, rgba = np.ascontiguousarray(flow), lut32.view(np.uint8).reshape(-1, 4)
+        if flow.dtype == np.float32:
+            kernel.color_flow(flow, rgba, scale, R, out)
+        else:
+            kernel.color_flow_half(flow.view(np.uint16), _half_table(), rgba, scale, R, out)
         return out
+    if flow.dtype == np.float16:
+        from .flow_file import from_float16
+
+        flow = from_float16(flow)
     q = flow * scale  # (H, W, 2), contiguous
     bad = None
     if not np.isfinite(q.sum()):  # rare: find the non-finite pixels
@@ -223,6 +233,12 @@ def color_flow(
     return out
 
 
+@functools.cache
+def _half_table() -> np.ndarray:
+    """(65536,) float32: every float16 value, indexed by its bits (256 KiB)."""
+    return np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+
+
 def _output_kernel():
     """backend.output_kernel through backend.compiled.load, or None (numpy and swscale)."""
     from .compiled import load
@@ -232,7 +248,10 @@ def _output_kernel():
 
 def _smoke_test(kernel) -> None:
     flow, out = np.zeros((2, 2, 2), np.float32), np.empty((2, 2, 3), np.uint8)
-    kernel.color_flow(flow, np.zeros((9, 4), np.uint8), np.float32(1.0), 1, out)
+    lut = np.zeros((9, 4), np.uint8)
+    kernel.color_flow(flow, lut, np.float32(1.0), 1, out)
+    half = flow.astype(np.float16).view(np.uint16)
+    kernel.color_flow_half(half, _half_table(), lut, np.float32(1.0), 1, out)
     kernel.flow_square_max(flow)
     kernel.rgb_to_yuv420(out, np.empty((3, 2), np.uint8))
 

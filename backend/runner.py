@@ -22,6 +22,7 @@ of its own, and the previous complete `out/` is still there.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import signal
@@ -174,7 +175,7 @@ def generate_into(partial: Path | None, ctx, timings: dict, t0: float) -> dict |
         "warnings": list(ctx.warnings),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "info": result.info,
-        "generator": _environment(),
+        "generator": environment(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     with writing(job_dir):
@@ -192,9 +193,9 @@ def write_outputs(partial: Path, result, ctx, timings: dict | None = None) -> di
     encoded into video.mp4 (PyAV), written as a PNG (on a small thread pool: zlib releases the
     GIL) when there is no video or ANIMATE_ANYTHING_PNG=1 asks for them (the import uses the mp4),
     and its flow appended to flow.npz, whose range is taken as it goes. Then (stage `write`) flow.mp4, or
-    flow PNGs without PyAV, from flow.npz read back a frame at a time, coloured with the whole
-    video's range and converted on the same pool. A few frames are held at a time, whatever the
-    frame count. `timings` gets "frames" and "flow_video" (seconds)."""
+    flow PNGs without PyAV, from flow.npz read back (flow_file.FlowFrames: a memory map), each
+    frame read, coloured with the whole video's range and converted on the same pool. A few frames
+    are held at a time, whatever the frame count. `timings` gets "frames" and "flow_video" (seconds)."""
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
@@ -284,21 +285,22 @@ def write_outputs(partial: Path, result, ctx, timings: dict | None = None) -> di
                 else:
                     out.save_png(partial / contract.FLOW_FRAMES_DIR / contract.frame_name(f), colors)
 
-            def colour(stored):
-                rgb = out.color_flow(flows.stored_flow_as_float32(stored), lut)
-                yuv = out.to_yuv420(rgb) if flow_video is not None else None
-                return rgb if yuv is None else yuv
+            def colour(frames: flows.FlowFrames, f: int):
+                rgb = out.color_flow(frames.read(f), lut)  # float16 in place (the kernel)
+                return out.to_yuv420(rgb) if flow_video is not None else rgb
 
-            # Frames are read here in file order, cast, coloured and converted on the pool (the
-            # kernels, OpenCV and numpy release the GIL), a few in flight; encoded here in order.
+            # Each frame is read from the file's memory map, coloured and converted on the pool
+            # (the kernels, OpenCV and numpy release the GIL), a few in flight; encoded here in
+            # order: this thread only encodes.
             pool = pool or ThreadPoolExecutor(max_workers=max(1, ctx.workers), thread_name_prefix="write")
             coloured: deque = deque()
-            for f, fl in enumerate(flows.read_flow_frames(partial / contract.FLOW_NPZ, as_stored=True)):
-                coloured.append(pool.submit(colour, fl))
-                if len(coloured) > 2 * max(1, ctx.workers):
-                    put(f + 1 - len(coloured), coloured.popleft().result())
-            while coloured:
-                put(F - len(coloured), coloured.popleft().result())
+            with flows.FlowFrames(partial / contract.FLOW_NPZ) as frames:
+                for f in range(F):
+                    coloured.append(pool.submit(colour, frames, f))
+                    if len(coloured) > 2 * max(1, ctx.workers):
+                        put(f + 1 - len(coloured), coloured.popleft().result())
+                while coloured:
+                    put(F - len(coloured), coloured.popleft().result())
             if flow_video is not None:
                 flow_video.close()
                 files["flow_video"] = out_path(contract.FLOW_VIDEO)
@@ -322,7 +324,9 @@ def _signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def _environment() -> dict:
+@functools.cache
+def environment() -> dict:
+    """Python and the versions of the packages a run may use (for result.json)."""
     from importlib import metadata
 
     versions = {}

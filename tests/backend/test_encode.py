@@ -135,3 +135,58 @@ def test_flow_frames_encoded_elsewhere_write_the_same_file(tmp_path):
     assert writers[0].max_magnitude == writers[1].max_magnitude == pytest.approx(np.hypot(1e5, 2e5), rel=1e-6)
     back = np.stack(list(flow_file.read_flow_frames(paths[1])))
     assert np.abs(back[np.isfinite(back)]).max() == flow_file.FLOW_SAVE_LIMIT
+
+
+def _written(tmp_path, flows) -> np.ndarray:
+    """The flows through FlowFileWriter, as read_flow_frames reads them back (float32)."""
+    writer = flow_file.FlowFileWriter(tmp_path / "flow.npz", len(flows), *flows[0].shape[:2])
+    for flow in flows:
+        writer.write(flow)
+    writer.close()
+    return np.stack(list(flow_file.read_flow_frames(tmp_path / "flow.npz")))
+
+
+def test_flow_frames_reads_any_frame_as_stored(tmp_path):
+    """FlowFrames (the memory map the flow video is read through): every frame, in any order, the
+    stored float16 bits (read_flow_frames, which checks the zip's CRC, cast exactly), read-only;
+    the same for the core's save_flow file; out of range and compressed files refused."""
+    from blender_animate.flowviz import save_flow
+
+    flows = _flows()
+    back = _written(tmp_path, flows)
+    with flow_file.FlowFrames(tmp_path / "flow.npz") as frames:
+        assert len(frames) == len(flows) and frames.shape == (5, 40, 56, 2) and frames.dtype == np.float16
+        for f in (3, 0, 4, 1, 2):
+            half = frames.read(f)
+            assert not half.flags.writeable
+            np.testing.assert_array_equal(half.astype(np.float32), back[f])
+        with pytest.raises(IndexError):
+            frames.read(5)
+    save_flow(tmp_path / "core.npz", back)
+    with flow_file.FlowFrames(tmp_path / "core.npz") as frames:
+        np.testing.assert_array_equal(frames.read(4).astype(np.float32), back[4])
+    save_flow(tmp_path / "packed.npz", back, compress=True)
+    with pytest.raises(ValueError, match="compressed"):
+        flow_file.FlowFrames(tmp_path / "packed.npz")
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_flow_colours_from_float16_are_those_of_the_cast(tmp_path, compiled, monkeypatch):
+    """color_flow of a stored float16 frame (the compiled kernel reads it in place through a
+    65536-entry table) gives the colours of the exact float32 cast: NaN, inf and the clip included."""
+    if compiled and outputs._output_kernel() is None:
+        pytest.skip("numba is not installed")
+    if not compiled:
+        monkeypatch.setattr(outputs, "_output_kernel", lambda: None)
+    lut = outputs.flow_lut(60.0)
+    for flow in _flows():
+        half = flow_file.FlowFileWriter.encode(flow).half
+        np.testing.assert_array_equal(
+            outputs.color_flow(half, lut), outputs.color_flow(half.astype(np.float32), lut)
+        )
+    # The table against IEEE 754 binary16 by its fields: sign, 5-bit exponent (bias 15), 10-bit fraction.
+    bits = np.arange(65536)
+    sign, exp, frac = np.where(bits >> 15, -1.0, 1.0), (bits >> 10) & 31, bits & 1023
+    value = sign * np.where(exp == 0, frac / 1024 * 2.0**-14, (1 + frac / 1024) * 2.0 ** (exp - 15.0))
+    value[exp == 31] = np.where(frac[exp == 31] == 0, sign[exp == 31] * np.inf, np.nan)
+    np.testing.assert_array_equal(outputs._half_table(), value.astype(np.float32))
