@@ -1,10 +1,12 @@
-"""Command line: `python -m backend run JOB [--device D]` and `python -m backend doctor [--json]`.
+"""Command line: `python -m backend run JOB [--device D]`, `python -m backend standby [--device D]`
+(backend/standby.py: warm up, then run the job whose folder arrives on stdin) and
+`python -m backend doctor [--json]`.
 
 The first thing `python -m backend` does is catch SIGTERM, SIGINT and SIGHUP with a handler that
 only records them (`_EARLY`): a signal during start-up (imports take a few hundred milliseconds)
 then still ends `run` the documented way, with an `error` event of kind cancelled and exit 3,
-instead of killing the process silently. Other commands get the default handlers back (and a
-recorded signal re-delivered) before they start.
+instead of killing the process silently (`standby` too, once its job has arrived). Other
+commands get the default handlers back (and a recorded signal re-delivered) before they start.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def _default_signal_handling() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] != ["run"]:
+    if argv[:1] not in (["run"], ["standby"]):
         _default_signal_handling()
     if argv[:1] == ["farm"]:  # `python -m backend farm run JOB_DIR...` (backend/farm/, needs Ray)
         from .farm.cli import main as farm_main
@@ -61,12 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run the job in a job directory; JSON events on stdout")
     p_run.add_argument("job", help="the job directory (holds job.json)")
-    p_run.add_argument(
-        "--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="override job.json's device"
+    p_standby = sub.add_parser(
+        "standby", help='warm up, then run the job folder named by one line {"job": PATH} on stdin'
     )
-    p_run.add_argument(
-        "--watch-parent", action="store_true", help="cancel the run when the process that started it ends"
-    )
+    for p in (p_run, p_standby):
+        devices = ("auto", "cpu", "cuda", "mps")
+        p.add_argument("--device", default="auto", choices=devices, help="override job.json's device")
+        p.add_argument(
+            "--watch-parent", action="store_true", help="cancel the run when the process that started it ends"
+        )
     sub.add_parser("farm", help="run job folders on a Ray cluster (python -m backend farm run --help)")
     p_doc = sub.add_parser("doctor", help="report Python, packages, devices and models in plain words")
     p_doc.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -74,11 +79,20 @@ def main(argv: list[str] | None = None) -> int:
         "--models", nargs="*", default=[], metavar="DIR", help="extra folders to look for models in"
     )
     args = parser.parse_args(argv)
-    if args.command == "run":
+    if args.command in ("run", "standby"):
         from .allocator import keep_freed_memory
-        from .runner import run
 
         keep_freed_memory()
+        if args.command == "standby":
+            from .standby import main as standby_main
+
+            return standby_main(
+                device=args.device,
+                watch_parent=args.watch_parent,
+                parent_pid=_PARENT_AT_START,
+                early_signals=_EARLY,
+            )
+        from .runner import run
 
         return run(
             args.job,
@@ -96,7 +110,7 @@ if __name__ == "__main__":
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()
-    if sys.argv[1:2] == ["run"]:
+    if sys.argv[1:2] in (["run"], ["standby"]):
         # The run has closed and renamed all it wrote and its events are out: skip the
         # interpreter's teardown (0.1-0.2 s of freeing numba's, PyAV's and the frames' objects,
         # the last serial step of every run). Not for farm: Ray shuts down in its atexit hook.

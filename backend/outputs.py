@@ -214,11 +214,7 @@ def color_flow(
         else:
             kernel.color_flow_half(flow.view(np.uint16), _half_table(), rgba, scale, R, out)
         return out
-    if flow.dtype == np.float16:
-        from .flow_file import from_float16
-
-        flow = from_float16(flow)
-    q = flow * scale  # (H, W, 2), contiguous
+    q = np.multiply(flow, scale, dtype=np.float32)  # (H, W, 2); float16 is cast exactly
     bad = None
     if not np.isfinite(q.sum()):  # rare: find the non-finite pixels
         bad = ~np.isfinite(q).all(axis=-1)

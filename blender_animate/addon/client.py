@@ -15,6 +15,11 @@ lacks numpy/Pillow, or a cancelled run each become an ``error`` event with a mes
 Client-side error kinds, beside the generator's own: ``missing_interpreter`` (the Python cannot be
 started), ``crashed`` (the process ended without a done/error event).
 
+With ``standby=True`` the run starts on the standby process that the previous one left ready
+(blender_animate.addon.standby; the job folder goes to its stdin) when there is one for the same
+Python, paths, arguments and environment, and a new standby is prepared once the run has ended.
+Nothing else changes: the same events, log, exit codes and cancelling.
+
 Cancelling is non-blocking and escalates: ``cancel()`` writes ``JOB/cancel`` at once; ``poll()`` then
 sends SIGTERM to the process group after ``term_after`` seconds and SIGKILL after ``kill_after``
 seconds if the process is still alive.
@@ -33,11 +38,14 @@ import threading
 import time
 from pathlib import Path
 
+from . import standby as standbys
 from .processes import SIGKILL, new_process_group, signal_group
 
 LOG_NAME = "generator.log"
 CANCEL_FILE = "cancel"  # same name as blender_animate.job.CANCEL_FILE (kept stdlib-only here)
 TERMINAL_EVENTS = ("done", "error")
+# Client-side error kinds after which a standby would fail the same way: none is prepared.
+NO_STANDBY_AFTER = ("missing_interpreter", "missing_dependency", "invalid_job")
 # Packages the preview generator cannot run without (module name -> what the user installs).
 REQUIRED_MODULES = {"numpy": "numpy", "PIL": "Pillow"}
 
@@ -103,6 +111,8 @@ class GeneratorProcess:
         args: extra arguments after ``run JOB`` (e.g. ``["--device", "cpu"]``).
         env: the base environment (default os.environ); see `child_environment`.
         term_after, kill_after: seconds after ``cancel()`` before SIGTERM, then SIGKILL.
+        standby: start on a matching standby process when there is one, and prepare the next
+            when the run ends (see the module docstring). `warm` then says which way it started.
     """
 
     def __init__(
@@ -116,6 +126,7 @@ class GeneratorProcess:
         env: dict | None = None,
         term_after: float = 1.5,
         kill_after: float = 5.0,
+        standby: bool = False,
     ):
         self.job_dir = Path(job_dir).resolve()
         self.python = str(python) if python else sys.executable
@@ -126,6 +137,8 @@ class GeneratorProcess:
         self.term_after = term_after
         self.kill_after = kill_after
         self.log_path = self.job_dir / LOG_NAME
+        self.standby = standby
+        self.warm = False  # started on a standby process
 
         self.proc: subprocess.Popen | None = None
         self.result: dict | None = None  # the terminal event once delivered
@@ -151,6 +164,9 @@ class GeneratorProcess:
     def command(self) -> list[str]:
         return [self.python, "-m", "backend", "run", str(self.job_dir), *self.args]
 
+    def standby_command(self) -> list[str]:
+        return [self.python, "-m", "backend", "standby", *self.args]
+
     def environment(self) -> dict:
         return child_environment(self.extension_root, self.extra_paths, self.base_env)
 
@@ -175,6 +191,37 @@ class GeneratorProcess:
             message = f"cannot write in the job folder {self.job_dir}: {exc}"
             self._pending.append(_error("invalid_job", message, "Pick an Output folder you can write to"))
             return self
+        self.proc = self._take_standby()
+        if self.proc is not None:
+            self.warm = True
+            self._close_log()  # created empty; the standby appends to it
+        else:
+            self._start_cold()
+        if self.proc is not None:
+            self._reader = threading.Thread(
+                target=self._read_stdout, name="animate-anything-events", daemon=True
+            )
+            self._reader.start()
+        return self
+
+    def _take_standby(self) -> subprocess.Popen | None:
+        """The matching standby, given this job (None: there is none, or it died meanwhile)."""
+        if not self.standby:
+            return None
+        proc = standbys.take(self.standby_command(), self.extension_root, self.environment())
+        if proc is None:
+            return None
+        line = json.dumps({"job": str(self.job_dir)}) + "\n"
+        try:
+            proc.stdin.write(line.encode("utf-8"))
+            proc.stdin.close()
+        except OSError:  # it ended after take() looked: start cold
+            signal_group(proc, SIGKILL)
+            proc.wait()
+            return None
+        return proc
+
+    def _start_cold(self) -> None:
         try:
             self.proc = subprocess.Popen(
                 self.command(),
@@ -194,10 +241,6 @@ class GeneratorProcess:
                     HINT,
                 )
             )
-            return self
-        self._reader = threading.Thread(target=self._read_stdout, name="animate-anything-events", daemon=True)
-        self._reader.start()
-        return self
 
     def _read_stdout(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -211,6 +254,8 @@ class GeneratorProcess:
                 event = None
             if not isinstance(event, dict) or not isinstance(event.get("event"), str):
                 event = {"event": "log", "message": line}
+            elif event["event"] == "ready":  # a standby's first line, before its job
+                continue
             self._queue.put(event)
         self._queue.put(None)  # EOF marker
 
@@ -265,6 +310,8 @@ class GeneratorProcess:
         if self.proc.poll() is None:
             threading.Thread(target=self._reap, name="animate-anything-reaper", daemon=True).start()
         self._close_log()
+        if self.standby and event.get("kind") not in NO_STANDBY_AFTER:
+            standbys.prepare(self.standby_command(), self.extension_root, self.environment())
 
     def _reap(self) -> None:
         try:

@@ -38,6 +38,11 @@ def generator_python(context=None) -> str:
     return bpy.path.abspath(path) if path.strip() else sys.executable
 
 
+def keep_generator_ready(context=None) -> bool:
+    """Whether runs leave a standby generator ready for the next (blender_animate.addon.standby)."""
+    return bool(getattr(get_preferences(context), "keep_generator_ready", True))
+
+
 def is_blenders_python(python: str) -> bool:
     """Whether `python` is the interpreter Blender runs (the one that needs nothing installed)."""
     return Path(python).resolve() == Path(sys.executable).resolve()

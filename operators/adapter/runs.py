@@ -26,12 +26,13 @@ from pathlib import Path
 
 import bpy
 
+from ...blender_animate.addon import standby
 from ...blender_animate.addon.client import GeneratorProcess
 from ...blender_animate.addon.run_state import RunState
 from ...blender_animate.result import ResultError
 from . import reference, result_import, result_timing
 from .job_export import export_job
-from .preferences import generator_paths, generator_python, is_blenders_python
+from .preferences import generator_paths, generator_python, is_blenders_python, keep_generator_ready
 from .reference_job import ReferenceRender, render_for_settings
 from .settings import (
     crop_warning,
@@ -320,13 +321,14 @@ def start_run(context, *, python: str | None = None) -> GenerateRun:
     return _active
 
 
-def _generator_process(job_dir: Path, python: str) -> GeneratorProcess:
+def _generator_process(job_dir: Path, python: str, context=None) -> GeneratorProcess:
     return GeneratorProcess(
         job_dir,
         python,
         extra_paths=generator_paths(python),
         args=["--watch-parent"],
         env=result_timing.generator_env(job_dir),
+        standby=keep_generator_ready(context),
     )
 
 
@@ -337,7 +339,7 @@ def run_job(context, job_dir, *, python: str | None = None, warnings=()) -> Gene
     if is_running():
         raise GenerateError("a generation is already running: wait for it or cancel it first")
     python = python or generator_python(context)
-    process = _generator_process(Path(job_dir), python)
+    process = _generator_process(Path(job_dir), python, context)
     _active = GenerateRun(context.scene, Path(job_dir), process, warnings=warnings)
     _by_scene[context.scene.as_pointer()] = _active
     process.start()
@@ -387,6 +389,7 @@ def _on_load_pre(*_args):
     # Loading another file drops timers and modal handlers (the run could never finish) and frees
     # the scenes the runs point at.
     stop_active_run()
+    standby.stop()  # the next enable may run other code, or another Python
     _by_scene.clear()
 
 
@@ -395,8 +398,10 @@ def register():
 
 
 def unregister():
-    """Disabling the add-on ends a running generator (no orphan process) and its timer."""
+    """Disabling the add-on ends a running generator (no orphan process), its timer and the
+    standby generator."""
     if _on_load_pre in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_on_load_pre)
     stop_active_run()
+    standby.stop()  # the next enable may run other code, or another Python
     _by_scene.clear()

@@ -455,3 +455,33 @@ def test_generate_from_the_installed_zip(bpy_module, tmp_path):
     assert out["root"].startswith(str(home)) and out["root"].endswith("animate_anything")
     assert any(p.startswith(str(home)) and p.endswith("site-packages") for p in out["paths"]), out["paths"]
     assert (Path(out["job"]) / "out" / "result.json").is_file()
+
+
+def test_the_second_generate_starts_on_the_standby_the_first_left(world, bpy_module, tmp_path):
+    """Keep Generator Ready (on by default): a finished run leaves a standby generator, the next
+    Generate in this Blender starts on it and imports as a cold one does; switching the
+    preference off ends the standby, and the next run starts cold and leaves none."""
+    bpy = bpy_module
+    standby = submodule("blender_animate.addon.standby")
+    prefs = submodule("operators.adapter.preferences").get_preferences(bpy.context)
+    assert prefs.keep_generator_ready
+    standby.stop()
+    first = gen().run_job(bpy.context, make_job(tmp_path / "one"))
+    tick_to_end(first)
+    assert first.state == "done" and not first.process.warm
+    waiting = standby.current()
+    assert waiting is not None
+    second = gen().run_job(bpy.context, make_job(tmp_path / "two"))
+    assert second.process.warm and second.process.proc is waiting
+    tick_to_end(second)
+    assert second.state == "done", second.full_message()
+    assert world.sequence_editor.strips["AA two"].frame_final_duration == 9
+    try:
+        prefs.keep_generator_ready = False
+        assert standby.current() is None
+        third = gen().run_job(bpy.context, make_job(tmp_path / "three"))
+        assert not third.process.warm
+        tick_to_end(third)
+        assert third.state == "done" and standby.current() is None
+    finally:
+        prefs.keep_generator_ready = True

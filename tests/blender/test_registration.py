@@ -3,13 +3,14 @@ folder and from the built zip installed the way a user installs it."""
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.blender.conftest import build_extension_zip, run_installed
+from tests.blender.conftest import build_extension_zip, run_installed, submodule
 
 pytestmark = pytest.mark.blender
 
@@ -39,8 +40,13 @@ def test_register_unregister_twice(extension, bpy_module, aa):
     assert prefs.device == "auto" and prefs.python_path == ""
     classes = [c for m in extension._loaded for c in getattr(m, "classes", ())]
     assert len(classes) >= 11 and all(c.is_registered for c in classes)
+    standby = submodule("blender_animate.addon.standby")
     for _ in range(2):
+        waiting = standby.prepare(
+            [sys.executable, "-c", "import sys; sys.stdin.read()"], ".", dict(os.environ)
+        )
         extension.unregister()
+        assert waiting.poll() is not None and standby.current() is None, "disabling ends the standby"
         assert not any(c.is_registered for c in classes)
         state = _registered(bpy)
         assert not state["scene_settings"] and not state["export_operator"] and not state["settings_type"]

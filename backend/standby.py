@@ -1,0 +1,106 @@
+"""`python -m backend standby [--device D] [--watch-parent]`: a generator made ready before its job.
+
+A cold `python -m backend run JOB` spends its first ~0.5 s on one core (the interpreter, numpy,
+PyAV, numba's start and the preview's compiled kernels) before a frame is made: a third of a
+720x480 preview. The extension keeps one standby process started ahead of the next Generate
+(blender_animate/addon/standby.py); the job then starts on a warm process:
+1. Warm up: import what a preview run imports and load its kernels. Python-level messages of
+   that (a kernel that did not build) are kept and written into the job's log later; stderr is
+   otherwise the client's (DEVNULL: there is no job folder yet).
+2. Say `{"event": "ready"}` on stdout (one line; the client drops it, a benchmark waits for it).
+3. Read one line from stdin: `{"job": "<job folder>"}` (JSON: any path). The end of stdin
+   before that line (Blender quit, the client stopped the standby) or a signal while waiting
+   exits 0 without a word.
+4. Append stderr to `JOB/generator.log` and run the job exactly as `run` does (the same events,
+   exit codes and files); one job per process, so nothing of a job outlives it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+LOG_NAME = "generator.log"  # the client's name for the job's log (addon/client.py LOG_NAME)
+
+
+def warm_up() -> None:
+    """Import and build what a preview run needs (each kernel loader caches its kernel, or its
+    None where numba is absent or broken; the run then reuses them)."""
+    from blender_animate import flowviz  # noqa: F401 - importing is the warm-up
+
+    from . import flow_file, outputs, parallel_run, runner  # noqa: F401
+    from .modes import preview
+    from .preview import pushpull, splat
+
+    for module in ("cv2", "PIL.Image"):  # optional here (the run says what is missing)
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    if "PIL.Image" in sys.modules:
+        sys.modules["PIL.Image"].preinit()  # the image plugins a reference is opened with
+    outputs.have_pyav()
+    kernels = (preview.flow_kernels, splat.compiled_kernel, pushpull.compiled_kernel, outputs._output_kernel)
+    for load in kernels:
+        load()
+    runner.environment()  # package versions for result.json (reads every installed package's metadata)
+
+
+def read_job(stdin) -> Path | None:
+    """The job folder from the first line of `stdin` (bytes), or None at the end of input or for a
+    line that is not `{"job": "<path>"}` (the client sends nothing else)."""
+    line = stdin.readline()
+    try:
+        job = json.loads(line.decode("utf-8"))["job"]
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return None
+    return Path(job) if isinstance(job, str) and job else None
+
+
+def log_to_job(job_dir: Path, early_messages: str) -> None:
+    """stderr (fd 2, and fd 1 once run() claims stdout for events) appended to JOB/generator.log,
+    which starts with what the warm-up printed. A folder that cannot be written keeps stderr
+    where it was: run() reports that folder's problem as an event."""
+    try:
+        fd = os.open(job_dir / LOG_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError:
+        return
+    sys.stderr.flush()
+    os.dup2(fd, 2)
+    os.close(fd)
+    if early_messages:
+        sys.stderr.write(early_messages)
+        sys.stderr.flush()
+
+
+def main(*, device: str, watch_parent: bool, parent_pid: int | None, early_signals: list[int]) -> int:
+    """Warm up, wait for the job, run it (`runner.run`'s exit code; 0 when no job came)."""
+    messages = io.StringIO()
+    with contextlib.redirect_stderr(messages):
+        warm_up()
+    if early_signals:  # stopped while warming up: there is no job to cancel
+        return 0
+    stop_signals = [s for s in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)) if s]
+    recording = {s: signal.getsignal(s) for s in stop_signals}
+    for s in stop_signals:  # while waiting a signal just ends the process
+        signal.signal(s, lambda *_: os._exit(0))
+    ready = json.dumps({"event": "ready", "pid": os.getpid()}) + "\n"
+    try:
+        os.write(1, ready.encode())
+    except OSError:  # nobody listens
+        return 0
+    job_dir = read_job(sys.stdin.buffer)
+    for s, handler in recording.items():  # from here on a signal cancels the run, as in `run`
+        signal.signal(s, handler)
+    if job_dir is None:
+        return 0
+    from .runner import run
+
+    log_to_job(job_dir.absolute(), messages.getvalue())
+    return run(
+        job_dir, device=device, watch_parent=watch_parent, parent_pid=parent_pid, early_signals=early_signals
+    )

@@ -1,0 +1,101 @@
+"""One generator process started ahead of the next job (stdlib only).
+
+A cold generator spends ~0.5 s importing and loading its compiled kernels before the first frame
+(a third of a 720x480 preview). After a run, `prepare(command, cwd, env)` starts
+``python -m backend standby ...`` (backend/standby.py), which warms up and waits for one job
+folder on stdin; the next `GeneratorProcess.start()` with the same command, folder and
+environment `take`s it instead of starting a process. One standby at a time: another command,
+Python or environment (a changed preference) stops the old one, and the next run starts cold.
+
+A standby's stdout is the next run's events (its first line, `{"event": "ready"}`, is dropped by
+the reader); its stderr goes nowhere until its job arrives (then JOB/generator.log). It ends
+when its stdin closes, which the system does when Blender ends, however it ends; `stop()` (the
+add-on disabled, Blender quitting) ends it at once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import subprocess
+import threading
+
+from .processes import new_process_group, stop_group
+
+_LOCK = threading.Lock()
+_spare: tuple[tuple, subprocess.Popen] | None = None
+
+
+def _key(command, cwd, env: dict) -> tuple:
+    return (tuple(str(c) for c in command), str(cwd), tuple(sorted(env.items())))
+
+
+def prepare(command, cwd, env: dict) -> subprocess.Popen | None:
+    """Keep a standby for `command` (argument list) run in `cwd` with `env`: the live one when it
+    matches, else a new one (the old one stopped). None when it cannot be started (the next run
+    starts cold and reports why)."""
+    global _spare
+    key = _key(command, cwd, env)
+    with _LOCK:
+        if _spare is not None and _spare[0] == key and _spare[1].poll() is None:
+            return _spare[1]
+        old, _spare = _spare, None
+        if old is not None:
+            _end(old[1])
+        try:
+            proc = subprocess.Popen(
+                [str(c) for c in command],
+                cwd=str(cwd),
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                **new_process_group(),
+            )
+        except OSError:
+            return None
+        _spare = (key, proc)
+        return proc
+
+
+def take(command, cwd, env: dict) -> subprocess.Popen | None:
+    """The standby started for exactly this command, folder and environment, still alive, now the
+    caller's (it sends the job line and reads the events); else None, and a standby that does not
+    match is stopped."""
+    global _spare
+    with _LOCK:
+        spare, _spare = _spare, None
+    if spare is None:
+        return None
+    key, proc = spare
+    if key == _key(command, cwd, env) and proc.poll() is None:
+        return proc
+    _end(proc)
+    return None
+
+
+def current() -> subprocess.Popen | None:
+    """The standby waiting now, if any (for the status and for tests)."""
+    with _LOCK:
+        return _spare[1] if _spare is not None and _spare[1].poll() is None else None
+
+
+def stop() -> None:
+    """End the standby, if any (its group, and reaped)."""
+    global _spare
+    with _LOCK:
+        spare, _spare = _spare, None
+    if spare is not None:
+        _end(spare[1])
+
+
+def _end(proc: subprocess.Popen) -> None:
+    try:
+        proc.stdin.close()  # a waiting standby exits at the end of its input
+    except OSError:
+        pass
+    stop_group(proc, grace=0)  # it holds no files: nothing to finish
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+atexit.register(stop)

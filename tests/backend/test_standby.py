@@ -1,0 +1,91 @@
+"""`python -m backend standby` (backend/standby.py), the real process: ready line, one job from
+stdin run exactly as `run` runs it, and a quiet exit when no job comes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.backend.jobs import ROOT, backend_env, parse_events, run_backend
+from tests.jobfiles import make_job
+
+
+def start_standby(*args: str) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backend", "standby", *args],
+        cwd=ROOT,
+        env=backend_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    ready = json.loads(proc.stdout.readline())
+    assert ready == {"event": "ready", "pid": proc.pid}
+    return proc
+
+
+def give_job(proc: subprocess.Popen, line: bytes) -> tuple[list[dict], int]:
+    proc.stdin.write(line)
+    proc.stdin.close()
+    out = proc.stdout.read().decode()
+    proc.stderr.close()
+    return parse_events(out), proc.wait(timeout=60)
+
+
+def test_a_standby_runs_its_job_as_run_does(tmp_path):
+    """The job from stdin: the same events (started with the standby's pid, done), exit code and
+    output files as a cold `run` of the same job (flow.npz bit for bit); its stderr appended to the
+    job's log."""
+    warm, cold = make_job(tmp_path / "warm"), make_job(tmp_path / "cold")
+    proc = start_standby()
+    (warm / "generator.log").write_text("client's line\n")  # the client creates it; the standby appends
+    events, code = give_job(proc, (json.dumps({"job": str(warm)}) + "\n").encode())
+    assert code == 0
+    assert events[0]["event"] == "started" and events[0]["pid"] == proc.pid
+    assert events[-1]["event"] == "done" and events[-1]["outputs"]["flow"] == "out/flow.npz"
+    ran = run_backend("run", cold)
+    assert ran.returncode == 0, ran.stderr
+    assert [e["event"] for e in parse_events(ran.stdout)] == [e["event"] for e in events]
+    assert (warm / "out" / "flow.npz").read_bytes() == (cold / "out" / "flow.npz").read_bytes()
+    assert sorted(p.name for p in (warm / "out").iterdir()) == sorted(
+        p.name for p in (cold / "out").iterdir()
+    )
+    assert (warm / "generator.log").read_text().startswith("client's line\n")
+
+
+def test_a_job_folder_that_does_not_exist_is_the_runs_error(tmp_path):
+    events, code = give_job(start_standby(), (json.dumps({"job": str(tmp_path / "none")}) + "\n").encode())
+    assert code == 2
+    assert [e["event"] for e in events] == ["error"] and events[0]["kind"] == "invalid_job"
+
+
+@pytest.mark.parametrize("line", [b"", b"not json\n", b'{"job": 3}\n'])
+def test_no_job_ends_it_quietly(line):
+    """The end of stdin (Blender gone) or a line that is not a job: exit 0, no event."""
+    events, code = give_job(start_standby(), line)
+    assert (events, code) == ([], 0)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_a_signal_while_waiting_ends_it_at_once():
+    proc = start_standby("--watch-parent")
+    t = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=5) == 0 and time.monotonic() - t < 2
+    assert proc.stdout.read() == b""
+    proc.stdin.close(), proc.stdout.close(), proc.stderr.close()
+
+
+def test_a_cancel_file_cancels_a_warm_run(tmp_path):
+    """A job whose folder already holds `cancel` ends as a cold run would: cancelled, exit 3."""
+    job = make_job(tmp_path / "job")
+    (job / "cancel").write_text("cancelled\n")
+    events, code = give_job(start_standby(), (json.dumps({"job": str(job)}) + "\n").encode())
+    assert code == 3 and events[-1]["kind"] == "cancelled"
+    assert not (job / "out").exists()
