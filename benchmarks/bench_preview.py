@@ -10,7 +10,10 @@ a dolly with a pan, one drag), and in the same run, baseline and new alternating
    splatting, whole-frame fill, every frame held, every output from whole arrays). Wall time,
    CPU time (user + system) and peak RSS of each child (os.wait4), `--repeat` times interleaved.
 2. Thread scaling of the generator: ANIMATE_ANYTHING_THREADS=1 against 2, and 2 threads with
-   glibc's default malloc (ANIMATE_ANYTHING_MALLOC=default: the allocator settings off).
+   glibc's default malloc (ANIMATE_ANYTHING_MALLOC=default: the allocator settings off). Cold
+   (`python -m backend run`) and warm: on a standby generator (`python -m backend standby`, what
+   the add-on keeps ready), timed from handing it the job, also with 1 thread pinned to 1 core
+   (the writing thread and x264 then share that core too).
 3. Memory growth: at the last size, also the generator on half the frames: peak RSS per extra
    frame against the size of one output frame.
 4. Per stage, in this process on one thread, on `--stage-frames` frames spread over the video
@@ -90,6 +93,43 @@ def run_child(argv: list[str], env: dict) -> dict:
 
 def generator(job: Path, env: dict) -> dict:
     r = run_child([sys.executable, "-m", "backend", "run", str(job)], env)
+    r["timings"] = json.loads((job / "out" / "result.json").read_text())["timings_s"]
+    return r
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process so far (/proc, Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def warm_generator(job: Path, env: dict, cores: set[int] | None = None) -> dict:
+    """The job on a standby generator (`python -m backend standby`, what the add-on keeps ready):
+    wall s from handing it the job to its exit, its CPU s in that time, its peak RSS. `cores`:
+    the CPUs it may run on (sched_setaffinity before it starts), None: all."""
+    pin = None if cores is None else (lambda: os.sched_setaffinity(0, cores))
+    argv = [sys.executable, "-m", "backend", "standby"]
+    proc = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=pin,
+    )
+    if json.loads(proc.stdout.readline()).get("event") != "ready":
+        raise SystemExit(f"{argv}: no ready line")
+    time.sleep(0.2)  # settled: the warm-up's last pages written
+    cpu0, t0 = _cpu_s(proc.pid), time.perf_counter()
+    proc.stdin.write((json.dumps({"job": str(job)}) + "\n").encode())
+    proc.stdin.close()
+    out, err = proc.stdout.read(), proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{argv} failed:\n{out[-2000:]!r}\n{err.decode()[-4000:]}")
+    r = {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime - cpu0, "rss": usage.ru_maxrss / 1024.0}
     r["timings"] = json.loads((job / "out" / "result.json").read_text())["timings_s"]
     return r
 
@@ -180,7 +220,7 @@ def stages(job: Path, n_frames: int) -> dict:
             t = time.perf_counter()
             writer.close()
             acc[f"x264 {preset}"][-1] += (time.perf_counter() - t) * 1000  # the flush: the last frame's
-            psnr[preset] = _psnr(path, frames)
+            psnr[preset] = (_psnr(path, frames), path.stat().st_size / len(frames) / 1000)
     return {k: float(np.median(v)) for k, v in acc.items()} | {"psnr": psnr}
 
 
@@ -193,6 +233,17 @@ def _psnr(path: Path, frames: list[np.ndarray]) -> float:
     return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
 
 
+RUNS = (
+    "baseline",
+    "new",
+    "new 1 thread",
+    "new default malloc",
+    "warm",
+    "warm 1 thread",
+    "warm 1 thread 1 core",
+)
+
+
 def bench_size(width: int, height: int, frames: int, args, tmp: Path, last: bool) -> dict:
     job = make_job(tmp / f"job{width}x{height}x{frames}", width, height, frames)
     extra = []
@@ -203,12 +254,15 @@ def bench_size(width: int, height: int, frames: int, args, tmp: Path, last: bool
     env2 = backend_env(extra) | {"ANIMATE_ANYTHING_THREADS": "2"}
     env1 = env2 | {"ANIMATE_ANYTHING_THREADS": "1"}
     env_malloc = env2 | {"ANIMATE_ANYTHING_MALLOC": "default"}
-    runs: dict[str, list[dict]] = {"baseline": [], "new": [], "new 1 thread": [], "new default malloc": []}
+    runs: dict[str, list[dict]] = {k: [] for k in RUNS}
     for _ in range(args.repeat):  # interleaved: a load change hits both sides alike
         runs["baseline"].append(baseline(job, env2))
         runs["new"].append(generator(job, env2))
         runs["new 1 thread"].append(generator(job, env1))
         runs["new default malloc"].append(generator(job, env_malloc))
+        runs["warm"].append(warm_generator(job, env2))
+        runs["warm 1 thread"].append(warm_generator(job, env1))
+        runs["warm 1 thread 1 core"].append(warm_generator(job, env1, cores={min(os.sched_getaffinity(0))}))
     res = {"runs": runs}
     if last:  # memory growth per extra frame (before stages(): a child's peak RSS counts the
         # parent's pages at the fork, and stages() grows this process)
@@ -256,13 +310,19 @@ def report(w: int, h: int, n: int, r: dict) -> None:
         f"cv2.remap of the {n} frames: {remap_video * 1000:.0f} ms)"
     )
     print("  end to end (process), best of the alternating runs: wall s | CPU s | peak RSS MiB")
-    for k in ("baseline", "new", "new 1 thread", "new default malloc"):
+    for k in RUNS:
         walls = ", ".join(f"{x['wall']:.2f}" for x in runs[k])
         b = best[k]
         print(f"    {k:20s} {b['wall']:7.2f} | {b['cpu']:7.2f} | {b['rss']:7.0f}   (all: {walls})")
     print(f"    baseline / new, end to end: {best['baseline']['wall'] / best['new']['wall']:.2f}x")
-    ratios = [a["wall"] / b["wall"] for a, b in zip(runs["new 1 thread"], runs["new"])]
-    print(f"    threads: 1 thread / 2 threads, pairs: {', '.join(f'{x:.2f}x' for x in ratios)}")
+    print(f"    baseline / warm, end to end: {best['baseline']['wall'] / best['warm']['wall']:.2f}x")
+    for label, one, two in (
+        ("threads, cold: 1 thread / 2 threads", "new 1 thread", "new"),
+        ("threads, warm (standby): 1 thread / 2 threads", "warm 1 thread", "warm"),
+        ("cores, warm: 1 thread on 1 core / 2 threads on 2 cores", "warm 1 thread 1 core", "warm"),
+    ):
+        ratios = [a["wall"] / b["wall"] for a, b in zip(runs[one], runs[two])]
+        print(f"    {label}, pairs: {', '.join(f'{x:.2f}x' for x in ratios)}")
     ratios = [a["wall"] / b["wall"] for a, b in zip(runs["new default malloc"], runs["new"])]
     print(f"    allocator: default malloc / tuned, pairs: {', '.join(f'{x:.2f}x' for x in ratios)}")
     t = best["new"]["timings"]
@@ -298,7 +358,10 @@ def report(w: int, h: int, n: int, r: dict) -> None:
         f"({gen_new / remap:.0f}x remap): {gen_old / gen_new:.2f}x"
     )
     p = st["psnr"]
-    print(f"    x264 CRF 18 PSNR: superfast {p['superfast']:.2f} dB, ultrafast {p['ultrafast']:.2f} dB")
+    print(
+        "    x264 CRF 18 PSNR and size: "
+        + ", ".join(f"{k} {db:.2f} dB, {kb:.0f} kB a frame" for k, (db, kb) in p.items())
+    )
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ class AnimateAnythingPreferences(bpy.types.AddonPreferences):
         default=True,
         description="After each run, start the next generator in the background and let it load its "
         "libraries, so that the next Generate starts at once (about half a second sooner; it waits "
-        "with about 150 MB of memory, and ends with Blender)",
+        "with about 200 MB of memory, and ends with Blender)",
         update=_keep_ready_changed,
     )
 
