@@ -6,6 +6,8 @@ float16 casts are OpenCV's where it imports (numpy's bits)."""
 
 from __future__ import annotations
 
+import io
+import mmap
 import os
 import zipfile
 from pathlib import Path
@@ -168,13 +170,11 @@ def read_flow_frames(path: Path):
 class FlowFrames:
     """Random access to the frames of an uncompressed flow file (FlowFileWriter's, save_flow's)
     through a read-only memory map: `read(f)` is a view, no copy, so several threads read frames
-    side by side (each faulting in its own pages). The zip member's CRC is not checked
-    (read_flow_frames checks it). A compressed member raises ValueError."""
+    side by side (each faulting in its own pages); `release(f)` when done with it. The zip
+    member's CRC is not checked (read_flow_frames checks it). A compressed member raises
+    ValueError."""
 
     def __init__(self, path: Path):
-        import io
-        import mmap
-
         from blender_animate.flowviz import FLOW_KEY
 
         with zipfile.ZipFile(path) as zf:
@@ -216,6 +216,16 @@ class FlowFrames:
             raise IndexError(f"flow frame {f} of {self.shape[0]}")
         offset = self._start + f * self._count * self.dtype.itemsize
         return np.frombuffer(self._map, self.dtype, self._count, offset).reshape(self.shape[1:])
+
+    def release(self, f: int) -> None:
+        """Drop frame f's pages from this process (they stay in the page cache): otherwise every
+        frame read stays resident until close(), and a 1080p x 97 flow file adds 0.8 GB to the
+        peak RSS. A page shared with a neighbour frame is only unmapped: read again, it comes back."""
+        if not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        size = self._count * self.dtype.itemsize
+        start = (self._start + f * size) // mmap.PAGESIZE * mmap.PAGESIZE
+        self._map.madvise(mmap.MADV_DONTNEED, start, self._start + (f + 1) * size - start)
 
     def close(self) -> None:
         """Unmap the file; a view still alive keeps the map until it goes (then it is unmapped)."""

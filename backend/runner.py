@@ -287,6 +287,7 @@ def write_outputs(partial: Path, result, ctx, timings: dict | None = None) -> di
 
             def colour(frames: flows.FlowFrames, f: int):
                 rgb = out.color_flow(frames.read(f), lut)  # float16 in place (the kernel)
+                frames.release(f)
                 return out.to_yuv420(rgb) if flow_video is not None else rgb
 
             # Each frame is read from the file's memory map, coloured and converted on the pool

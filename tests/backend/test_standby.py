@@ -89,3 +89,18 @@ def test_a_cancel_file_cancels_a_warm_run(tmp_path):
     events, code = give_job(start_standby(), (json.dumps({"job": str(job)}) + "\n").encode())
     assert code == 3 and events[-1]["kind"] == "cancelled"
     assert not (job / "out").exists()
+
+
+def test_the_warm_up_messages_lead_the_jobs_log(tmp_path):
+    """What the warm-up printed (a kernel that did not build) reaches JOB/generator.log, after what
+    the client wrote there and before the run's own stderr."""
+    (tmp_path / "generator.log").write_text("client\n")
+    code = (
+        "import sys; from pathlib import Path; from backend.standby import log_to_job; "
+        f"log_to_job(Path({str(tmp_path)!r}), 'warning: early\\n'); print('run', file=sys.stderr)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=backend_env(), capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stderr == ""
+    assert (tmp_path / "generator.log").read_text() == "client\nwarning: early\nrun\n"
