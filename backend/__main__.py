@@ -66,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     p_standby = sub.add_parser(
         "standby", help='warm up, then run the job folder named by one line {"job": PATH} on stdin'
     )
+    p_standby.add_argument(
+        "--warm",
+        default="preview",
+        choices=("preview", "guided", "animateanything"),
+        help="also import what this mode needs (torch, diffusers) before the job comes",
+    )
     for p in (p_run, p_standby):
         devices = ("auto", "cpu", "cuda", "mps")
         p.add_argument("--device", default="auto", choices=devices, help="override job.json's device")
@@ -87,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             from .standby import main as standby_main
 
             return standby_main(
+                warm=args.warm,
                 device=args.device,
                 watch_parent=args.watch_parent,
                 parent_pid=_PARENT_AT_START,

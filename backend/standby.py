@@ -1,13 +1,18 @@
-"""`python -m backend standby [--device D] [--watch-parent]`: a generator made ready before its job.
+"""`python -m backend standby [--warm MODE] [--device D] [--watch-parent]`: a generator made ready
+before its job.
 
 A cold `python -m backend run JOB` spends its first ~0.5 s on one core (the interpreter, numpy,
 PyAV, numba's start and the preview's compiled kernels) before a frame is made: a third of a
 720x480 preview. The extension keeps one standby process started ahead of the next Generate
 (blender_animate/addon/standby.py); the job then starts on a warm process:
-1. Warm up: import what a preview run imports and load its kernels. Python-level messages of
+1. Warm up: import what a preview run imports and load its kernels; with `--warm guided` or
+   `--warm animateanything` (the client passes the mode of the run before) also torch, diffusers,
+   transformers and that mode's pipelines, which a model run otherwise spends ~5-10 s importing
+   (the standby then waits with ~0.5 GB instead of ~0.2). Python-level messages of
    that (a kernel that did not build) are kept and written into the job's log later; stderr is
    otherwise the client's (DEVNULL: there is no job folder yet).
-2. Say `{"event": "ready"}` on stdout (one line; the client drops it, a benchmark waits for it).
+2. Say `{"event": "ready", "pid": int, "warm": [mode, ...]}` on stdout (one line: what was
+   warmed, "preview" first; the client drops it, a benchmark waits for it).
 3. Read one line from stdin: `{"job": "<job folder>"}` (JSON: any path). The end of stdin
    before that line (Blender quit, the client stopped the standby) or a signal while waiting
    exits 0 without a word.
@@ -29,9 +34,18 @@ from pathlib import Path
 LOG_NAME = "generator.log"  # the client's name for the job's log (addon/client.py LOG_NAME)
 
 
-def warm_up() -> None:
+# What a model mode imports before its first step, beside the preview's (each mode's own imports
+# are lazy, inside generate: backend/modes/guided.py, animateanything.py).
+MODEL_MODULES = {
+    "guided": ("torch", "diffusers", "transformers", "backend.guided.pipeline", "backend.wan.pipeline"),
+    "animateanything": ("torch", "diffusers", "transformers", "backend.animateanything.pipeline"),
+}
+
+
+def warm_up(mode: str = "preview") -> list[str]:
     """Import and build what a preview run needs (each kernel loader caches its kernel, or its
-    None where numba is absent or broken; the run then reuses them)."""
+    None where numba is absent or broken; the run then reuses them), and what `mode` imports
+    where it is installed. Returns what was warmed: ["preview"] or ["preview", mode]."""
     from blender_animate import flowviz  # noqa: F401 - importing is the warm-up
 
     from . import flow_file, outputs, parallel_run, runner  # noqa: F401
@@ -48,6 +62,12 @@ def warm_up() -> None:
     for load in kernels:
         load()
     runner.environment()  # package versions for result.json (reads every installed package's metadata)
+    try:
+        for module in MODEL_MODULES.get(mode, ()):
+            importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - not installed or broken: the run reports it, as a cold one does
+        return ["preview"]
+    return ["preview", mode] if mode in MODEL_MODULES else ["preview"]
 
 
 def read_job(stdin) -> Path | None:
@@ -77,18 +97,21 @@ def log_to_job(job_dir: Path, early_messages: str) -> None:
         sys.stderr.flush()
 
 
-def main(*, device: str, watch_parent: bool, parent_pid: int | None, early_signals: list[int]) -> int:
-    """Warm up, wait for the job, run it (`runner.run`'s exit code; 0 when no job came)."""
+def main(
+    *, warm: str, device: str, watch_parent: bool, parent_pid: int | None, early_signals: list[int]
+) -> int:
+    """Warm up for `warm` (a mode), wait for the job, run it (`runner.run`'s exit code; 0 when no
+    job came)."""
     messages = io.StringIO()
     with contextlib.redirect_stderr(messages):
-        warm_up()
+        warmed = warm_up(warm)
     if early_signals:  # stopped while warming up: there is no job to cancel
         return 0
     stop_signals = [s for s in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)) if s]
     recording = {s: signal.getsignal(s) for s in stop_signals}
     for s in stop_signals:  # while waiting a signal just ends the process
         signal.signal(s, lambda *_: os._exit(0))
-    ready = json.dumps({"event": "ready", "pid": os.getpid()}) + "\n"
+    ready = json.dumps({"event": "ready", "pid": os.getpid(), "warm": warmed}) + "\n"
     try:
         os.write(1, ready.encode())
     except OSError:  # nobody listens

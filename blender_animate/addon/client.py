@@ -46,6 +46,8 @@ CANCEL_FILE = "cancel"  # same name as blender_animate.job.CANCEL_FILE (kept std
 TERMINAL_EVENTS = ("done", "error")
 # Client-side error kinds after which a standby would fail the same way: none is prepared.
 NO_STANDBY_AFTER = ("missing_interpreter", "missing_dependency", "invalid_job")
+# Modes whose standby also imports torch and diffusers (`python -m backend standby --warm MODE`).
+MODEL_MODES = ("guided", "animateanything")
 # Packages the preview generator cannot run without (module name -> what the user installs).
 REQUIRED_MODULES = {"numpy": "numpy", "PIL": "Pillow"}
 
@@ -139,6 +141,7 @@ class GeneratorProcess:
         self.log_path = self.job_dir / LOG_NAME
         self.standby = standby
         self.warm = False  # started on a standby process
+        self.mode: str | None = None  # the job's mode, from the started event
 
         self.proc: subprocess.Popen | None = None
         self.result: dict | None = None  # the terminal event once delivered
@@ -256,6 +259,8 @@ class GeneratorProcess:
                 event = {"event": "log", "message": line}
             elif event["event"] == "ready":  # a standby's first line, before its job
                 continue
+            elif event["event"] == "started" and isinstance(event.get("mode"), str):
+                self.mode = event["mode"]
             self._queue.put(event)
         self._queue.put(None)  # EOF marker
 
@@ -311,7 +316,9 @@ class GeneratorProcess:
             threading.Thread(target=self._reap, name="animate-anything-reaper", daemon=True).start()
         self._close_log()
         if self.standby and event.get("kind") not in NO_STANDBY_AFTER:
-            standbys.prepare(self.standby_command(), self.extension_root, self.environment())
+            # Warmed for this run's mode: the next Generate most likely uses it again.
+            warm = ["--warm", self.mode] if self.mode in MODEL_MODES else []
+            standbys.prepare(self.standby_command(), self.extension_root, self.environment(), warm)
 
     def _reap(self) -> None:
         try:

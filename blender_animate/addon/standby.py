@@ -4,7 +4,9 @@ A cold generator spends ~0.5 s importing and loading its compiled kernels before
 (a third of a 720x480 preview). After a run, `prepare(command, cwd, env)` starts
 ``python -m backend standby ...`` (backend/standby.py), which warms up and waits for one job
 folder on stdin; the next `GeneratorProcess.start()` with the same command, folder and
-environment `take`s it instead of starting a process. One standby at a time: another command,
+environment `take`s it instead of starting a process. A run of a model mode leaves one warmed
+for that mode (`--warm guided`: torch and diffusers imported, ~5-10 s of its start-up). One
+standby at a time: another command,
 Python or environment (a changed preference) stops the old one, and the next run starts cold.
 
 A standby's stdout is the next run's events (its first line, `{"event": "ready"}`, is dropped by
@@ -22,28 +24,29 @@ import threading
 from .processes import new_process_group, stop_group
 
 _LOCK = threading.Lock()
-_spare: tuple[tuple, subprocess.Popen] | None = None
+_spare: tuple[tuple, tuple, subprocess.Popen] | None = None  # (key, warm arguments, process)
 
 
 def _key(command, cwd, env: dict) -> tuple:
     return (tuple(str(c) for c in command), str(cwd), tuple(sorted(env.items())))
 
 
-def prepare(command, cwd, env: dict) -> subprocess.Popen | None:
+def prepare(command, cwd, env: dict, warm=()) -> subprocess.Popen | None:
     """Keep a standby for `command` (argument list) run in `cwd` with `env`: the live one when it
-    matches, else a new one (the old one stopped). None when it cannot be started (the next run
-    starts cold and reports why)."""
+    matches and was started with the same `warm` arguments (appended to the command, e.g.
+    ["--warm", "guided"]; not part of what `take` matches), else a new one (the old one stopped).
+    None when it cannot be started (the next run starts cold and reports why)."""
     global _spare
-    key = _key(command, cwd, env)
+    key, warm = _key(command, cwd, env), tuple(str(a) for a in warm)
     with _LOCK:
-        if _spare is not None and _spare[0] == key and _spare[1].poll() is None:
-            return _spare[1]
+        if _spare is not None and _spare[:2] == (key, warm) and _spare[2].poll() is None:
+            return _spare[2]
         old, _spare = _spare, None
         if old is not None:
-            _end(old[1])
+            _end(old[2])
         try:
             proc = subprocess.Popen(
-                [str(c) for c in command],
+                [*key[0], *warm],
                 cwd=str(cwd),
                 env=env,
                 stdin=subprocess.PIPE,
@@ -53,7 +56,7 @@ def prepare(command, cwd, env: dict) -> subprocess.Popen | None:
             )
         except OSError:
             return None
-        _spare = (key, proc)
+        _spare = (key, warm, proc)
         return proc
 
 
@@ -66,7 +69,7 @@ def take(command, cwd, env: dict) -> subprocess.Popen | None:
         spare, _spare = _spare, None
     if spare is None:
         return None
-    key, proc = spare
+    key, _, proc = spare
     if key == _key(command, cwd, env) and proc.poll() is None:
         return proc
     _end(proc)
@@ -76,7 +79,7 @@ def take(command, cwd, env: dict) -> subprocess.Popen | None:
 def current() -> subprocess.Popen | None:
     """The standby waiting now, if any (for the status and for tests)."""
     with _LOCK:
-        return _spare[1] if _spare is not None and _spare[1].poll() is None else None
+        return _spare[2] if _spare is not None and _spare[2].poll() is None else None
 
 
 def stop() -> None:
@@ -85,7 +88,7 @@ def stop() -> None:
     with _LOCK:
         spare, _spare = _spare, None
     if spare is not None:
-        _end(spare[1])
+        _end(spare[2])
 
 
 def _end(proc: subprocess.Popen) -> None:

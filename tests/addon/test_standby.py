@@ -32,7 +32,7 @@ def test_a_run_leaves_a_standby_and_the_next_run_starts_on_it(tmp_path):
     assert events[0]["event"] == "started" and events[0]["pid"] == waiting.pid  # no `ready` line
     end = terminal(events)
     assert end["event"] == "done", end
-    assert second.returncode == 0 and second.log_path.is_file()
+    assert second.proc.wait(timeout=10) == 0 and second.log_path.is_file()
     assert json.loads((second.job_dir / end["outputs"]["result"]).read_text())["num_frames"] == 9
     third = standby.current()  # and the next is ready
     assert third is not None and third.pid != waiting.pid
@@ -85,3 +85,19 @@ def test_no_standby_after_a_missing_interpreter(tmp_path):
     ).start()
     assert terminal(run_to_end(proc))["kind"] == "missing_interpreter"
     assert standby.current() is None
+
+
+def test_a_standby_warmed_for_a_mode_is_kept_for_that_mode_and_taken_by_any_run(tmp_path):
+    """prepare's warm arguments (what a guided run leaves: --warm guided) are part of what is kept
+    but not of what a run takes: a warm guided standby runs the next job whatever its mode."""
+    proc = GeneratorProcess(make_job(tmp_path / "a"), standby=True)
+    args = (proc.standby_command(), proc.extension_root, proc.environment())
+    guided = standby.prepare(*args, ["--warm", "guided"])
+    assert guided.args[-2:] == ["--warm", "guided"]
+    assert standby.prepare(*args, ["--warm", "guided"]) is guided
+    plain = standby.prepare(*args)  # another warm-up: replaced
+    assert plain is not guided and guided.wait(timeout=5) is not None
+    standby.prepare(*args, ["--warm", "guided"])
+    proc.start()
+    assert proc.warm and terminal(run_to_end(proc))["event"] == "done" and proc.mode == "preview"
+    assert standby.current().args[-2:] != ["--warm", "guided"]  # a preview run leaves a preview standby

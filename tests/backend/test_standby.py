@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +27,7 @@ def start_standby(*args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
     )
     ready = json.loads(proc.stdout.readline())
-    assert ready == {"event": "ready", "pid": proc.pid}
+    assert ready == {"event": "ready", "pid": proc.pid, "warm": ["preview"]}
     return proc
 
 
@@ -104,3 +105,26 @@ def test_the_warm_up_messages_lead_the_jobs_log(tmp_path):
     )
     assert done.returncode == 0 and done.stderr == ""
     assert (tmp_path / "generator.log").read_text() == "client\nwarning: early\nrun\n"
+
+
+def test_warm_guided_imports_the_model_libraries_first(tmp_path):
+    """--warm guided: torch, diffusers and the pipelines imported before the ready line (where
+    they are installed; else a preview warm-up, which the ready line says), then any job runs."""
+    import importlib.util
+
+    have = all(importlib.util.find_spec(m) for m in ("torch", "diffusers", "transformers"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backend", "standby", "--warm", "guided"],
+        cwd=ROOT,
+        env=backend_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    ready = json.loads(proc.stdout.readline())
+    assert ready["warm"] == (["preview", "guided"] if have else ["preview"])
+    maps = Path(f"/proc/{proc.pid}/maps")
+    if have and maps.exists():
+        assert "libtorch" in maps.read_text()  # loaded in the waiting process
+    events, code = give_job(proc, (json.dumps({"job": str(make_job(tmp_path / "job"))}) + "\n").encode())
+    assert code == 0 and events[-1]["event"] == "done"
