@@ -316,9 +316,13 @@ class GeneratorProcess:
             threading.Thread(target=self._reap, name="animate-anything-reaper", daemon=True).start()
         self._close_log()
         if self.standby and event.get("kind") not in NO_STANDBY_AFTER:
-            # Warmed for this run's mode: the next Generate most likely uses it again.
-            warm = ["--warm", self.mode] if self.mode in MODEL_MODES else []
-            standbys.prepare(self.standby_command(), self.extension_root, self.environment(), warm)
+            self.prepare_standby(self.mode)  # the next Generate most likely uses this mode again
+
+    def prepare_standby(self, mode: str | None = None) -> None:
+        """Have a standby ready for runs like this one (same Python, paths, arguments and
+        environment), warmed for `mode` when it is a model mode (blender_animate.addon.standby)."""
+        warm = ["--warm", mode] if mode in MODEL_MODES else []
+        standbys.prepare(self.standby_command(), self.extension_root, self.environment(), warm)
 
     def _reap(self) -> None:
         try:

@@ -314,6 +314,9 @@ def start_run(context, *, python: str | None = None) -> GenerateRun:
         render = render_for_settings(context, settings).start()
     except (OSError, ValueError) as exc:  # ReferenceImageError, or the camera's and drags' readers
         raise GenerateError(f"Export failed: {exc}") from exc
+    process = _generator_process(folder, python, context)
+    if process.standby:  # it warms up while the reference renders
+        process.prepare_standby(settings.mode)
     _active = GenerateRun(scene, folder, None, warnings=warnings, render=render, python=python)
     _active.stage = f"reference {render.stage}"
     _by_scene[scene.as_pointer()] = _active

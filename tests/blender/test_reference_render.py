@@ -96,8 +96,12 @@ def test_in_this_process_too_the_drags_are_hidden_and_restored(shot, bpy_module)
 def test_the_modal_keeps_ticking_while_the_reference_renders(shot, bpy_module, tmp_path):
     bpy = bpy_module
     before_render = shot.render.resolution_percentage
+    standby = submodule("blender_animate.addon.standby")
+    standby.stop()
     run = runs().start_run(bpy.context)
     assert run.render is not None and run.process is None and run.render.running
+    waiting = standby.current()  # a generator warms up while the reference renders
+    assert waiting is not None
     ticks_during_render = 0
     deadline = time.monotonic() + 120
     while not run.finished and not run.ready_to_import and time.monotonic() < deadline:
@@ -110,6 +114,7 @@ def test_the_modal_keeps_ticking_while_the_reference_renders(shot, bpy_module, t
         time.sleep(0.02)
     assert ticks_during_render >= 3, "the modal was polled while the background Blender rendered"
     assert run.state == "done", run.full_message()
+    assert run.process.warm and run.process.proc is waiting
     job_dir = Path(run.job_dir)
     assert job_dir.parent == tmp_path / "jobs" and (job_dir / "reference.png").is_file()
     from PIL import Image
