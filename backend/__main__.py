@@ -1,4 +1,4 @@
-"""Command line: `python -m backend run JOB [--device D]`, `python -m backend standby [--device D]`
+"""Command line: `python -m backend run JOB [--device D]`, `python -m backend standby [--warm M]`
 (backend/standby.py: warm up, then run the job whose folder arrives on stdin) and
 `python -m backend doctor [--json]`.
 
@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         choices=("preview", "guided", "animateanything"),
         help="also import what this mode needs (torch, diffusers) before the job comes",
     )
+    devices = ("auto", "cpu", "cuda", "mps")
     for p in (p_run, p_standby):
-        devices = ("auto", "cpu", "cuda", "mps")
         p.add_argument("--device", default="auto", choices=devices, help="override job.json's device")
         p.add_argument(
             "--watch-parent", action="store_true", help="cancel the run when the process that started it ends"

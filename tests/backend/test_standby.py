@@ -17,7 +17,8 @@ from tests.backend.jobs import ROOT, backend_env, parse_events, run_backend
 from tests.jobfiles import make_job
 
 
-def start_standby(*args: str) -> subprocess.Popen:
+def start_standby(*args: str, warmed=("preview",)) -> subprocess.Popen:
+    """`python -m backend standby *args`, once its ready line (checked) has come."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "backend", "standby", *args],
         cwd=ROOT,
@@ -27,7 +28,7 @@ def start_standby(*args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
     )
     ready = json.loads(proc.stdout.readline())
-    assert ready == {"event": "ready", "pid": proc.pid, "warm": ["preview"]}
+    assert ready == {"event": "ready", "pid": proc.pid, "warm": list(warmed)}
     return proc
 
 
@@ -113,16 +114,7 @@ def test_warm_guided_imports_the_model_libraries_first(tmp_path):
     import importlib.util
 
     have = all(importlib.util.find_spec(m) for m in ("torch", "diffusers", "transformers"))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "backend", "standby", "--warm", "guided"],
-        cwd=ROOT,
-        env=backend_env(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    ready = json.loads(proc.stdout.readline())
-    assert ready["warm"] == (["preview", "guided"] if have else ["preview"])
+    proc = start_standby("--warm", "guided", warmed=("preview", "guided") if have else ("preview",))
     maps = Path(f"/proc/{proc.pid}/maps")
     if have and maps.exists():
         assert "libtorch" in maps.read_text()  # loaded in the waiting process
