@@ -1,8 +1,8 @@
 """flow.npz frame by frame: `FlowFileWriter` writes it (the same file blender_animate.flowviz's
 `save_flow` writes: an uncompressed .npz whose float16 array is streamed into the zip member) and
 takes the flow's range as it goes; `read_flow_frames` reads it back one frame at a time, in order,
-and `FlowFrames` any frame, from several threads. The
-float16 casts are OpenCV's where it imports (numpy's bits)."""
+and `FlowFrames` any frame, from several threads. The float16 casts are OpenCV's where it imports
+(numpy's bits)."""
 
 from __future__ import annotations
 
@@ -156,15 +156,22 @@ def read_flow_frames(path: Path):
     from blender_animate.flowviz import FLOW_KEY
 
     with zipfile.ZipFile(path) as zf, zf.open(f"{FLOW_KEY}.npy") as fh:
-        major, _ = np.lib.format.read_magic(fh)
-        fmt = np.lib.format
-        shape, fortran, dtype = (fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0)(fh)
-        if fortran or len(shape) != 4:
-            raise ValueError(f"{path}: not a (F, H, W, 2) C-order flow array")
+        shape, dtype = _flow_header(fh, path)
         count = int(np.prod(shape[1:]))
         for _ in range(shape[0]):
             frame = np.frombuffer(fh.read(count * dtype.itemsize), dtype).reshape(shape[1:])
             yield from_float16(frame) if frame.dtype == np.float16 else frame.astype(np.float32)
+
+
+def _flow_header(fh, path) -> tuple[tuple, np.dtype]:
+    """(shape, dtype) from the .npy header at fh's position (fh is then at the data); ValueError
+    unless it is a (F, H, W, 2) C-order array."""
+    fmt = np.lib.format
+    major, _ = fmt.read_magic(fh)
+    shape, fortran, dtype = (fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0)(fh)
+    if fortran or len(shape) != 4:
+        raise ValueError(f"{path}: not a (F, H, W, 2) C-order flow array")
+    return shape, dtype
 
 
 class FlowFrames:
@@ -192,11 +199,7 @@ class FlowFrames:
             name_len, extra_len = np.frombuffer(self._map[at + 26 : at + 30], "<u2")
             member = at + 30 + int(name_len) + int(extra_len)
             npy = io.BytesIO(self._map[member : member + 65536])  # .npy headers are far shorter
-            fmt = np.lib.format
-            v1 = fmt.read_magic(npy)[0] == 1
-            shape, fortran, self.dtype = (fmt.read_array_header_1_0 if v1 else fmt.read_array_header_2_0)(npy)
-            if fortran or len(shape) != 4:
-                raise ValueError(f"{path}: not a (F, H, W, 2) C-order flow array")
+            shape, self.dtype = _flow_header(npy, path)
             self.shape = tuple(int(v) for v in shape)
             self._count = int(np.prod(self.shape[1:]))
             self._start = member + npy.tell()

@@ -29,8 +29,8 @@ PNG_COMPRESS_LEVEL = 1
 PNG_ZLIB_STRATEGY = 3  # Z_RLE: a little faster and smaller than the default on rendered frames
 # H.264 encoders in order of preference, and the quality settings given to libx264.
 H264_CODECS = ("libx264", "h264", "libopenh264")
-# ultrafast: at CRF 18 the same quality as superfast (PSNR +0.2 dB on the bench's frames) in 0.6x
-# the encoding time, for ~2.5x the bytes (720x480: 66 kB a frame); no CABAC and no B-frames also
+# ultrafast: at CRF 18 the quality of superfast (PSNR +0.5 dB on the bench's frames) in 0.6x the
+# encoding time, for 1.6-1.8x the bytes (720x480: 67 kB a frame); no CABAC and no B-frames also
 # make Blender's scrubbing cheaper (benchmarks/bench_preview.py measures both presets).
 X264_OPTIONS = {"preset": "ultrafast", "crf": "18"}
 # The flow video is a visualisation: speed first.
