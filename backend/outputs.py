@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import os
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -27,14 +26,6 @@ from .parallel import map_ordered
 # Fast zlib level: 2-3x quicker than the default for ~10 % larger files.
 PNG_COMPRESS_LEVEL = 1
 PNG_ZLIB_STRATEGY = 3  # Z_RLE: a little faster and smaller than the default on rendered frames
-# H.264 encoders in order of preference, and the quality settings given to libx264.
-H264_CODECS = ("libx264", "h264", "libopenh264")
-# ultrafast: at CRF 18 the quality of superfast (PSNR +0.5 dB on the bench's frames) in 0.6x the
-# encoding time, for 1.6-1.8x the bytes (720x480: 67 kB a frame); no CABAC and no B-frames also
-# make Blender's scrubbing cheaper (benchmarks/bench_preview.py measures both presets).
-X264_OPTIONS = {"preset": "ultrafast", "crf": "18"}
-# The flow video is a visualisation: speed first.
-X264_FAST_OPTIONS = {"preset": "ultrafast", "crf": "23"}
 # PNG frames beside video.mp4 only when asked (the Blender import uses the mp4): set to 1.
 PNG_ENV = "ANIMATE_ANYTHING_PNG"
 
@@ -78,103 +69,6 @@ def save_png(path: Path, frame: np.ndarray) -> None:
     )
 
 
-def fps_fraction(fps: float) -> Fraction:
-    """fps as an exact frame rate FFmpeg accepts: 8.0 -> 8, 23.976 -> 24000/1001."""
-    return Fraction(float(fps)).limit_denominator(1001)
-
-
-def h264_codec() -> str:
-    """The H.264 encoder of PyAV's FFmpeg to use. Raises ImportError without PyAV and
-    RuntimeError when its FFmpeg build has none."""
-    import av
-
-    codec = next((c for c in H264_CODECS if c in av.codecs_available), None)
-    if codec is None:
-        raise RuntimeError("PyAV's FFmpeg has no H.264 encoder (libx264/openh264)")
-    return codec
-
-
-class Mp4Writer:
-    """H.264 yuv420p MP4 at `fps` with PyAV, one (H, W, 3) uint8 RGB frame at a time:
-    `write(frame)`, then `close()` (flushes and renames the temporary file into place) or
-    `abort()` (removes it). A frame may come converted already (to_yuv420's planes, made on
-    another thread). `fast`: x264 ultrafast (for visualisations). `threads`: x264's
-    threads (None: its own choice, 1.5x the cores), so that a run told to use N threads does. H
-    and W must be even (job sizes are multiples of 8). Raises as h264_codec."""
-
-    def __init__(
-        self,
-        path: Path,
-        width: int,
-        height: int,
-        fps: float,
-        *,
-        fast: bool = False,
-        threads: int | None = None,
-    ):
-        import av
-
-        self.codec = h264_codec()
-        self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.part")
-        self._av = av
-        self.container = av.open(str(self.tmp), mode="w", format="mp4")
-        try:
-            stream = self.container.add_stream(self.codec, rate=fps_fraction(fps))
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            if self.codec == "libx264":
-                stream.options = dict(X264_FAST_OPTIONS if fast else X264_OPTIONS)
-                if threads is not None:
-                    stream.options = {**stream.options, "threads": str(max(1, int(threads)))}
-            else:  # other H.264 encoders (OpenH264) take a bit rate, not a quality
-                stream.bit_rate = int(min(20e6, max(2e6, 2.0 * width * height * float(fps))))
-        except BaseException:
-            self.abort()
-            raise
-        self.stream = stream
-
-    def write(self, frame: np.ndarray) -> None:
-        """frame: (H, W, 3) uint8 RGB, or (H * 3 // 2, W) uint8 YUV 4:2:0 from to_yuv420."""
-        fmt = "yuv420p" if frame.ndim == 2 else "rgb24"
-        vf = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format=fmt)
-        for packet in self.stream.encode(vf):
-            self.container.mux(packet)
-
-    def close(self) -> None:
-        try:
-            for packet in self.stream.encode(None):
-                self.container.mux(packet)
-            self.container.close()
-            os.replace(self.tmp, self.path)
-        finally:
-            self.abort()
-
-    def abort(self) -> None:
-        """Drop what was written (a no-op after close)."""
-        try:
-            self.container.close()
-        except Exception:  # noqa: BLE001 - closing a half-written container may fail; it goes anyway
-            pass
-        if self.tmp.exists():
-            self.tmp.unlink()
-
-
-def encode_mp4(path: Path, frames: np.ndarray, fps: float, *, on_frame=None, fast: bool = False) -> str:
-    """Encode frames (F, H, W, 3) uint8 RGB as H.264 yuv420p MP4 at `fps` with PyAV (Mp4Writer);
-    returns the codec name used. Written under a temporary name, then renamed."""
-    n, h, w, _ = frames.shape
-    writer = Mp4Writer(path, w, h, fps, fast=fast)
-    try:
-        for i in range(n):
-            writer.write(frames[i])
-            if on_frame is not None:
-                on_frame(i)
-        writer.close()
-    finally:
-        writer.abort()
-    return writer.codec
-
-
 # flow.mp4 colours come from a lookup table of LUT_RADIUS steps per half-axis (1/256 of the largest
 # magnitude: invisible), built with the core's flow_to_color: ~3x cheaper than colouring every pixel.
 LUT_RADIUS = 256
@@ -182,20 +76,34 @@ LUT_RADIUS = 256
 
 def flow_lut(max_magnitude: float) -> tuple[np.ndarray, np.float32]:
     """The colour lookup table for flow up to `max_magnitude` pixels: (lut (n*n,) uint32 packed
-    RGBA, scale) for color_flow (n = 2 * LUT_RADIUS + 1), from the core's flow_to_color."""
+    RGBA, scale) for color_flow (n = 2 * LUT_RADIUS + 1), from the core's flow_to_color. The
+    table is in units of the largest magnitude (the wheel's colour depends on flow / maximum
+    alone), so one is built per process and only `scale` depends on `max_magnitude`."""
+    m = float(max_magnitude)
+    if m == 0.0:  # no motion: one colour
+        return _unit_lut(still=True), np.float32(0.0)
+    return _unit_lut(still=False), np.float32(LUT_RADIUS / m)
+
+
+@functools.cache
+def _unit_lut(still: bool) -> np.ndarray:
+    """flow_lut's table for a largest magnitude of 1 (read-only, shared by the threads); `still`:
+    every entry the colour of no motion."""
     from blender_animate.flowviz import flow_to_color
 
-    m, R = float(max_magnitude), LUT_RADIUS
+    R = LUT_RADIUS
     n = 2 * R + 1
     lut = np.zeros((n * n, 4), np.uint8)
-    if m == 0.0:  # no motion: one colour
+    if still:
         lut[:, :3] = flow_to_color(np.zeros((1, 1, 2), np.float32))[0, 0]
-        return lut.view(np.uint32).reshape(-1), np.float32(0.0)
-    axis = np.linspace(-m, m, n, dtype=np.float32)
-    grid = np.stack(np.meshgrid(axis, axis, indexing="xy"), axis=-1)  # [iv, iu] -> (u, v)
-    # A grid point can lie up to one step beyond the largest magnitude: keep it unsaturated.
-    lut[:, :3] = flow_to_color(grid, max_magnitude=m * (1 + 1.5 / R)).reshape(-1, 3)
-    return lut.view(np.uint32).reshape(-1), np.float32(R / m)
+    else:
+        axis = np.linspace(-1.0, 1.0, n, dtype=np.float32)
+        grid = np.stack(np.meshgrid(axis, axis, indexing="xy"), axis=-1)  # [iv, iu] -> (u, v)
+        # A grid point can lie up to one step beyond the largest magnitude: keep it unsaturated.
+        lut[:, :3] = flow_to_color(grid, max_magnitude=1 + 1.5 / R).reshape(-1, 3)
+    table = lut.view(np.uint32).reshape(-1)
+    table.flags.writeable = False
+    return table
 
 
 def color_flow(
@@ -283,6 +191,13 @@ def to_yuv420(frame: np.ndarray) -> np.ndarray | None:
     out = np.empty((H * 3 // 2, W), np.uint8)
     kernel.rgb_to_yuv420(np.ascontiguousarray(frame), out)
     return out
+
+
+def as_encoded(frame: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> to_yuv420's planes where the kernel makes them, else the frame
+    itself (Mp4Writer takes either)."""
+    yuv = to_yuv420(frame)
+    return frame if yuv is None else yuv
 
 
 def flow_colors(flow: np.ndarray, on_frame=None) -> np.ndarray:

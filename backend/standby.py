@@ -61,6 +61,7 @@ def warm_up(mode: str = "preview") -> list[str]:
     kernels = (preview.flow_kernels, splat.compiled_kernel, pushpull.compiled_kernel, outputs._output_kernel)
     for load in kernels:
         load()
+    outputs.flow_lut(1.0)  # flow.mp4's colour table, built once per process
     runner.environment()  # package versions for result.json (reads every installed package's metadata)
     try:
         for module in MODEL_MODULES.get(mode, ()):

@@ -149,6 +149,7 @@ def stages(job: Path, n_frames: int) -> dict:
 
     cv2.setNumThreads(1)  # one thread, as every stage here (thread_time counts this thread only)
 
+    from backend import mp4
     from backend import outputs as out
     from backend.context import load_context
     from backend.modes.preview import flow_plan, frame_flow
@@ -212,9 +213,9 @@ def stages(job: Path, n_frames: int) -> dict:
         out.PNG_COMPRESS_LEVEL = 1
         psnr = {}
         for preset in ("superfast", "ultrafast"):
-            out.X264_OPTIONS = {"preset": preset, "crf": "18"}
+            mp4.X264_OPTIONS = {"preset": preset, "crf": "18"}
             path = Path(tmp) / f"{preset}.mp4"
-            writer = out.Mp4Writer(path, W, H, spec.fps)
+            writer = mp4.Mp4Writer(path, W, H, spec.fps)
             for frame in frames:  # wall time: x264 encodes on threads of its own
                 timed(f"x264 {preset}", writer.write, frame, wall=True)
             t = time.perf_counter()

@@ -56,6 +56,7 @@ def write_outputs(partial: Path, frames, flow, ctx) -> dict:
     one writes flow.npz, and the PNG frames are spread over the rest."""
     from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
+    from backend import mp4
     from backend import outputs as out
     from backend.errors import Cancelled
     from blender_animate import result as contract
@@ -94,7 +95,7 @@ def write_outputs(partial: Path, frames, flow, ctx) -> dict:
 
     def video_task():
         try:
-            out.encode_mp4(partial / contract.VIDEO, frames, spec.fps, on_frame=tick)
+            mp4.encode_mp4(partial / contract.VIDEO, frames, spec.fps, on_frame=tick)
             files["video"] = out_path(contract.VIDEO)
         except RuntimeError as exc:
             ctx.warn(f"video.mp4 was not written ({exc}); the PNG frames are complete")
@@ -107,7 +108,7 @@ def write_outputs(partial: Path, frames, flow, ctx) -> dict:
         colors = out.flow_colors(flow, on_frame=check_stop)
         if have_av:
             try:
-                out.encode_mp4(partial / contract.FLOW_VIDEO, colors, spec.fps, on_frame=tick, fast=True)
+                mp4.encode_mp4(partial / contract.FLOW_VIDEO, colors, spec.fps, on_frame=tick, fast=True)
                 files["flow_video"] = out_path(contract.FLOW_VIDEO)
                 return
             except RuntimeError:

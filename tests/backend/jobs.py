@@ -119,7 +119,7 @@ def save_png(path, image: np.ndarray) -> None:
 
 def write_video(path, frames: np.ndarray, fps: float = 8.0) -> Path:
     """Encode (N, H, W, 3) uint8 RGB frames as an H.264 mp4 with PyAV (test reference videos)."""
-    from backend.outputs import encode_mp4
+    from backend.mp4 import encode_mp4
 
     encode_mp4(Path(path), frames, fps)
     return Path(path)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend import flow_file, outputs
+from backend import flow_file, mp4, outputs
 
 needs_kernel = pytest.mark.skipif(outputs._output_kernel() is None, reason="numba is not installed")
 
@@ -83,7 +83,7 @@ def test_video_from_converted_frames_decodes_like_the_rgb_one(tmp_path):
     frames = [np.roll(_picture(48, 64, seed=2), 3 * i, axis=1) for i in range(4)]
     decoded = {}
     for kind in ("rgb", "yuv"):
-        writer = outputs.Mp4Writer(tmp_path / f"{kind}.mp4", 64, 48, 12.0)
+        writer = mp4.Mp4Writer(tmp_path / f"{kind}.mp4", 64, 48, 12.0)
         for frame in frames:
             yuv = outputs.to_yuv420(frame) if kind == "yuv" else None
             writer.write(frame if yuv is None else yuv)
