@@ -108,9 +108,12 @@ class Mp4Writer:
     def append(self, part: _Part, start: int) -> bool:
         """Mux a flushed `part` (encoded with this writer's settings) as frames start.. of this
         video, after what was written; False (nothing muxed) when its parameter sets (SPS, PPS)
-        or time base differ from this stream's, so that it cannot be joined."""
+        or time base differ from this stream's, or it reorders frames (B-frames: its first
+        packet would decode before the previous part's last), so that it cannot be joined."""
         ours, theirs = self.stream.codec_context, part.stream.codec_context
         if theirs.extradata != ours.extradata or theirs.time_base != ours.time_base:
+            return False
+        if any(p.dts is None or p.dts != p.pts for p in part.packets[:1]):
             return False
         shift = Fraction(start) / (self._rate * ours.time_base)  # frames -> time base
         if shift.denominator != 1:

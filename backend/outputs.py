@@ -6,7 +6,7 @@ ever seen half-written. PNGs need Pillow only; the videos need PyAV (`av`): with
 is written as colour PNG frames too (`flow_frames/`) and the user's tools (Blender's FFmpeg)
 encode when asked.
 
-Frame by frame (a streamed run keeps one frame at a time): `Mp4Writer` encodes frames as they
+Frame by frame (a streamed run keeps one frame at a time): backend/mp4.py encodes frames as they
 come, backend/flow_file.py writes flow.npz frame by frame and reads it back, and `flow_lut` +
 `color_flow` colour a frame with the one normalisation of the whole video.
 """

@@ -193,9 +193,10 @@ def write_outputs(partial: Path, result, ctx, timings: dict | None = None) -> di
     encoded into video.mp4 (PyAV), written as a PNG (on a small thread pool: zlib releases the
     GIL) when there is no video or ANIMATE_ANYTHING_PNG=1 asks for them (the import uses the mp4),
     and its flow appended to flow.npz, whose range is taken as it goes. Then (stage `write`) flow.mp4, or
-    flow PNGs without PyAV, from flow.npz read back (flow_file.FlowFrames: a memory map), each
-    frame read, coloured with the whole video's range and converted on the same pool. A few frames
-    are held at a time, whatever the frame count. `timings` gets "frames" and "flow_video" (seconds)."""
+    flow PNGs without an H.264 encoder, from flow.npz read back (flow_file.FlowFrames: a memory map),
+    each frame read, coloured with the whole video's range, converted and encoded on the pool (one
+    run of frames per thread, joined: mp4.encode_in_parts). A few frames are held at a time,
+    whatever the frame count. `timings` gets "frames" and "flow_video" (seconds)."""
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 

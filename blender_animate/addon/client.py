@@ -194,7 +194,10 @@ class GeneratorProcess:
             message = f"cannot write in the job folder {self.job_dir}: {exc}"
             self._pending.append(_error("invalid_job", message, "Pick an Output folder you can write to"))
             return self
-        self.proc = self._take_standby()
+        if self.standby:
+            self.proc = standbys.take(
+                self.standby_command(), self.extension_root, self.environment(), self.job_dir
+            )
         if self.proc is not None:
             self.warm = True
             self._close_log()  # created empty; the standby appends to it
@@ -206,23 +209,6 @@ class GeneratorProcess:
             )
             self._reader.start()
         return self
-
-    def _take_standby(self) -> subprocess.Popen | None:
-        """The matching standby, given this job (None: there is none, or it died meanwhile)."""
-        if not self.standby:
-            return None
-        proc = standbys.take(self.standby_command(), self.extension_root, self.environment())
-        if proc is None:
-            return None
-        line = json.dumps({"job": str(self.job_dir)}) + "\n"
-        try:
-            proc.stdin.write(line.encode("utf-8"))
-            proc.stdin.close()
-        except OSError:  # it ended after take() looked: start cold
-            signal_group(proc, SIGKILL)
-            proc.wait()
-            return None
-        return proc
 
     def _start_cold(self) -> None:
         try:

@@ -18,6 +18,7 @@ add-on disabled, Blender quitting) ends it at once.
 from __future__ import annotations
 
 import atexit
+import json
 import subprocess
 import threading
 
@@ -60,20 +61,27 @@ def prepare(command, cwd, env: dict, warm=()) -> subprocess.Popen | None:
         return proc
 
 
-def take(command, cwd, env: dict) -> subprocess.Popen | None:
+def take(command, cwd, env: dict, job_dir) -> subprocess.Popen | None:
     """The standby started for exactly this command, folder and environment, still alive, now the
-    caller's (it sends the job line and reads the events); else None, and a standby that does not
-    match is stopped."""
+    caller's: it was given `job_dir` (the line ``{"job": PATH}`` on its stdin, which is then
+    closed) and its stdout is that run's events. Else None (start cold), and a standby that does
+    not match, or ended meanwhile, is stopped."""
     global _spare
     with _LOCK:
         spare, _spare = _spare, None
     if spare is None:
         return None
     key, _, proc = spare
-    if key == _key(command, cwd, env) and proc.poll() is None:
-        return proc
-    _end(proc)
-    return None
+    if key != _key(command, cwd, env) or proc.poll() is not None:
+        _end(proc)
+        return None
+    try:
+        proc.stdin.write((json.dumps({"job": str(job_dir)}) + "\n").encode("utf-8"))
+        proc.stdin.close()
+    except OSError:  # it ended after poll() looked
+        _end(proc)
+        return None
+    return proc
 
 
 def current() -> subprocess.Popen | None:
