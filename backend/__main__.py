@@ -72,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=("preview", "guided", "animateanything"),
         help="also import what this mode needs (torch, diffusers) before the job comes",
     )
+    p_standby.add_argument(
+        "--frame-size",
+        type=_frame_size,
+        metavar="WxH",
+        help="the size of the job expected: grow the heap ahead by what a preview of that size uses",
+    )
     devices = ("auto", "cpu", "cuda", "mps")
     for p in (p_run, p_standby):
         p.add_argument("--device", default="auto", choices=devices, help="override job.json's device")
@@ -98,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 watch_parent=args.watch_parent,
                 parent_pid=_PARENT_AT_START,
                 early_signals=_EARLY,
+                frame_size=args.frame_size,
             )
         from .runner import run
 
@@ -111,6 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     from .doctor import main as doctor_main
 
     return doctor_main(as_json=args.json, model_dirs=args.models)
+
+
+def _frame_size(text: str) -> tuple[int, int]:
+    """Text "WxH" -> (W, H), positive integers (argparse reports anything else)."""
+    w, sep, h = text.lower().partition("x")
+    if not (sep and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 720x480")
+    return int(w), int(h)
 
 
 if __name__ == "__main__":

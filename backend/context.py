@@ -55,15 +55,8 @@ class JobContext:
 
     @property
     def workers(self) -> int:
-        """Threads a mode may use for per-frame CPU work (ANIMATE_ANYTHING_THREADS overrides)."""
-        limit = _thread_limit()
-        if limit is not None:
-            return limit
-        try:
-            n = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            n = os.cpu_count() or 1
-        return max(1, min(n, 8))
+        """Threads a mode may use for per-frame CPU work (worker_count())."""
+        return worker_count()
 
     @property
     def encoder_threads(self) -> int | None:
@@ -175,6 +168,19 @@ def read_reference(path: Path, width: int, height: int) -> np.ndarray:
     if rgb.shape != (height, width, 3):
         raise JobFailure("invalid_job", f"{path} decodes to {rgb.shape}, not {height}x{width} RGB", redo)
     return np.ascontiguousarray(rgb)
+
+
+def worker_count() -> int:
+    """Threads for per-frame CPU work: ANIMATE_ANYTHING_THREADS when set, else the CPUs this
+    process may run on, at most 8."""
+    limit = _thread_limit()
+    if limit is not None:
+        return limit
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
 
 
 def _thread_limit() -> int | None:

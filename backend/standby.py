@@ -1,5 +1,5 @@
-"""`python -m backend standby [--warm MODE] [--device D] [--watch-parent]`: a generator made ready
-before its job.
+"""`python -m backend standby [--warm MODE] [--frame-size WxH] [--device D] [--watch-parent]`: a
+generator made ready before its job.
 
 A cold `python -m backend run JOB` spends its first ~0.5 s on one core (the interpreter, numpy,
 PyAV, numba's start and the preview's compiled kernels) before a frame is made: a third of a
@@ -10,9 +10,13 @@ PyAV, numba's start and the preview's compiled kernels) before a frame is made: 
    transformers and that mode's pipelines, which a model run otherwise spends ~5-10 s importing
    (the standby then waits with ~0.5 GB instead of ~0.2). Python-level messages of
    that (a kernel that did not build) are kept and written into the job's log later; stderr is
-   otherwise the client's (DEVNULL: there is no job folder yet).
-2. Say `{"event": "ready", "pid": int, "warm": [mode, ...]}` on stdout (one line: what was
-   warmed, "preview" first; the client drops it, a benchmark waits for it).
+   otherwise the client's (DEVNULL: there is no job folder yet). With `--frame-size WxH` (the
+   size of the job expected: the client passes its scene's) it also grows its heap by what a
+   preview of that size takes from it (`reserve_size`, backend.allocator.reserve): a process's
+   first run otherwise faults all of its working set in (12 % of a 720x480 run on 2 threads).
+   The standby then waits with that much more memory.
+2. Say `{"event": "ready", "pid": int, "warm": [mode, ...], "reserved_mb": int}` on stdout (one
+   line: what was warmed, "preview" first; the client drops it, a benchmark waits for it).
 3. Read one line from stdin: `{"job": "<job folder>"}` (JSON: any path). The end of stdin
    before that line (Blender quit, the client stopped the standby) or a signal while waiting
    exits 0 without a word.
@@ -32,6 +36,11 @@ import sys
 from pathlib import Path
 
 LOG_NAME = "generator.log"  # the client's name for the job's log (addon/client.py LOG_NAME)
+# What a preview run takes from the heap per pixel of its frames: ~32 bytes, and ~128 per frame
+# thread (the frames in flight and each thread's splat and fill; measured at 720x480 and 1280x720
+# on 1 and 2 threads). A reserve is at most RESERVE_CAP and an eighth of the machine's memory.
+RESERVE_BYTES_PER_PIXEL = (32, 128)
+RESERVE_CAP = 1 << 30
 
 
 # What a model mode imports before its first step, beside the preview's (each mode's own imports
@@ -71,6 +80,17 @@ def warm_up(mode: str = "preview") -> list[str]:
     return ["preview", mode] if mode in MODEL_MODULES else ["preview"]
 
 
+def reserve_size(width: int, height: int, workers: int) -> int:
+    """Bytes to reserve for a preview of width x height pixels on `workers` frame threads."""
+    shared, per_thread = RESERVE_BYTES_PER_PIXEL
+    size = int(width) * int(height) * (shared + per_thread * max(1, int(workers)))
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        memory = 8 * RESERVE_CAP
+    return max(0, min(size, RESERVE_CAP, memory // 8))
+
+
 def read_job(stdin) -> Path | None:
     """The job folder from the first line of `stdin` (bytes), or None at the end of input or for a
     line that is not `{"job": "<path>"}` (the client sends nothing else)."""
@@ -99,20 +119,31 @@ def log_to_job(job_dir: Path, early_messages: str) -> None:
 
 
 def main(
-    *, warm: str, device: str, watch_parent: bool, parent_pid: int | None, early_signals: list[int]
+    *,
+    warm: str,
+    device: str,
+    watch_parent: bool,
+    parent_pid: int | None,
+    early_signals: list[int],
+    frame_size: tuple[int, int] | None = None,
 ) -> int:
-    """Warm up for `warm` (a mode), wait for the job, run it (`runner.run`'s exit code; 0 when no
-    job came)."""
+    """Warm up for `warm` (a mode) and, with `frame_size` (width, height), reserve heap for a job
+    of that size; wait for the job, run it (`runner.run`'s exit code; 0 when no job came)."""
+    from .allocator import reserve
+    from .context import worker_count
+
     messages = io.StringIO()
     with contextlib.redirect_stderr(messages):
         warmed = warm_up(warm)
+    reserved = reserve(reserve_size(*frame_size, worker_count())) if frame_size else 0
     if early_signals:  # stopped while warming up: there is no job to cancel
         return 0
     stop_signals = [s for s in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)) if s]
     recording = {s: signal.getsignal(s) for s in stop_signals}
     for s in stop_signals:  # while waiting a signal just ends the process
         signal.signal(s, lambda *_: os._exit(0))
-    ready = json.dumps({"event": "ready", "pid": os.getpid(), "warm": warmed}) + "\n"
+    ready = {"event": "ready", "pid": os.getpid(), "warm": warmed, "reserved_mb": round(reserved / 2**20)}
+    ready = json.dumps(ready) + "\n"
     try:
         os.write(1, ready.encode())
     except OSError:  # nobody listens

@@ -11,9 +11,10 @@ a dolly with a pan, one drag), and in the same run, baseline and new alternating
    CPU time (user + system) and peak RSS of each child (os.wait4), `--repeat` times interleaved.
 2. Thread scaling of the generator: ANIMATE_ANYTHING_THREADS=1 against 2, and 2 threads with
    glibc's default malloc (ANIMATE_ANYTHING_MALLOC=default: the allocator settings off). Cold
-   (`python -m backend run`) and warm: on a standby generator (`python -m backend standby`, what
-   the add-on keeps ready), timed from handing it the job, also with 1 thread pinned to 1 core
-   (the writing thread and x264 then share that core too).
+   (`python -m backend run`) and warm: on a standby generator (`python -m backend standby
+   --frame-size WxH`, what the add-on keeps ready: its heap grown ahead for the job's frames),
+   timed from handing it the job, also without the reserve and with 1 thread pinned to 1 core
+   (one thread then does everything: the frames, x264 and the writing).
 3. Memory growth: at the last size, also the generator on half the frames: peak RSS per extra
    frame against the size of one output frame.
 4. Per stage, in this process on one thread, on `--stage-frames` frames spread over the video
@@ -103,12 +104,15 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def warm_generator(job: Path, env: dict, cores: set[int] | None = None) -> dict:
-    """The job on a standby generator (`python -m backend standby`, what the add-on keeps ready):
-    wall s from handing it the job to its exit, its CPU s in that time, its peak RSS. `cores`:
-    the CPUs it may run on (sched_setaffinity before it starts), None: all."""
+def warm_generator(job: Path, env: dict, cores: set[int] | None = None, reserve: bool = True) -> dict:
+    """The job on a standby generator (`python -m backend standby --frame-size WxH`, what the
+    add-on keeps ready; `reserve` False: without --frame-size): wall s from handing it the job to
+    its exit, its CPU s in that time, its peak RSS. `cores`: the CPUs it may run on
+    (sched_setaffinity before it starts), None: all."""
     pin = None if cores is None else (lambda: os.sched_setaffinity(0, cores))
-    argv = [sys.executable, "-m", "backend", "standby"]
+    spec = json.loads((job / "job.json").read_text())
+    size = ["--frame-size", f"{spec['width']}x{spec['height']}"] if reserve else []
+    argv = [sys.executable, "-m", "backend", "standby", *size]
     proc = subprocess.Popen(
         argv,
         cwd=ROOT,
@@ -240,6 +244,7 @@ RUNS = (
     "new 1 thread",
     "new default malloc",
     "warm",
+    "warm no reserve",
     "warm 1 thread",
     "warm 1 thread 1 core",
 )
@@ -262,6 +267,7 @@ def bench_size(width: int, height: int, frames: int, args, tmp: Path, last: bool
         runs["new 1 thread"].append(generator(job, env1))
         runs["new default malloc"].append(generator(job, env_malloc))
         runs["warm"].append(warm_generator(job, env2))
+        runs["warm no reserve"].append(warm_generator(job, env2, reserve=False))
         runs["warm 1 thread"].append(warm_generator(job, env1))
         runs["warm 1 thread 1 core"].append(warm_generator(job, env1, cores={min(os.sched_getaffinity(0))}))
     res = {"runs": runs}
@@ -324,8 +330,12 @@ def report(w: int, h: int, n: int, r: dict) -> None:
     ):
         ratios = [a["wall"] / b["wall"] for a, b in zip(runs[one], runs[two])]
         print(f"    {label}, pairs: {', '.join(f'{x:.2f}x' for x in ratios)}")
-    ratios = [a["wall"] / b["wall"] for a, b in zip(runs["new default malloc"], runs["new"])]
-    print(f"    allocator: default malloc / tuned, pairs: {', '.join(f'{x:.2f}x' for x in ratios)}")
+    for label, a, b in (
+        ("allocator: default malloc / tuned", "new default malloc", "new"),
+        ("standby heap: no reserve / reserved (--frame-size)", "warm no reserve", "warm"),
+    ):
+        ratios = [x["wall"] / y["wall"] for x, y in zip(runs[a], runs[b])]
+        print(f"    {label}, pairs: {', '.join(f'{x:.2f}x' for x in ratios)}")
     t = best["new"]["timings"]
     gen = t.get("generate", 0) + t.get("frames", 0)
     print(f"    new process stages (result.json): {t}")

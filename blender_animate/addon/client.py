@@ -88,6 +88,17 @@ def child_environment(extension_root=None, extra_paths=(), env: dict | None = No
     return out
 
 
+def job_size(job_dir) -> tuple[int, int] | None:
+    """(width, height) from the job folder's job.json (its first MiB), or None when it cannot be read."""
+    try:
+        with open(Path(job_dir) / "job.json", "rb") as fh:
+            spec = json.loads(fh.read(1 << 20))
+        size = int(spec["width"]), int(spec["height"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return size if min(size) > 0 else None
+
+
 def interpreter_problem(python: str) -> dict | None:
     """A ``missing_interpreter`` error event when `python` is a path that does not exist or is not an
     executable file; None otherwise (a bare command name is left to the system's PATH)."""
@@ -302,12 +313,16 @@ class GeneratorProcess:
             threading.Thread(target=self._reap, name="animate-anything-reaper", daemon=True).start()
         self._close_log()
         if self.standby and event.get("kind") not in NO_STANDBY_AFTER:
-            self.prepare_standby(self.mode)  # the next Generate most likely uses this mode again
+            # The next Generate most likely uses this mode and size again.
+            self.prepare_standby(self.mode, job_size(self.job_dir))
 
-    def prepare_standby(self, mode: str | None = None) -> None:
+    def prepare_standby(self, mode: str | None = None, size: tuple[int, int] | None = None) -> None:
         """Have a standby ready for runs like this one (same Python, paths, arguments and
-        environment), warmed for `mode` when it is a model mode (blender_animate.addon.standby)."""
+        environment), warmed for `mode` when it is a model mode, with heap reserved for frames of
+        `size` (width, height) when given (blender_animate.addon.standby)."""
         warm = ["--warm", mode] if mode in MODEL_MODES else []
+        if size is not None:
+            warm += ["--frame-size", f"{int(size[0])}x{int(size[1])}"]
         standbys.prepare(self.standby_command(), self.extension_root, self.environment(), warm)
 
     def _reap(self) -> None:

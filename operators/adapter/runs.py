@@ -316,7 +316,7 @@ def start_run(context, *, python: str | None = None) -> GenerateRun:
         raise GenerateError(f"Export failed: {exc}") from exc
     process = _generator_process(folder, python, context)
     if process.standby:  # it warms up while the reference renders
-        process.prepare_standby(settings.mode)
+        process.prepare_standby(settings.mode, (settings.width, settings.height))
     _active = GenerateRun(scene, folder, None, warnings=warnings, render=render, python=python)
     _active.stage = f"reference {render.stage}"
     _by_scene[scene.as_pointer()] = _active

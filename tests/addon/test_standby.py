@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -34,8 +35,11 @@ def test_a_run_leaves_a_standby_and_the_next_run_starts_on_it(tmp_path):
     assert end["event"] == "done", end
     assert second.proc.wait(timeout=10) == 0 and second.log_path.is_file()
     assert json.loads((second.job_dir / end["outputs"]["result"]).read_text())["num_frames"] == 9
-    third = standby.current()  # and the next is ready
+    third = standby.current()  # and the next is ready, its heap grown for this job's frames
     assert third is not None and third.pid != waiting.pid
+    if Path(f"/proc/{third.pid}/cmdline").exists():
+        argv = Path(f"/proc/{third.pid}/cmdline").read_bytes().split(b"\0")
+        assert argv[-3:-1] == [b"--frame-size", b"64x48"]
     standby.stop()
     assert third.poll() is not None
     assert_group_gone(second)
