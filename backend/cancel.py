@@ -124,7 +124,7 @@ class CancelWatcher:
     def _on_signal(self, signum, frame) -> None:
         name = signal.Signals(signum).name
         self.state.request(name)
-        if not _in_import(frame):
+        if not _uninterruptible(frame):
             self.state.raise_once()
 
     def _loop(self) -> None:
@@ -158,11 +158,18 @@ class CancelWatcher:
                 os._exit(EXIT_CANCELLED)
 
 
-def _in_import(frame) -> bool:
-    """Whether the main thread's `frame` runs inside the import machinery (a frame of
-    importlib._bootstrap on its stack)."""
+# The kernel loader: numba compiling or loading its cache; an exception raised inside leaves
+# llvmlite objects half made (a traceback at their collection) and the kernel cached as missing.
+_KERNEL_LOADER = str(Path(__file__).with_name("compiled.py"))
+
+
+def _uninterruptible(frame) -> bool:
+    """Whether the main thread's `frame` runs where the signal handler must not raise: inside
+    the import machinery (a frame of importlib._bootstrap on its stack) or the kernel loader.
+    The request is then raised by the next check()."""
     while frame is not None:
-        if frame.f_code.co_filename.startswith("<frozen importlib"):
+        name = frame.f_code.co_filename
+        if name.startswith("<frozen importlib") or name == _KERNEL_LOADER:
             return True
         frame = frame.f_back
     return False

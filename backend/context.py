@@ -101,8 +101,17 @@ def load_context(
     ranges), conditions.npz (dtypes, shapes, rigid cameras), depth.npy, the reference image and the
     reference video; every input a plain file in the folder (no symbolic links). Raises
     JobFailure("invalid_job") naming the file and what to do, or JobFailure("missing_dependency")
-    when Pillow is absent."""
-    job_dir = Path(job_dir)
+    when Pillow is absent; Cancelled when `cancel` was requested meanwhile (a signal's Cancelled is
+    raised inside a reader, whose broad except would report a broken file)."""
+    try:
+        return _load_context(Path(job_dir), events, cancel, device)
+    except JobFailure:
+        if cancel is not None:
+            cancel.check()
+        raise
+
+
+def _load_context(job_dir: Path, events, cancel, device: str) -> JobContext:
     check_job_dir(job_dir)
     try:
         spec, cond = jobio.load_job(job_dir)

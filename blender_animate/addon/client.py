@@ -46,8 +46,6 @@ CANCEL_FILE = "cancel"  # same name as blender_animate.job.CANCEL_FILE (kept std
 TERMINAL_EVENTS = ("done", "error")
 # Client-side error kinds after which a standby would fail the same way: none is prepared.
 NO_STANDBY_AFTER = ("missing_interpreter", "missing_dependency", "invalid_job")
-# Modes whose standby also imports torch and diffusers (`python -m backend standby --warm MODE`).
-MODEL_MODES = ("guided", "animateanything")
 # Packages the preview generator cannot run without (module name -> what the user installs).
 REQUIRED_MODULES = {"numpy": "numpy", "PIL": "Pillow"}
 
@@ -86,17 +84,6 @@ def child_environment(extension_root=None, extra_paths=(), env: dict | None = No
     out["PYTHONIOENCODING"] = "utf-8"
     out.pop("PYTHONHOME", None)
     return out
-
-
-def job_size(job_dir) -> tuple[int, int] | None:
-    """(width, height) from the job folder's job.json (its first MiB), or None when it cannot be read."""
-    try:
-        with open(Path(job_dir) / "job.json", "rb") as fh:
-            spec = json.loads(fh.read(1 << 20))
-        size = int(spec["width"]), int(spec["height"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return size if min(size) > 0 else None
 
 
 def interpreter_problem(python: str) -> dict | None:
@@ -314,15 +301,13 @@ class GeneratorProcess:
         self._close_log()
         if self.standby and event.get("kind") not in NO_STANDBY_AFTER:
             # The next Generate most likely uses this mode and size again.
-            self.prepare_standby(self.mode, job_size(self.job_dir))
+            self.prepare_standby(self.mode, standbys.job_size(self.job_dir))
 
     def prepare_standby(self, mode: str | None = None, size: tuple[int, int] | None = None) -> None:
         """Have a standby ready for runs like this one (same Python, paths, arguments and
         environment), warmed for `mode` when it is a model mode, with heap reserved for frames of
         `size` (width, height) when given (blender_animate.addon.standby)."""
-        warm = ["--warm", mode] if mode in MODEL_MODES else []
-        if size is not None:
-            warm += ["--frame-size", f"{int(size[0])}x{int(size[1])}"]
+        warm = standbys.warm_arguments(mode, size)
         standbys.prepare(self.standby_command(), self.extension_root, self.environment(), warm)
 
     def _reap(self) -> None:

@@ -105,3 +105,57 @@ def test_sigterm_while_the_start_up_imports_is_a_clean_cancel(make_job, tmp_path
     assert proc.returncode == 3, (proc.returncode, out, err)
     (event,) = parse_events(out)
     assert event["event"] == "error" and event["kind"] == "cancelled" and "SIGTERM" in event["message"]
+
+
+def test_a_signal_inside_a_job_reader_is_a_cancel_not_a_broken_file(make_job, monkeypatch):
+    """The signal handler raises Cancelled wherever the main thread is; inside the conditions
+    reader, whose broad except reports a broken file, load_context still raises Cancelled (the
+    race behind a SIGTERM 0.1 s after start reported as invalid_job)."""
+    from backend.cancel import CancelState
+    from backend.context import load_context
+    from backend.errors import Cancelled
+    from blender_animate import job_files
+
+    job = make_job()
+    state = CancelState()
+    real = job_files.read_npy
+
+    def interrupted(*args, **kwargs):  # what CancelWatcher._on_signal does mid-read
+        state.request("SIGTERM")
+        state.raise_once()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(job_files, "read_npy", interrupted)
+    with pytest.raises(Cancelled):
+        load_context(job, cancel=state)
+    monkeypatch.setattr(job_files, "read_npy", real)
+    assert load_context(job, cancel=CancelState()).spec.width == 64  # a job read without a cancel
+
+
+def test_a_signal_while_a_kernel_loads_waits_for_the_next_check(tmp_path):
+    """While backend.compiled builds or loads a kernel (numba and llvmlite must not be
+    interrupted) the handler only records the request; the next check() raises it, and the
+    kernel is not cached as missing."""
+    import sys as _sys
+
+    from backend import compiled
+    from backend.cancel import CancelState, CancelWatcher
+    from backend.errors import Cancelled
+
+    state = CancelState()
+    watcher = CancelWatcher(state, tmp_path / "cancel")
+    module = "backend.output_kernel"
+    compiled._LOADED.pop(module, None)
+
+    def smoke_test(kernel):  # the signal arrives mid-build
+        watcher._on_signal(signal.SIGTERM, _sys._getframe())
+
+    kernel = compiled.load(module, smoke_test)
+    compiled._LOADED.pop(module, None)  # the real smoke test next time
+    assert state.requested and not state.raised
+    if kernel is None:
+        pytest.skip("numba is not installed")
+    with pytest.raises(Cancelled):
+        state.check()
+    with pytest.raises(Cancelled):  # and outside the loader the handler raises at once
+        CancelWatcher(CancelState(), tmp_path / "cancel")._on_signal(signal.SIGTERM, _sys._getframe())
