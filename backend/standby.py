@@ -17,9 +17,10 @@ PyAV, numba's start and the preview's compiled kernels) before a frame is made: 
    The standby then waits with that much more memory.
 2. Say `{"event": "ready", "pid": int, "warm": [mode, ...], "reserved_mb": int}` on stdout (one
    line: what was warmed, "preview" first; the client drops it, a benchmark waits for it).
-3. Read one line from stdin: `{"job": "<job folder>"}` (JSON: any path). The end of stdin
-   before that line (Blender quit, the client stopped the standby) or a signal while waiting
-   exits 0 without a word.
+3. Read one line from stdin: `{"job": "<job folder>", "env": {...}}` (JSON: any path; "env":
+   the job's own JOB_ENV variables, set before the run). The end of stdin before that line
+   (Blender quit, the client stopped the standby) or a signal while waiting exits 0 without a
+   word.
 4. Append stderr to `JOB/generator.log` and run the job exactly as `run` does (the same events,
    exit codes and files); one job per process, so nothing of a job outlives it.
 """
@@ -36,6 +37,9 @@ import sys
 from pathlib import Path
 
 LOG_NAME = "generator.log"  # the client's name for the job's log (addon/client.py LOG_NAME)
+# Variables a job sets for its own run, sent with the job line (addon/standby.py JOB_ENV): one
+# standby serves runs that differ only in them. PNG frames beside video.mp4 (retimed imports).
+JOB_ENV = ("ANIMATE_ANYTHING_PNG",)
 # What a preview run takes from the heap per pixel of its frames: ~32 bytes, and ~128 per frame
 # thread (the frames in flight and each thread's splat and fill; measured at 720x480 and 1280x720
 # on 1 and 2 threads). A reserve is at most RESERVE_CAP and an eighth of the machine's memory.
@@ -91,15 +95,21 @@ def reserve_size(width: int, height: int, workers: int) -> int:
     return max(0, min(size, RESERVE_CAP, memory // 8))
 
 
-def read_job(stdin) -> Path | None:
-    """The job folder from the first line of `stdin` (bytes), or None at the end of input or for a
-    line that is not `{"job": "<path>"}` (the client sends nothing else)."""
+def read_job(stdin) -> tuple[Path, dict] | None:
+    """(job folder, its run's variables) from the first line of `stdin` (bytes):
+    `{"job": "<path>", "env": {NAME: "value"}}` ("env" optional; names other than JOB_ENV's and
+    values that are not strings are ignored). None at the end of input or for a line that is not
+    such an object (the client sends nothing else)."""
     line = stdin.readline()
     try:
-        job = json.loads(line.decode("utf-8"))["job"]
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+        message = json.loads(line.decode("utf-8"))
+        job, env = message["job"], message.get("env") or {}
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return Path(job) if isinstance(job, str) and job else None
+    if not isinstance(job, str) or not job:
+        return None
+    env = env if isinstance(env, dict) else {}
+    return Path(job), {k: v for k, v in env.items() if k in JOB_ENV and isinstance(v, str)}
 
 
 def log_to_job(job_dir: Path, early_messages: str) -> None:
@@ -148,11 +158,13 @@ def main(
         os.write(1, ready.encode())
     except OSError:  # nobody listens
         return 0
-    job_dir = read_job(sys.stdin.buffer)
+    job = read_job(sys.stdin.buffer)
     for s, handler in recording.items():  # from here on a signal cancels the run, as in `run`
         signal.signal(s, handler)
-    if job_dir is None:
+    if job is None:
         return 0
+    job_dir, job_env = job
+    os.environ.update(job_env)  # read when the run writes (outputs.png_frames_wanted)
     from .runner import run
 
     log_to_job(job_dir.absolute(), messages.getvalue())

@@ -29,13 +29,20 @@ from .processes import new_process_group, stop_group
 
 # Modes whose standby also imports torch and diffusers (`python -m backend standby --warm MODE`).
 MODEL_MODES = ("guided", "animateanything")
+# Variables of one job's run (backend/standby.py JOB_ENV): not the standby's environment, not
+# part of what `take` matches; sent with the job line.
+JOB_ENV = ("ANIMATE_ANYTHING_PNG",)
 
 _LOCK = threading.Lock()
 _spare: tuple[tuple, tuple, subprocess.Popen] | None = None  # (key, warm arguments, process)
 
 
 def _key(command, cwd, env: dict) -> tuple:
-    return (tuple(str(c) for c in command), str(cwd), tuple(sorted(env.items())))
+    return (tuple(str(c) for c in command), str(cwd), tuple(sorted(_standby_env(env).items())))
+
+
+def _standby_env(env: dict) -> dict:
+    return {k: v for k, v in env.items() if k not in JOB_ENV}
 
 
 def warm_arguments(mode: str | None = None, size: tuple[int, int] | None = None) -> list[str]:
@@ -59,7 +66,8 @@ def job_size(job_dir) -> tuple[int, int] | None:
 
 
 def prepare(command, cwd, env: dict, warm=()) -> subprocess.Popen | None:
-    """Keep a standby for `command` (argument list) run in `cwd` with `env`: the live one when it
+    """Keep a standby for `command` (argument list) run in `cwd` with `env` (JOB_ENV aside: a
+    job's own, sent by `take`): the live one when it
     matches and was started with the same `warm` arguments (appended to the command, e.g.
     ["--warm", "guided"]; not part of what `take` matches), else a new one (the old one stopped).
     None when it cannot be started (the next run starts cold and reports why)."""
@@ -75,7 +83,7 @@ def prepare(command, cwd, env: dict, warm=()) -> subprocess.Popen | None:
             proc = subprocess.Popen(
                 [*key[0], *warm],
                 cwd=str(cwd),
-                env=env,
+                env=_standby_env(env),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -88,9 +96,10 @@ def prepare(command, cwd, env: dict, warm=()) -> subprocess.Popen | None:
 
 
 def take(command, cwd, env: dict, job_dir) -> subprocess.Popen | None:
-    """The standby started for exactly this command, folder and environment, still alive, now the
-    caller's: it was given `job_dir` (the line ``{"job": PATH}`` on its stdin, which is then
-    closed) and its stdout is that run's events. Else None (start cold), and a standby that does
+    """The standby started for exactly this command, folder and environment (JOB_ENV aside),
+    still alive, now the caller's: it was given `job_dir` and env's JOB_ENV variables (the line
+    ``{"job": PATH, "env": {...}}`` on its stdin, which is then closed) and its stdout is that
+    run's events. Else None (start cold), and a standby that does
     not match, or ended meanwhile, is stopped."""
     global _spare
     with _LOCK:
@@ -102,7 +111,8 @@ def take(command, cwd, env: dict, job_dir) -> subprocess.Popen | None:
         _end(proc)
         return None
     try:
-        proc.stdin.write((json.dumps({"job": str(job_dir)}) + "\n").encode("utf-8"))
+        job_env = {k: env[k] for k in JOB_ENV if k in env}
+        proc.stdin.write((json.dumps({"job": str(job_dir), "env": job_env}) + "\n").encode("utf-8"))
         proc.stdin.close()
     except OSError:  # it ended after poll() looked
         _end(proc)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,23 @@ def test_a_standby_warmed_for_a_mode_is_kept_for_that_mode_and_taken_by_any_run(
     proc.start()
     assert proc.warm and terminal(run_to_end(proc))["event"] == "done" and proc.mode == "preview"
     assert standby.current().args[-2:] != ["--warm", "guided"]  # a preview run leaves a preview standby
+
+
+def test_a_run_with_its_own_variables_takes_the_standby_and_leaves_one_without_them(tmp_path):
+    """A retimed import's run (ANIMATE_ANYTHING_PNG=1, a job's own variable) starts on the standby
+    a plain run left, gets its PNG frames, and leaves a standby that the next plain run takes."""
+    run_to_end(GeneratorProcess(make_job(tmp_path / "a"), standby=True).start())
+    waiting = standby.current()
+    env = {**os.environ, "ANIMATE_ANYTHING_PNG": "1"}
+    retimed = GeneratorProcess(make_job(tmp_path / "b"), env=env, standby=True).start()
+    assert retimed.warm and retimed.proc is waiting
+    end = terminal(run_to_end(retimed))
+    assert end["event"] == "done" and end["outputs"]["frames"] == "out/frames"
+    left = standby.current()
+    environ = Path(f"/proc/{left.pid}/environ")
+    if environ.exists():
+        assert b"ANIMATE_ANYTHING_PNG=" not in environ.read_bytes()
+    plain = GeneratorProcess(make_job(tmp_path / "c"), standby=True).start()
+    assert plain.warm and plain.proc is left
+    end = terminal(run_to_end(plain))
+    assert end["event"] == "done" and end["outputs"]["frames"] is None

@@ -68,7 +68,20 @@ def test_a_job_folder_that_does_not_exist_is_the_runs_error(tmp_path):
     assert [e["event"] for e in events] == ["error"] and events[0]["kind"] == "invalid_job"
 
 
-@pytest.mark.parametrize("line", [b"", b"not json\n", b'{"job": 3}\n'])
+def test_the_job_line_sets_the_jobs_own_variables_only(tmp_path):
+    """ "env" in the job line sets JOB_ENV's variables for that run (PNG frames beside video.mp4,
+    as a retimed import asks); other names are ignored."""
+    with_png, without = make_job(tmp_path / "png"), make_job(tmp_path / "plain")
+    line = {"job": str(with_png), "env": {"ANIMATE_ANYTHING_PNG": "1", "ANIMATE_ANYTHING_THREADS": "x"}}
+    events, code = give_job(start_standby(), (json.dumps(line) + "\n").encode())
+    assert code == 0 and events[-1]["outputs"]["frames"] == "out/frames"
+    assert len(list((with_png / "out" / "frames").glob("*.png"))) == 9
+    line = {"job": str(without), "env": {"PATH": "/nowhere"}}
+    events, code = give_job(start_standby(), (json.dumps(line) + "\n").encode())
+    assert code == 0 and events[-1]["outputs"]["frames"] is None
+
+
+@pytest.mark.parametrize("line", [b"", b"not json\n", b'{"job": 3}\n', b'["a job"]\n'])
 def test_no_job_ends_it_quietly(line):
     """The end of stdin (Blender gone) or a line that is not a job: exit 0, no event."""
     events, code = give_job(start_standby(), line)
