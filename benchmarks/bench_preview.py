@@ -308,6 +308,11 @@ def main() -> int:
     return 0
 
 
+def _pairs(ratios: list[float]) -> str:
+    """The ratios of the alternating runs in order, and their median (the noise is large)."""
+    return f"{', '.join(f'{x:.2f}x' for x in ratios)} (median {float(np.median(ratios)):.2f}x)"
+
+
 def report(w: int, h: int, n: int, r: dict) -> None:
     st, runs = r["stages"], r["runs"]
     best = {k: min(v, key=lambda x: x["wall"]) for k, v in runs.items()}
@@ -329,13 +334,13 @@ def report(w: int, h: int, n: int, r: dict) -> None:
         ("cores, warm: 1 thread on 1 core / 2 threads on 2 cores", "warm 1 thread 1 core", "warm"),
     ):
         ratios = [a["wall"] / b["wall"] for a, b in zip(runs[one], runs[two])]
-        print(f"    {label}, pairs: {', '.join(f'{x:.2f}x' for x in ratios)}")
+        print(f"    {label}, pairs: {_pairs(ratios)}")
     for label, a, b in (
         ("allocator: default malloc / tuned", "new default malloc", "new"),
         ("standby heap: no reserve / reserved (--frame-size)", "warm no reserve", "warm"),
     ):
         ratios = [x["wall"] / y["wall"] for x, y in zip(runs[a], runs[b])]
-        print(f"    {label}, pairs: {', '.join(f'{x:.2f}x' for x in ratios)}")
+        print(f"    {label}, pairs: {_pairs(ratios)}")
     t = best["new"]["timings"]
     gen = t.get("generate", 0) + t.get("frames", 0)
     print(f"    new process stages (result.json): {t}")
