@@ -74,6 +74,7 @@ def one_blas_thread() -> bool:
 def keep_freed_memory(*, one_arena: bool = True) -> bool:
     """Tune glibc's malloc as described above (and numpy's BLAS threads: one_blas_thread); True
     when the malloc settings took effect."""
+    global _kept
     if os.environ.get(ENV, "") != "default":
         one_blas_thread()
     if not sys.platform.startswith("linux") or os.environ.get(ENV, "") == "default":
@@ -86,7 +87,6 @@ def keep_freed_memory(*, one_arena: bool = True) -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    global _kept
     ok = mallopt(M_MMAP_MAX, 0) == 1
     ok &= mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
     if one_arena:

@@ -216,13 +216,10 @@ def encode_in_parts(
     calling thread, with the number of frames encoded so far, about every 50 ms and at the end.
     Written under a temporary name, then renamed. Returns the codec name used. Raises as
     h264_codec."""
-    bounds = part_bounds(count, parts)
     writer = Mp4Writer(path, width, height, fps, fast=fast, threads=1)
-    done = [0] * (len(bounds) - 1)
     try:
-        if writer.codec != "libx264":
-            bounds = [0, count]
-            done = [0]
+        bounds = part_bounds(count, parts if writer.codec == "libx264" else 1)
+        done = [0] * (len(bounds) - 1)
         runs = [writer] + [_Part(writer.codec, width, height, fps, fast) for _ in range(len(bounds) - 2)]
 
         failed = threading.Event()  # one run failed: the others stop at their next frame

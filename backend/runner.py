@@ -272,10 +272,8 @@ def write_outputs(partial: Path, result, ctx, timings: dict | None = None) -> di
             flow_file.close()
             files["flow"] = out_path(contract.FLOW_NPZ)
             lut = out.flow_lut(flow_file.max_magnitude)
-            pool = pool or ThreadPoolExecutor(max_workers=max(1, ctx.workers), thread_name_prefix="write")
 
-            def progress(done: int) -> None:
-                ctx.check_cancel()
+            def progress(done: int) -> None:  # also checks cancel
                 ctx.progress("write", done, F, "writing the flow video")
 
             # Each frame is read from the file's memory map, coloured (float16 in place) and
@@ -288,6 +286,9 @@ def write_outputs(partial: Path, result, ctx, timings: dict | None = None) -> di
                     return rgb
 
                 if video is not None:  # an H.264 encoder
+                    pool = pool or ThreadPoolExecutor(
+                        max_workers=max(1, ctx.workers), thread_name_prefix="write"
+                    )
                     mp4.encode_in_parts(
                         partial / contract.FLOW_VIDEO,
                         W,

@@ -110,9 +110,10 @@ def warm_generator(job: Path, env: dict, cores: set[int] | None = None, reserve:
     its exit, its CPU s in that time, its peak RSS. `cores`: the CPUs it may run on
     (sched_setaffinity before it starts), None: all."""
     pin = None if cores is None else (lambda: os.sched_setaffinity(0, cores))
-    spec = json.loads((job / "job.json").read_text())
-    size = ["--frame-size", f"{spec['width']}x{spec['height']}"] if reserve else []
-    argv = [sys.executable, "-m", "backend", "standby", *size]
+    from blender_animate.addon.standby import job_size, warm_arguments
+
+    size = job_size(job) if reserve else None
+    argv = [sys.executable, "-m", "backend", "standby", *warm_arguments(None, size)]
     proc = subprocess.Popen(
         argv,
         cwd=ROOT,
