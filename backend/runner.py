@@ -128,7 +128,9 @@ def _run(
     from .parallel_run import ranks_for, run_ranks
 
     ranks = ranks_for(ctx)  # a bad ANIMATE_ANYTHING_CP is refused before `started`
-    events.emit("started", job=str(job_dir), mode=spec.mode, pid=os.getpid())
+    events.emit(
+        "started", job=str(job_dir), mode=spec.mode, pid=os.getpid(), width=spec.width, height=spec.height
+    )
     timings["load"] = time.perf_counter() - t0
 
     # 5-6. Generate and write into the partial folder, result.json last: in this process, or in

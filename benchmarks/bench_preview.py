@@ -110,9 +110,11 @@ def warm_generator(job: Path, env: dict, cores: set[int] | None = None, reserve:
     its exit, its CPU s in that time, its peak RSS. `cores`: the CPUs it may run on
     (sched_setaffinity before it starts), None: all."""
     pin = None if cores is None else (lambda: os.sched_setaffinity(0, cores))
-    from blender_animate.addon.standby import job_size, warm_arguments
+    from blender_animate.addon.standby import warm_arguments
+    from blender_animate.job import read_spec
 
-    size = job_size(job) if reserve else None
+    spec = read_spec(job)
+    size = (spec.width, spec.height) if reserve else None
     argv = [sys.executable, "-m", "backend", "standby", *warm_arguments(None, size)]
     proc = subprocess.Popen(
         argv,

@@ -4,7 +4,7 @@ its numpy path.
 
 What it computes is splat.py's (see there for the conventions), step for step: the importance of
 every valid source from its depth, one bilinear sample at its target position, or, where it is
-magnified, the grid of footprint samples of splat._footprint_samples (same gaps, taper, counts,
+magnified, the grid of footprint samples of footprint.footprint_samples (same gaps, taper, counts,
 offsets and weights); each sample adds weight * (colour * importance, importance * depth ratio,
 importance, 1) to the four canvas pixels around it; the canvas is then normalised into colour,
 coverage, depth and holes. float32 throughout, as the numpy path; the sums are taken in another
@@ -130,7 +130,7 @@ def _power(q, n):
 
 @_inline
 def _side(px, py, gap, i, j, di, dj, lo, hi, taper2, spacing, max_k):
-    """One axis of a source's footprint (splat._footprint_samples' count_and_vectors): sample
+    """One axis of a source's footprint (footprint.footprint_samples' count_and_vectors): sample
     count and the vectors a (from the previous neighbour) and b (to the next one). gap: the
     squared gaps along the axis, gap[i, j] between (i, j) and (i + di, j + dj)."""
     H, W = px.shape
@@ -162,7 +162,7 @@ def _side(px, py, gap, i, j, di, dj, lo, hi, taper2, spacing, max_k):
 
 @_inline
 def _shares(ax, ay, bx, by):
-    """The lengths of a footprint axis's two vectors over their mean (splat._footprint_samples'
+    """The lengths of a footprint axis's two vectors over their mean (footprint.footprint_samples'
     shares): the weights of the samples on each side, so that the coverage stays even."""
     la, lb = np.hypot(ax, ay), np.hypot(bx, by)
     mean = max(f32(0.5) * (la + lb), f32(1e-6))

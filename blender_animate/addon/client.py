@@ -140,6 +140,7 @@ class GeneratorProcess:
         self.standby = standby
         self.warm = False  # started on a standby process
         self.mode: str | None = None  # the job's mode, from the started event
+        self.size: tuple[int, int] | None = None  # its frames' (width, height), from the same
 
         self.proc: subprocess.Popen | None = None
         self.result: dict | None = None  # the terminal event once delivered
@@ -243,10 +244,18 @@ class GeneratorProcess:
                 event = {"event": "log", "message": line}
             elif event["event"] == "ready":  # a standby's first line, before its job
                 continue
-            elif event["event"] == "started" and isinstance(event.get("mode"), str):
-                self.mode = event["mode"]
+            elif event["event"] == "started":
+                self._started(event)
             self._queue.put(event)
         self._queue.put(None)  # EOF marker
+
+    def _started(self, event: dict) -> None:
+        """The job's mode and frame size from its started event (for the next standby)."""
+        if isinstance(event.get("mode"), str):
+            self.mode = event["mode"]
+        size = event.get("width"), event.get("height")
+        if all(isinstance(v, int) and v > 0 for v in size):
+            self.size = size
 
     # ------------------------------------------------------------------ follow
     def poll(self) -> list[dict]:
@@ -301,7 +310,7 @@ class GeneratorProcess:
         self._close_log()
         if self.standby and event.get("kind") not in NO_STANDBY_AFTER:
             # The next Generate most likely uses this mode and size again.
-            self.prepare_standby(self.mode, standbys.job_size(self.job_dir))
+            self.prepare_standby(self.mode, self.size)
 
     def prepare_standby(self, mode: str | None = None, size: tuple[int, int] | None = None) -> None:
         """Have a standby ready for runs like this one (same Python, paths, arguments and

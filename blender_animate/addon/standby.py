@@ -6,10 +6,10 @@ A cold generator spends ~0.5 s importing and loading its compiled kernels before
 folder on stdin; the next `GeneratorProcess.start()` with the same command, folder and
 environment `take`s it instead of starting a process. A run of a model mode leaves one warmed
 for that mode (`--warm guided`: torch and diffusers imported, ~5-10 s of its start-up), and
-each one has its heap grown for the last job's frame size (`--frame-size WxH`: the first run
-of a process otherwise faults its memory in, 12 % of a 720x480 preview). One standby at a
-time: another command, Python or environment (a changed preference) stops the old one, and the
-next run starts cold.
+each one has its heap grown for the last job's frame size (`--frame-size WxH`, from that
+run's started event: the first run of a process otherwise faults its memory in, 12 % of a
+720x480 preview). One standby at a time: another command, Python or environment (a changed
+preference) stops the old one, and the next run starts cold.
 
 A standby's stdout is the next run's events (its first line, `{"event": "ready"}`, is dropped by
 the reader); its stderr goes nowhere until its job arrives (then JOB/generator.log). It ends
@@ -23,7 +23,6 @@ import atexit
 import json
 import subprocess
 import threading
-from pathlib import Path
 
 from .processes import new_process_group, stop_group
 
@@ -52,17 +51,6 @@ def warm_arguments(mode: str | None = None, size: tuple[int, int] | None = None)
     if size is not None:
         args += ["--frame-size", f"{int(size[0])}x{int(size[1])}"]
     return args
-
-
-def job_size(job_dir) -> tuple[int, int] | None:
-    """(width, height) from the job folder's job.json (its first MiB), or None when it cannot be read."""
-    try:
-        with open(Path(job_dir) / "job.json", "rb") as fh:
-            spec = json.loads(fh.read(1 << 20))
-        size = int(spec["width"]), int(spec["height"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return size if min(size) > 0 else None
 
 
 def prepare(command, cwd, env: dict, warm=()) -> subprocess.Popen | None:

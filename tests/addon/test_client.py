@@ -66,6 +66,7 @@ def test_a_preview_run_streams_events_and_finishes(tmp_path):
     end = terminal(events)
     assert end["event"] == "done", end
     assert events[0]["event"] == "started" and events[0]["pid"] == proc.proc.pid
+    assert (proc.mode, proc.size) == ("preview", (64, 48))  # what the next standby is prepared for
     progress = [e for e in events if e["event"] == "progress"]
     assert progress and all(0 <= e["step"] <= e["total"] for e in progress)
     assert proc.proc.wait(timeout=10) == 0 and proc.returncode == 0

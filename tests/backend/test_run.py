@@ -21,6 +21,7 @@ def test_preview_run_writes_every_output(make_job):
     kinds = [e["event"] for e in events]
     assert kinds[0] == "started" and kinds[-1] == "done"
     assert events[0]["mode"] == "preview" and events[0]["pid"] > 0
+    assert (events[0]["width"], events[0]["height"]) == (64, 48)
     stages = {e["stage"] for e in events if e["event"] == "progress"}
     assert {"flow", "render", "write"} <= stages
     for e in events:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from backend.preview import splat
+from backend.preview.footprint import footprint_samples
 from backend.preview.splat import forward_splat
 from tests.backend.jobs import texture
 
@@ -169,7 +170,7 @@ def test_float32_single_product_matches_the_float64_baseline():
     mag = 1.0 + 1.8 / depth  # a dolly: near content magnified (footprints), sky not
     flow = np.stack([(xs - cx) * (mag - 1), (ys - cy) * (mag - 1) + 1.5], -1).astype(np.float32)
     valid = rng.random((H, W)) > 0.01
-    assert splat._footprint_samples(xs + flow[..., 0], ys + flow[..., 1], valid, 8) is not None
+    assert footprint_samples(xs + flow[..., 0], ys + flow[..., 1], valid, 8) is not None
     new = splat.forward_splat(img, flow, depth, valid, want_depth=True)
     old = baseline.forward_splat(img, flow, depth, valid, want_depth=True)
     np.testing.assert_array_equal(new.hole, old.hole)
