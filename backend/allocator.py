@@ -5,13 +5,15 @@ mmap threshold (at most 32 MiB) with fresh mmap()s and trims the heap eagerly, s
 page faults on memory it just freed; with several threads each one also gets its own arena, and
 system time grows with the thread count (26-34 % of the CPU time at 720p and above, issue 14).
 `keep_freed_memory` turns glibc's mmap use off (M_MMAP_MAX 0: every block comes from the heap and
-is reused), raises the trim threshold to 1 GiB and, when asked, uses one arena for all threads
-(M_ARENA_MAX 1: the per-frame blocks are few and large, so the arena lock costs nothing). These
-are set in the process by `mallopt` (`python -m backend run` calls this first), not left to
-MALLOC_* environment variables, and before the frame threads start. The process runs one job and
-exits, so holding its peak memory until then costs nothing. A no-op where mallopt is unavailable
-(macOS, Windows, musl). benchmarks/bench_preview.py measures the effect (threads 1 vs 2, with and
-without).
+is reused), turns trimming off (M_TRIM_THRESHOLD -1, mallopt(3): freed memory at the top of the
+heap stays; a 1 GiB threshold handed a standby's 1 GiB reserve, its cap, back as soon as it was
+freed, so 4K, or 1080p on 7 threads and more, had none) and, when asked, uses one arena for all
+threads (M_ARENA_MAX 1: the per-frame blocks are few and large, so the arena lock costs nothing).
+These are set in the process by `mallopt` (`python -m backend run` calls this first), not left
+to MALLOC_* environment variables, and before the frame threads start. The process runs one job
+and exits, so holding its peak memory until then costs nothing. A no-op where mallopt is
+unavailable (macOS, Windows, musl). benchmarks/bench_preview.py measures the effect (threads 1
+vs 2, with and without).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sys
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
 M_ARENA_MAX = -8
-TRIM_THRESHOLD = 1 << 30
+TRIM_THRESHOLD = -1  # never trim
 # Off switch for measurements: ANIMATE_ANYTHING_MALLOC=default leaves glibc's settings alone.
 ENV = "ANIMATE_ANYTHING_MALLOC"
 _kept = False  # keep_freed_memory's settings took effect in this process

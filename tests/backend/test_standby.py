@@ -180,6 +180,25 @@ def test_a_standby_reserves_heap_for_its_frame_size_and_the_job_faults_less(tmp_
     proc.stderr.close()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings, /proc")
+def test_a_reserve_at_its_cap_stays_in_the_process():
+    """The largest reserve (RESERVE_CAP, 1 GiB: 4K on 2 threads) is resident while the standby
+    waits, as reserved_mb says (glibc's trimming handed a freed block of 1 GiB straight back)."""
+    from backend.standby import RESERVE_CAP, reserve_size
+
+    expected = reserve_size(3840, 2160, 2)
+    if expected < RESERVE_CAP:
+        pytest.skip("less than 8 GiB of memory: the reserve is capped lower")
+    proc = start_standby("--frame-size", "3840x2160", reserved_mb=RESERVE_CAP // 2**20)
+    status = Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+    rss_kb = int(next(x for x in status if x.startswith("VmRSS")).split()[1])
+    proc.stdin.close()
+    assert proc.wait(timeout=30) == 0
+    proc.stdout.close()
+    proc.stderr.close()
+    assert rss_kb * 1024 > RESERVE_CAP, rss_kb
+
+
 def test_a_bad_frame_size_is_refused_by_name():
     ran = run_backend("standby", "--frame-size", "720")
     assert ran.returncode == 2 and "--frame-size: '720' is not WIDTHxHEIGHT" in ran.stderr
