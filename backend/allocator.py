@@ -29,6 +29,7 @@ TRIM_THRESHOLD = -1  # never trim
 # Off switch for measurements: ANIMATE_ANYTHING_MALLOC=default leaves glibc's settings alone.
 ENV = "ANIMATE_ANYTHING_MALLOC"
 _kept = False  # keep_freed_memory's settings took effect in this process
+_reserved = 0  # bytes reserve() left in the heap, free for the job
 
 
 # numpy's OpenBLAS starts a thread per core and, after each BLAS call (the flow's small matrix
@@ -104,10 +105,18 @@ def reserve(nbytes: int) -> int:
     process's first run otherwise does for all of its working set (at 720x480 on 2 threads ~90 MB:
     0.1-0.15 s of system time, 12 % of the run, benchmarks/bench_preview.py). Returns the bytes
     reserved: 0 unless keep_freed_memory took effect (else freeing would hand the block back)."""
+    global _reserved
     if not _kept or nbytes <= 0:
         return 0
     import numpy as np
 
     block = np.ones(int(nbytes), np.uint8)  # writes every page
     del block
+    _reserved += int(nbytes)
     return int(nbytes)
+
+
+def reserved_bytes() -> int:
+    """The bytes reserve() set aside in this process: free for the job, though the system counts
+    them as used."""
+    return _reserved

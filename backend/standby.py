@@ -40,10 +40,8 @@ LOG_NAME = "generator.log"  # the client's name for the job's log (addon/client.
 # Variables a job sets for its own run, sent with the job line (addon/standby.py JOB_ENV): one
 # standby serves runs that differ only in them. PNG frames beside video.mp4 (retimed imports).
 JOB_ENV = ("ANIMATE_ANYTHING_PNG",)
-# What a preview run takes from the heap per pixel of its frames: ~32 bytes, and ~128 per frame
-# thread (the frames in flight and each thread's splat and fill; measured at 720x480 and 1280x720
-# on 1 and 2 threads). A reserve is at most RESERVE_CAP and an eighth of the machine's memory.
-RESERVE_BYTES_PER_PIXEL = (32, 128)
+# A reserve is what a preview of the frame size takes from the heap (preview/budget.py), at most
+# RESERVE_CAP and an eighth of the machine's memory.
 RESERVE_CAP = 1 << 30
 
 
@@ -86,8 +84,9 @@ def warm_up(mode: str = "preview") -> list[str]:
 
 def reserve_size(width: int, height: int, workers: int) -> int:
     """Bytes to reserve for a preview of width x height pixels on `workers` frame threads."""
-    shared, per_thread = RESERVE_BYTES_PER_PIXEL
-    size = int(width) * int(height) * (shared + per_thread * max(1, int(workers)))
+    from .preview.budget import heap_bytes
+
+    size = heap_bytes(width, height, workers)
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, OSError, ValueError):

@@ -31,6 +31,7 @@ from blender_animate.flow import REGION_FEATHER, camera_flow, inverse_depth, uni
 
 from ..context import JobContext
 from ..errors import JobFailure
+from ..preview.budget import HEAP_BYTES_PER_PIXEL, frame_threads
 from ..preview.fill import fill_holes, resolve_method
 from ..preview.regions import REGION_RIM, depth_gated_regions, grow
 from ..preview.splat import DEPTH_SHARPNESS, compiled_kernel, forward_splat
@@ -293,6 +294,7 @@ def generate(ctx: JobContext) -> ModeResult:
     image = ctx.reference
     holes = np.zeros(F, np.float64)
     info = plan.info
+    workers = _frame_threads(ctx)
 
     def render(f: int) -> tuple[np.ndarray, np.ndarray]:
         if f == 0:
@@ -308,18 +310,40 @@ def generate(ctx: JobContext) -> ModeResult:
             fill=method,
             hole_fraction_mean=round(float(holes.mean()), 4),
             hole_fraction_max=round(float(holes.max()), 4),
+            frame_threads=workers,
         )
 
     stream = FrameStream(
         F,
         render,
         has_flow=True,
-        workers=ctx.workers,
+        workers=workers,
         stage="render",
         finish=finish,
         message="splatting and filling frames",
     )
     return ModeResult(stream, None, info)
+
+
+def _frame_threads(ctx: JobContext) -> int:
+    """ctx.workers, or fewer when their frames would not fit in the free memory (warned):
+    preview/budget.py, with the memory this process set aside for the job (a standby's reserve)."""
+    from ..allocator import reserved_bytes
+    from ..runtime.devices import host_free_memory
+
+    W, H, wanted = ctx.width, ctx.height, ctx.workers
+    free = host_free_memory()
+    if free is not None:
+        free += reserved_bytes()
+    workers = frame_threads(W, H, wanted, free)
+    if workers < wanted:
+        per_thread = HEAP_BYTES_PER_PIXEL[1] * W * H / 2**30
+        ctx.warn(
+            f"the preview ran {workers} frame thread(s) instead of {wanted}: each takes about "
+            f"{per_thread:.1f} GB at {W}x{H} and {free / 2**30:.1f} GB of memory was free. Close "
+            "other programs, or lower the resolution, for a faster preview"
+        )
+    return workers
 
 
 def render_frame(image, flow, depth, rim, method: str, plate=None) -> tuple[np.ndarray, float]:
