@@ -55,10 +55,10 @@ def warm_arguments(mode: str | None = None, size: tuple[int, int] | None = None)
 
 def prepare(command, cwd, env: dict, warm=()) -> subprocess.Popen | None:
     """Keep a standby for `command` (argument list) run in `cwd` with `env` (JOB_ENV aside: a
-    job's own, sent by `take`): the live one when it
-    matches and was started with the same `warm` arguments (appended to the command, e.g.
-    ["--warm", "guided"]; not part of what `take` matches), else a new one (the old one stopped).
-    None when it cannot be started (the next run starts cold and reports why)."""
+    job's own, sent by `take`): the live one when it matches and was started with the same
+    `warm` arguments (appended to the command, e.g. ["--warm", "guided"]; not part of what `take`
+    matches), else a new one (the old one stopped). None when it cannot be started (the next run
+    starts cold and reports why)."""
     global _spare
     key, warm = _key(command, cwd, env), tuple(str(a) for a in warm)
     with _LOCK:
@@ -87,8 +87,8 @@ def take(command, cwd, env: dict, job_dir) -> subprocess.Popen | None:
     """The standby started for exactly this command, folder and environment (JOB_ENV aside),
     still alive, now the caller's: it was given `job_dir` and env's JOB_ENV variables (the line
     ``{"job": PATH, "env": {...}}`` on its stdin, which is then closed) and its stdout is that
-    run's events. Else None (start cold), and a standby that does
-    not match, or ended meanwhile, is stopped."""
+    run's events. Else None (start cold), and a standby that does not match, or ended
+    meanwhile, is stopped."""
     global _spare
     with _LOCK:
         spare, _spare = _spare, None
